@@ -1,0 +1,36 @@
+# bninception: `make demo` sets everything up and runs the main job; `make test` runs the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN ?= runs/demo
+
+.PHONY: setup demo test lint gpu-test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU build of torch first, so pip never pulls a several-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# type stubs only (TensorRT itself cannot be installed without a GPU host) and the
+	# reference BN-Inception file used by the parameter-shape test
+	$(PY) -m pip install -q --no-deps tensorrt-stubs pretrainedmodels
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bninception pipeline --run $(RUN)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy engines/
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+gpu-test: $(STAMP)
+	$(VENV)/bin/pytest -q -m gpu
+
+clean:
+	rm -rf runs/demo .pytest_cache .mypy_cache .ruff_cache

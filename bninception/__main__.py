@@ -1,0 +1,3 @@
+from bninception.cli import main
+
+raise SystemExit(main())

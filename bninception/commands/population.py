@@ -1,0 +1,26 @@
+"""bninception population: inference BatchNorm with population statistics (Algorithm 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "population"
+HELP = "set BN statistics to the population mean/variance over training batches (Algorithm 2)"
+ORDER = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.cli import add_run_argument
+
+    add_run_argument(parser)
+    parser.add_argument("--batches", type=int, default=16, help="training mini-batches (N)")
+    parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size (M)")
+    parser.add_argument("--force", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bninception.model.stages import population_stage
+    from bninception.rundir import RunDir
+
+    population_stage(RunDir(args.run), batches=args.batches, batch_size=args.batch_size, force=args.force)
+    return 0

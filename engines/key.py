@@ -1,0 +1,191 @@
+"""The engine key and its JSON sidecar, and the rule that refuses an engine built elsewhere.
+
+A plan is tied to the TensorRT version and the GPU it was built on. The sidecar
+``engines/<key>.json`` records those, the precision, the batch profile and the sha256 of the
+source ONNX; the key is derived from exactly the fields that change the plan, so an engine whose
+key matches is reused and any change (new ONNX, other GPU, other TensorRT, other profile or
+build options) makes a new key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bninception.engines.detect import HostEnv
+from bninception.engines.profile import BatchProfile
+from bninception.engines.shim import HARDWARE_COMPATIBILITY
+from bninception.errors import BninceptionError
+
+SIDECAR_FORMAT = "bninception-engine/1"
+PRECISION_SOURCES = {"fp32": "model.folded.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+MAX_OPT_LEVEL = 5
+_KEY_RE = re.compile(r"^(fp32|fp16|int8)-\d+x\d+x\d+-[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Builder settings that change the plan (and so the key)."""
+
+    workspace_gib: float = 2.0
+    opt_level: int = 3
+    hardware_compatibility: str = "none"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.workspace_gib <= 1024:
+            raise BninceptionError(f"workspace must be in (0, 1024] GiB, got {self.workspace_gib}")
+        if not 0 <= self.opt_level <= MAX_OPT_LEVEL:
+            raise BninceptionError(f"builder optimization level must be 0..{MAX_OPT_LEVEL}, got {self.opt_level}")
+        if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
+            raise BninceptionError(f"hardware compatibility must be one of {sorted(HARDWARE_COMPATIBILITY)}, "
+                                   f"got {self.hardware_compatibility!r}")
+
+    @property
+    def workspace_bytes(self) -> int:
+        return int(self.workspace_gib * (1 << 30))
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything an engine is built from and for."""
+
+    precision: str
+    profile: BatchProfile
+    onnx_sha256: str
+    env: HostEnv
+    options: BuildOptions = field(default_factory=BuildOptions)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISION_SOURCES:
+            raise BninceptionError(f"precision must be one of {sorted(PRECISION_SOURCES)}, got {self.precision!r}")
+
+    @property
+    def source_onnx(self) -> str:
+        return PRECISION_SOURCES[self.precision]
+
+    def key_fields(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "profile": self.profile.to_dict(),
+            "onnx_sha256": self.onnx_sha256,
+            "tensorrt_version": self.env.trt_version,
+            "gpu_name": self.env.gpu_name,
+            "compute_capability": self.env.compute_capability,
+            "options": asdict(self.options),
+        }
+
+    def key(self) -> str:
+        canonical = json.dumps(self.key_fields(), sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+        return f"{self.precision}-{self.profile.describe()}-{digest}"
+
+
+def is_engine_key(name: str) -> bool:
+    return bool(_KEY_RE.match(name))
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """``engines/<key>.json``: what the plan is, what it was built from, on what."""
+
+    key: str
+    spec: EngineSpec
+    plan_sha256: str
+    plan_bytes: int
+    build_seconds: float
+    built_at: str
+    input_name: str
+    input_shape: tuple[int, ...]  # (C, H, W)
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "format": SIDECAR_FORMAT,
+            "key": self.key,
+            "precision": spec.precision,
+            "profile": spec.profile.to_dict(),
+            "source_onnx": spec.source_onnx,
+            "onnx_sha256": spec.onnx_sha256,
+            "tensorrt_version": spec.env.trt_version,
+            "gpu_name": spec.env.gpu_name,
+            "compute_capability": spec.env.compute_capability,
+            "options": asdict(spec.options),
+            "input": {"name": self.input_name, "shape": list(self.input_shape)},
+            "plan_sha256": self.plan_sha256,
+            "plan_bytes": self.plan_bytes,
+            "build_seconds": round(self.build_seconds, 3),
+            "built_at": self.built_at,
+            "policy": self.policy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "sidecar") -> Sidecar:
+        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise BninceptionError(f"{where}: not a {SIDECAR_FORMAT} sidecar (format {found!r})")
+        try:
+            options = data["options"]
+            spec = EngineSpec(
+                precision=str(data["precision"]),
+                profile=BatchProfile.from_dict(data["profile"]),
+                onnx_sha256=str(data["onnx_sha256"]),
+                env=HostEnv(trt_version=str(data["tensorrt_version"]), gpu_name=str(data["gpu_name"]),
+                            compute_capability=str(data["compute_capability"])),
+                options=BuildOptions(workspace_gib=float(options["workspace_gib"]),
+                                     opt_level=int(options["opt_level"]),
+                                     hardware_compatibility=str(options["hardware_compatibility"])),
+            )
+            sidecar = cls(key=str(data["key"]), spec=spec, plan_sha256=str(data["plan_sha256"]),
+                          plan_bytes=int(data["plan_bytes"]), build_seconds=float(data["build_seconds"]),
+                          built_at=str(data["built_at"]), input_name=str(data["input"]["name"]),
+                          input_shape=tuple(int(d) for d in data["input"]["shape"]),
+                          policy=dict(data.get("policy", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BninceptionError(f"{where}: malformed engine sidecar ({type(exc).__name__}: {exc})") from exc
+        if sidecar.key != spec.key():
+            raise BninceptionError(f"{where}: key {sidecar.key!r} does not match its recorded fields "
+                                   f"(expected {spec.key()!r}); the sidecar was edited or corrupted")
+        return sidecar
+
+
+def _capability(text: str) -> tuple[int, int]:
+    try:
+        major, minor = text.split(".")
+        return int(major), int(minor)
+    except ValueError:
+        raise BninceptionError(f"bad compute capability {text!r}") from None
+
+
+def compatibility_problem(built: HostEnv, hardware_compatibility: str, here: HostEnv) -> str | None:
+    """Why an engine built on ``built`` cannot run ``here`` (None when it can).
+
+    TensorRT plans only load on the TensorRT version that built them (we never build
+    version-compatible plans). The GPU must match unless the plan was built hardware-compatible:
+    ``ampere_plus`` runs on compute capability >= 8.0, ``same_cc`` on the same capability.
+    """
+    if built.trt_version != here.trt_version:
+        return (f"it was built with TensorRT {built.trt_version} and this host has TensorRT "
+                f"{here.trt_version}")
+    if hardware_compatibility == "ampere_plus":
+        if _capability(here.compute_capability) < (8, 0):
+            return (f"it was built hardware-compatible for Ampere and newer (compute capability >= 8.0) "
+                    f"and this GPU, {here.gpu_name}, has {here.compute_capability}")
+        return None
+    if built.compute_capability != here.compute_capability:
+        return (f"it was built for {built.gpu_name} (compute capability {built.compute_capability}) and "
+                f"this GPU is {here.gpu_name} (compute capability {here.compute_capability})")
+    if hardware_compatibility == "none" and built.gpu_name != here.gpu_name:
+        return f"it was built for {built.gpu_name} and this GPU is {here.gpu_name}"
+    return None
+
+
+def check_compatible(sidecar: Sidecar, here: HostEnv, plan: str = "engine") -> None:
+    """Refuse, with a message that says which, an engine built for another GPU or TensorRT."""
+    problem = compatibility_problem(sidecar.spec.env, sidecar.spec.options.hardware_compatibility, here)
+    if problem:
+        raise BninceptionError(f"refusing to load {plan}: {problem}; rebuild it here with "
+                               f"`bninception build-engine --precision {sidecar.spec.precision}`")

@@ -1,0 +1,175 @@
+"""A small editable view of an ONNX graph for passes: producers, consumers, constants, fresh names.
+
+Nodes are held in a Python list (copies of the graph's nodes) so that identity comparisons are
+reliable; ``commit()`` writes them back. Initializers are read as numpy arrays and written back
+with their original dtype; an initializer used by more than one node input is copied before it
+is changed, so the other users keep the original values.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+}
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in DEFAULT_DOMAINS:
+            return int(entry.version)
+    return 0
+
+
+def get_attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+    for attr in node.attribute:
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
+
+
+def set_attr(node: onnx.NodeProto, name: str, value: object) -> None:
+    for index, attr in enumerate(node.attribute):
+        if attr.name == name:
+            del node.attribute[index]
+            break
+    node.attribute.append(onnx.helper.make_attribute(name, value))
+
+
+class Graph:
+    """Editable view of ``model.graph`` (the model is modified in place by ``commit``)."""
+
+    def __init__(self, model: onnx.ModelProto, inferred: onnx.ModelProto | None = None) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.nodes: list[onnx.NodeProto] = [onnx.NodeProto.FromString(n.SerializeToString())
+                                            for n in self.graph.node]
+        self.inits: dict[str, onnx.TensorProto] = {t.name: t for t in self.graph.initializer}
+        self.graph_inputs = {v.name for v in self.graph.input}
+        self.graph_outputs = {v.name for v in self.graph.output}
+        self.rank: dict[str, int] = {}
+        self.elem_type: dict[str, int] = {}
+        self._read_types(inferred or model)
+        self._taken: set[str] = set()
+        self.touched_inits: set[str] = set()
+        self.refresh()
+
+    def _read_types(self, model: onnx.ModelProto) -> None:
+        g = model.graph
+        for value in [*g.input, *g.value_info, *g.output]:
+            ttype = value.type.tensor_type
+            if value.type.HasField("tensor_type"):
+                if ttype.elem_type:
+                    self.elem_type[value.name] = ttype.elem_type
+                if ttype.HasField("shape"):
+                    self.rank[value.name] = len(ttype.shape.dim)
+        for tensor in g.initializer:
+            self.elem_type.setdefault(tensor.name, tensor.data_type)
+            self.rank.setdefault(tensor.name, len(tensor.dims))
+
+    # -- structure ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Rebuild the producer / consumer maps after an edit."""
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
+        for node in self.nodes:
+            for out in node.output:
+                if out:
+                    self.producer[out] = node
+            for index, name in enumerate(node.input):
+                if name:
+                    self.consumers[name].append((node, index))
+        self._taken = {n.name for n in self.nodes} | set(self.inits) | self.graph_inputs
+        self._taken |= self.graph_outputs | set(self.producer) | set(self.consumers)
+        self._taken |= {v.name for v in self.graph.value_info}
+
+    def uses(self, name: str) -> int:
+        return len(self.consumers.get(name, ())) + (name in self.graph_outputs)
+
+    def unique(self, base: str) -> str:
+        name, counter = base, 1
+        while name in self._taken:
+            name = f"{base}_{counter}"
+            counter += 1
+        self._taken.add(name)
+        return name
+
+    def index(self, node: onnx.NodeProto) -> int:
+        for position, candidate in enumerate(self.nodes):
+            if candidate is node:
+                return position
+        raise KeyError(node.name)
+
+    def remove(self, node: onnx.NodeProto) -> None:
+        del self.nodes[self.index(node)]
+
+    def replace(self, node: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> None:
+        position = self.index(node)
+        self.nodes[position:position + 1] = new_nodes
+
+    # -- constants ------------------------------------------------------------------------
+    def is_const(self, name: str) -> bool:
+        """A constant initializer (one also listed as a graph input can be overridden: not constant)."""
+        return bool(name) and name in self.inits and name not in self.graph_inputs
+
+    def const(self, name: str) -> np.ndarray:
+        return numpy_helper.to_array(self.inits[name])
+
+    def const_dtype(self, name: str) -> int:
+        return self.inits[name].data_type
+
+    def add_const(self, base: str, array: np.ndarray) -> str:
+        name = self.unique(base)
+        tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+        self.graph.initializer.append(tensor)
+        self.inits[name] = self.graph.initializer[-1]
+        self.elem_type[name] = tensor.data_type
+        self.rank[name] = array.ndim
+        return name
+
+    def set_input_const(self, node: onnx.NodeProto, index: int, array: np.ndarray, base: str) -> None:
+        """Give ``node.input[index]`` the value ``array`` (cast to the initializer's dtype by caller).
+
+        Changed in place when this node input is the initializer's only user; copied under a
+        fresh name otherwise (shared initializer) or when the input was empty.
+        """
+        name = node.input[index] if index < len(node.input) else ""
+        if name and self.is_const(name) and self.uses(name) == 1:
+            tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+            self.inits[name].CopyFrom(tensor)
+            self.rank[name] = array.ndim
+            self.touched_inits.add(name)
+            return
+        new_name = self.add_const(base, array)
+        if name:
+            self.touched_inits.add(name)
+        while len(node.input) <= index:
+            node.input.append("")
+        node.input[index] = new_name
+        self.refresh()
+
+    # -- finishing ------------------------------------------------------------------------
+    def commit(self, maybe_unused: set[str]) -> None:
+        """Write the nodes back, drop initializers in ``maybe_unused`` that lost all users, and
+        value_info entries for tensors that no longer exist."""
+        self.refresh()
+        del self.graph.node[:]
+        self.graph.node.extend(self.nodes)
+        dead = {n for n in maybe_unused if n in self.inits and self.uses(n) == 0
+                and n not in self.graph_inputs}
+        if dead:
+            kept = [t for t in self.graph.initializer if t.name not in dead]
+            del self.graph.initializer[:]
+            self.graph.initializer.extend(kept)
+        live = set(self.producer) | set(self.consumers) | self.graph_inputs | self.graph_outputs
+        stale = [v for v in self.graph.value_info if v.name not in live]
+        for value in stale:
+            self.graph.value_info.remove(value)

@@ -1,0 +1,132 @@
+"""PyTorch inference-form network -> ONNX, with the BatchNormalization nodes kept.
+
+The legacy (TorchScript) exporter, in ``TrainingMode.EVAL`` with constant folding, runs an
+"eval peephole" pass that fuses Conv+BN itself; folding is our pass's job (``export.fold``), so we
+export in ``TrainingMode.PRESERVE`` with the module in eval mode: BN is exported in inference
+form (``training_mode=0``) and constant folding still runs, but the peephole does not. The
+exporter deduplicates equal parameters through ``Identity`` nodes; those are removed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import TYPE_CHECKING
+
+from bninception.artifacts import atomic_write_bytes
+from bninception.errors import BninceptionError
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from bninception.model.preprocess import Preprocess
+
+INPUT_NAME = "data"
+OUTPUT_NAME = "logits"
+OPSET_RANGE = (13, 21)
+META_PREPROCESS = "bninception.preprocess"
+META_LABELS = "bninception.labels"
+META_CONFIG = "bninception.model_config"
+META_SOURCE = "bninception.source_sha256"
+METADATA_KEYS = (META_PREPROCESS, META_LABELS, META_CONFIG, META_SOURCE)
+
+
+def check_opset(opset: int) -> int:
+    if not OPSET_RANGE[0] <= int(opset) <= OPSET_RANGE[1]:
+        raise BninceptionError(f"--opset must be in {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, got {opset}")
+    return int(opset)
+
+
+def remove_identities(model: onnx.ModelProto) -> int:
+    """Drop ``Identity`` nodes whose output is not a graph output; consumers read the input instead."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and node.output[0] not in outputs:
+            source = node.input[0]
+            rename[node.output[0]] = rename.get(source, source)
+            continue
+        kept.append(node)
+    if not rename:
+        return 0
+    for node in kept:
+        for index, name in enumerate(node.input):
+            if name in rename:
+                node.input[index] = rename[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    stale = [v for v in graph.value_info if v.name in rename]
+    for value in stale:
+        graph.value_info.remove(value)
+    return len(rename)
+
+
+def to_model_proto(model: torch.nn.Module, channels: int, image_size: int, opset: int = 17) -> onnx.ModelProto:
+    """Export ``model`` (put in eval mode for the export, restored afterwards) to a ModelProto."""
+    import io
+
+    import onnx
+    import torch
+
+    opset = check_opset(opset)
+    was_training = model.training
+    model.eval()
+    buffer = io.BytesIO()
+    dummy = torch.zeros(2, channels, image_size, image_size)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # legacy-exporter deprecation and PRESERVE+folding notes
+            torch.onnx.export(
+                model, (dummy,), buffer, dynamo=False, opset_version=opset,
+                training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=True,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+    except Exception as exc:  # the exporter raises many types
+        raise BninceptionError(f"ONNX export failed at opset {opset}: {exc}") from exc
+    finally:
+        model.train(was_training)
+    proto = onnx.load_from_string(buffer.getvalue())
+    remove_identities(proto)
+    return proto
+
+
+def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str],
+                out_path: str | os.PathLike[str], opset: int = 17, source_sha256: str | None = None,
+                image_size: int | None = None) -> None:
+    """Write ``out_path``: input ``data`` (dynamic batch), output ``logits``, BN kept, metadata.
+
+    metadata_props: ``bninception.preprocess`` (Preprocess JSON), ``bninception.labels`` (JSON
+    list), ``bninception.model_config`` (ModelConfig JSON), ``bninception.source_sha256``.
+    """
+    import onnx
+
+    from bninception.export.onnx_io import check_full
+
+    size = int(image_size or preprocess.size)
+    channels = preprocess.channels
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "in_channels", channels) != channels:
+        raise BninceptionError(f"preprocessing gives {channels} channel(s) but the model takes "
+                               f"{config.in_channels}")
+    proto = to_model_proto(model, channels, size, opset)
+    meta = {
+        META_PREPROCESS: preprocess.to_json(),
+        META_LABELS: json.dumps(list(labels)),
+        META_CONFIG: json.dumps(config.to_dict() if config is not None else {}, sort_keys=True),
+        META_SOURCE: source_sha256 or "",
+    }
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    proto.doc_string = "BN-Inception (bninception); BatchNormalization kept, see model.folded.onnx"
+    check_full(proto, str(out_path))
+    atomic_write_bytes(out_path, proto.SerializeToString())
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {entry.key: entry.value for entry in model.metadata_props}

@@ -1,0 +1,74 @@
+"""``checkpoint.pt`` (training state) and ``model.pt`` (inference form) files.
+
+Both are plain dicts of tensors and primitives, saved atomically and loaded with
+``torch.load(..., weights_only=True)``: a checkpoint from a user is never unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from bninception.artifacts import atomic_path
+from bninception.errors import BninceptionError
+from bninception.model.architecture import BNInception, ModelConfig, build_model
+from bninception.model.preprocess import Preprocess
+
+CHECKPOINT_FORMAT = "bninception-checkpoint/1"
+MODEL_FORMAT = "bninception-model/1"
+MAX_FILE_BYTES = 4 << 30  # bound what a user file may make us allocate
+
+
+def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load(path: str | os.PathLike[str], expected_format: str | None = None) -> dict[str, Any]:
+    """Load a bninception file safely (weights_only) with errors that name the file."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise BninceptionError(f"{path} does not exist")
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        raise BninceptionError(f"{path} is larger than {MAX_FILE_BYTES >> 30} GiB; refusing to load it")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and weights_only errors have many types
+        raise BninceptionError(f"{path} is not a loadable PyTorch file (weights_only): {exc}") from exc
+    if expected_format is not None and (not isinstance(data, dict) or data.get("format") != expected_format):
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise BninceptionError(f"{path}: expected a {expected_format} file, found {found!r}")
+    return data
+
+
+def model_from_state(data: dict[str, Any], path: str = "model") -> BNInception:
+    """Rebuild the network from ``config`` + ``state_dict`` with a clear error on mismatched keys."""
+    model = build_model(ModelConfig.from_dict(data["config"]))
+    result = model.load_state_dict(data["state_dict"], strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise BninceptionError(f"{path}: state_dict does not match the config: missing "
+                               f"{result.missing_keys[:10]}, unexpected {result.unexpected_keys[:10]}")
+    return model
+
+
+def save_model(path: str | os.PathLike[str], model: BNInception, preprocess: Preprocess,
+               labels: list[str], statistics: str, extra: dict[str, Any] | None = None) -> None:
+    """Write ``model.pt``: the network in inference form (eval-mode BN with the given statistics)."""
+    save({
+        "format": MODEL_FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "preprocess": preprocess.to_dict(),
+        "labels": list(labels),
+        "statistics": statistics,
+        **(extra or {}),
+    }, path)
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[BNInception, Preprocess, list[str], dict[str, Any]]:
+    """``model.pt`` -> (eval-mode network, preprocessing, labels, the whole record)."""
+    data = load(path, MODEL_FORMAT)
+    model = model_from_state(data, str(path)).eval()
+    return model, Preprocess.from_dict(data["preprocess"]), list(data["labels"]), data

@@ -1,0 +1,253 @@
+"""The Open Inference Protocol (KServe V2) infer request/response, with the binary data extension.
+
+Pure functions on bytes: no HTTP framework here, so every malformed-request case is testable
+on its own. Every client mistake raises ``ProtocolError(status, message)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DATATYPE = "FP32"
+OUTPUTS = ("logits", "probabilities")
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+
+
+class ProtocolError(Exception):
+    """A request the server refuses: HTTP ``status`` with ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad(message: str) -> ProtocolError:
+    return ProtocolError(400, message)
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A validated infer request: one float32 NCHW batch and the outputs wanted back."""
+
+    id: str | None
+    data: np.ndarray
+    outputs: tuple[RequestedOutput, ...]
+    timeout_s: float | None
+
+
+def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Undo ``Content-Encoding`` gzip/deflate, refusing output above ``limit`` bytes (413)."""
+    if not encoding or encoding.strip().lower() == "identity":
+        return body
+    kind = encoding.strip().lower()
+    if kind not in ("gzip", "deflate"):
+        raise ProtocolError(415, f"unsupported Content-Encoding {encoding!r} (use gzip, deflate or none)")
+    decoder = zlib.decompressobj(wbits=31 if kind == "gzip" else 15)
+    try:
+        out = decoder.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise bad(f"body is not valid {kind} data: {exc}") from exc
+    if len(out) > limit or decoder.unconsumed_tail:
+        raise ProtocolError(413, f"decompressed body exceeds the limit of {limit} bytes")
+    return out
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise bad(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+    if not 0 < length <= len(body):
+        raise bad(f"{HEADER_LENGTH} is {length} but the body has {len(body)} bytes")
+    return body[:length], body[length:]
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad(f"malformed JSON in the request header: {exc}") from None
+    if not isinstance(obj, dict):
+        raise bad(f"the request must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    params = obj.get("parameters", {})
+    if not isinstance(params, dict):
+        raise bad(f"{where}: 'parameters' must be a JSON object")
+    return params
+
+
+def _flatten_numbers(data: Any, name: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise bad(f"input {name!r}: 'data' must be a JSON array")
+    flat = data
+    while flat and any(isinstance(v, list) for v in flat):
+        if not all(isinstance(v, list) for v in flat):
+            raise bad(f"input {name!r}: 'data' mixes numbers and nested arrays")
+        flat = list(itertools.chain.from_iterable(flat))
+    if not set(map(type, flat)) <= {int, float}:
+        kinds = sorted({type(v).__name__ for v in flat} - {"int", "float"})
+        raise bad(f"input {name!r}: datatype FP32 needs numbers in 'data', found {', '.join(kinds)}")
+    return flat
+
+
+def _shape(raw: Any, name: str, item_shape: tuple[int, ...], max_batch: int) -> tuple[int, ...]:
+    expected = [-1, *item_shape]
+    if not isinstance(raw, list) or not all(_is_int(d) for d in raw):
+        raise bad(f"input {name!r}: 'shape' must be a list of integers, got {raw!r}")
+    if len(raw) != len(expected) or tuple(raw[1:]) != tuple(item_shape):
+        raise bad(f"input {name!r}: shape {raw} does not match the model's {expected}")
+    if not 1 <= raw[0] <= max_batch:
+        raise bad(f"input {name!r}: batch size {raw[0]} is outside 1..{max_batch} (the max batch size)")
+    return tuple(raw)
+
+
+def _outputs(obj: dict[str, Any], all_binary: bool) -> tuple[RequestedOutput, ...]:
+    raw = obj.get("outputs")
+    if raw is None:
+        return tuple(RequestedOutput(name, all_binary) for name in OUTPUTS)
+    if not isinstance(raw, list) or not raw:
+        raise bad("'outputs' must be a non-empty list of {\"name\": ...} objects")
+    wanted: list[RequestedOutput] = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad("each requested output must be an object with a string 'name'")
+        name = entry["name"]
+        if name not in OUTPUTS:
+            raise bad(f"unknown output {name!r}; the model has outputs {list(OUTPUTS)}")
+        if any(w.name == name for w in wanted):
+            raise bad(f"output {name!r} requested twice")
+        params = _parameters(entry, f"output {name!r}")
+        if params.get("classification"):
+            raise bad("the classification extension is not supported; use POST /v1/classify")
+        binary = params.get("binary_data", all_binary)
+        if not isinstance(binary, bool):
+            raise bad(f"output {name!r}: parameter binary_data must be true or false")
+        wanted.append(RequestedOutput(name, binary))
+    return tuple(wanted)
+
+
+def parse_infer_request(body: bytes, header_length: str | None, input_name: str,
+                        item_shape: tuple[int, ...], max_batch: int) -> InferRequest:
+    """Validate a V2 infer request body (JSON, or JSON header + binary tensor data)."""
+    header, binary = _split_body(body, header_length)
+    obj = _json_object(header)
+    request_id = obj.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise bad("'id' must be a string")
+    params = _parameters(obj, "request")
+    all_binary = params.get("binary_data_output", False)
+    if not isinstance(all_binary, bool):
+        raise bad("parameter binary_data_output must be true or false")
+    timeout_s = None
+    if "timeout" in params:
+        if not _is_int(params["timeout"]) or params["timeout"] <= 0:
+            raise bad("parameter timeout must be a positive integer (microseconds)")
+        timeout_s = params["timeout"] / 1e6
+
+    inputs = obj.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise bad(f"'inputs' must be a non-empty list; the model takes one input {input_name!r}")
+    data: np.ndarray | None = None
+    offset = 0
+    for entry in inputs:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise bad("each input must be an object with a string 'name'")
+        name = entry["name"]
+        if name != input_name:
+            raise bad(f"unknown input {name!r}; the model takes one input {input_name!r}")
+        if data is not None:
+            raise bad(f"input {name!r} given twice")
+        if entry.get("datatype") != DATATYPE:
+            raise bad(f"input {name!r}: datatype {entry.get('datatype')!r} is not supported; "
+                      f"the model takes {DATATYPE}")
+        shape = _shape(entry.get("shape"), name, item_shape, max_batch)
+        count = math.prod(shape)
+        size = _parameters(entry, f"input {name!r}").get("binary_data_size")
+        if size is not None:
+            if "data" in entry:
+                raise bad(f"input {name!r} has both 'data' and binary_data_size")
+            if not _is_int(size) or size < 0:
+                raise bad(f"input {name!r}: binary_data_size must be a non-negative integer")
+            if size != count * 4:
+                raise bad(f"input {name!r}: binary_data_size {size} does not match shape {list(shape)} "
+                          f"({count} FP32 values = {count * 4} bytes)")
+            if offset + size > len(binary):
+                raise bad(f"input {name!r}: binary_data_size {size} but only {len(binary) - offset} "
+                          f"bytes of binary data follow the header")
+            data = np.frombuffer(binary, dtype="<f4", count=count, offset=offset).reshape(shape)
+            offset += size
+        else:
+            if "data" not in entry:
+                raise bad(f"input {name!r} has neither 'data' nor binary_data_size")
+            flat = _flatten_numbers(entry["data"], name)
+            if len(flat) != count:
+                raise bad(f"input {name!r}: {len(flat)} values in 'data' but shape {list(shape)} "
+                          f"needs {count}")
+            data = np.asarray(flat, dtype=np.float32).reshape(shape)
+    if offset != len(binary):
+        raise bad(f"{len(binary) - offset} bytes of binary data after the header are not claimed by "
+                  f"any input's binary_data_size")
+    assert data is not None
+    if not np.isfinite(data).all():
+        raise bad(f"input {input_name!r} contains NaN or infinite values")
+    return InferRequest(request_id, np.ascontiguousarray(data, dtype=np.float32),
+                        _outputs(obj, all_binary), timeout_s)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def encode_infer_response(model_name: str, version: str, request: InferRequest,
+                          logits: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """Response body and headers; binary outputs follow the JSON header in request order."""
+    tensors = {"logits": logits.astype(np.float32, copy=False)}
+    if any(o.name == "probabilities" for o in request.outputs):
+        tensors["probabilities"] = softmax(logits)
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for wanted in request.outputs:
+        array = tensors[wanted.name]
+        entry: dict[str, Any] = {"name": wanted.name, "datatype": DATATYPE, "shape": list(array.shape)}
+        if wanted.binary:
+            blob = np.ascontiguousarray(array, dtype="<f4").tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.ravel().tolist()
+        outputs.append(entry)
+    response: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": outputs}
+    if request.id is not None:
+        response["id"] = request.id
+    header = json.dumps(response, separators=(",", ":")).encode()
+    if not blobs:
+        return header, {"Content-Type": "application/json"}
+    return header + b"".join(blobs), {"Content-Type": "application/octet-stream",
+                                      HEADER_LENGTH: str(len(header))}

@@ -1,0 +1,34 @@
+"""Shared fixtures: one trained demo run per test session (digits, default recipe)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bninception.rundir import RunDir
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """A run trained with the default demo recipe, with population statistics (model.pt).
+
+    Session-scoped and shared: tests may add artifacts through the stage functions (which skip
+    when fresh) but must not modify or delete existing files; use ``demo_run_copy`` for that.
+    """
+    from bninception.model.stages import population_stage, train_stage
+    from bninception.model.train import TrainConfig
+
+    run = RunDir(tmp_path_factory.mktemp("demo_run"))
+    train_stage(run, TrainConfig(), progress=False)
+    population_stage(run)
+    return run
+
+
+@pytest.fixture
+def demo_run_copy(demo_run: RunDir, tmp_path: Path) -> RunDir:
+    """A private copy of the demo run that a test may change."""
+    target = tmp_path / "run"
+    shutil.copytree(demo_run.root, target)
+    return RunDir(target)
