@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy engines/
+	$(PY) -m bninception.engines.typecheck
 
 test: lint
 	$(VENV)/bin/pytest -q

@@ -16,7 +16,9 @@ DEFAULT_RUN = "runs/demo"
 
 
 def add_run_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument("--run", default=None if required else DEFAULT_RUN, required=required,
+    """``--run DIR``; ``--run-dir`` is the same option under a name torchrun's parser leaves alone."""
+    parser.add_argument("--run", "--run-dir", dest="run", default=None if required else DEFAULT_RUN,
+                        required=required,
                         help="run directory (default: %(default)s)" if not required else "run directory")
 
 

@@ -46,15 +46,16 @@ def format_parser_errors(errors: Iterable[_ParserErrorLike], onnx_path: str) -> 
     return f"TensorRT could not parse {onnx_path}:\n" + "\n".join(lines)
 
 
-def _collecting_logger(trt: Any) -> Any:
+def _collecting_logger() -> Any:
     """A ``trt.ILogger`` that forwards to logging and keeps errors for the exception message."""
+    import tensorrt as trt
 
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc,name-defined]
+    class CollectingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
 
-        def log(self, severity: Any, msg: str) -> None:
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
             if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
                 self.errors.append(msg)
                 log.error("tensorrt: %s", msg)
@@ -89,7 +90,7 @@ def build_plan(onnx_path: str | os.PathLike[str], spec: EngineSpec, onnx_input: 
         raise BninceptionError(f"{onnx_path} is larger than 2 GiB; export it with external data")
     min_shape, opt_shape, max_shape = profile_shapes(onnx_input.shape, spec.profile, onnx_input.name)
 
-    logger = _collecting_logger(trt)
+    logger = _collecting_logger()
     builder = trt.Builder(logger)
     network = shim.create_network(trt, builder)
     parser = trt.OnnxParser(network, logger)
@@ -112,7 +113,8 @@ def build_plan(onnx_path: str | os.PathLike[str], spec: EngineSpec, onnx_input: 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         detail = "; ".join(logger.errors[-5:]) or "see the TensorRT log above"
-        raise BninceptionError(f"TensorRT failed to build a {spec.precision} engine from {onnx_path}: {detail}")
+        raise BninceptionError(f"TensorRT failed to build a {spec.precision} engine from {onnx_path}: "
+                               f"{detail}")
     if timing_cache is not None:
         atomic_write_bytes(timing_cache, bytes(cache.serialize()))
     policy["profile_shapes"] = {"min": list(min_shape), "opt": list(opt_shape), "max": list(max_shape)}

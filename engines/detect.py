@@ -59,7 +59,8 @@ class HostEnv:
     compute_capability: str  # "8.6"
 
     def describe(self) -> str:
-        return f"TensorRT {self.trt_version} on {self.gpu_name} (compute capability {self.compute_capability})"
+        return (f"TensorRT {self.trt_version} on {self.gpu_name} "
+                f"(compute capability {self.compute_capability})")
 
 
 def host_env(device: int = 0) -> HostEnv:

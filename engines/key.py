@@ -38,7 +38,8 @@ class BuildOptions:
         if not 0 < self.workspace_gib <= 1024:
             raise BninceptionError(f"workspace must be in (0, 1024] GiB, got {self.workspace_gib}")
         if not 0 <= self.opt_level <= MAX_OPT_LEVEL:
-            raise BninceptionError(f"builder optimization level must be 0..{MAX_OPT_LEVEL}, got {self.opt_level}")
+            raise BninceptionError(f"builder optimization level must be 0..{MAX_OPT_LEVEL}, "
+                                   f"got {self.opt_level}")
         if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
             raise BninceptionError(f"hardware compatibility must be one of {sorted(HARDWARE_COMPATIBILITY)}, "
                                    f"got {self.hardware_compatibility!r}")
@@ -60,7 +61,8 @@ class EngineSpec:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_SOURCES:
-            raise BninceptionError(f"precision must be one of {sorted(PRECISION_SOURCES)}, got {self.precision!r}")
+            raise BninceptionError(f"precision must be one of {sorted(PRECISION_SOURCES)}, "
+                                   f"got {self.precision!r}")
 
     @property
     def source_onnx(self) -> str:
@@ -144,8 +146,9 @@ class Sidecar:
                           built_at=str(data["built_at"]), input_name=str(data["input"]["name"]),
                           input_shape=tuple(int(d) for d in data["input"]["shape"]),
                           policy=dict(data.get("policy", {})))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BninceptionError(f"{where}: malformed engine sidecar ({type(exc).__name__}: {exc})") from exc
+        except (KeyError, TypeError, ValueError, BninceptionError) as exc:
+            problem = str(exc) if isinstance(exc, BninceptionError) else f"{type(exc).__name__}: {exc}"
+            raise BninceptionError(f"{where}: malformed engine sidecar ({problem})") from exc
         if sidecar.key != spec.key():
             raise BninceptionError(f"{where}: key {sidecar.key!r} does not match its recorded fields "
                                    f"(expected {spec.key()!r}); the sidecar was edited or corrupted")

@@ -107,7 +107,8 @@ def set_hardware_compatibility(trt: ModuleType | Any, config: tensorrt.IBuilderC
     config.hardware_compatibility_level = member
 
 
-def configure_precision(trt: ModuleType | Any, config: tensorrt.IBuilderConfig, precision: str) -> dict[str, Any]:
+def configure_precision(trt: ModuleType | Any, config: tensorrt.IBuilderConfig,
+                        precision: str) -> dict[str, Any]:
     """Apply the precision policy: no weak-typing flags ever; TF32 off for the FP32 engine.
 
     Returns what was done, for the sidecar.

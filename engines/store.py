@@ -65,7 +65,8 @@ def read_plan(path: str | os.PathLike[str], sidecar: Sidecar | None = None) -> b
         import hashlib
 
         if hashlib.sha256(data).hexdigest() != sidecar.plan_sha256:
-            raise BninceptionError(f"{path}: sha256 does not match its sidecar; the plan was replaced or corrupted")
+            raise BninceptionError(f"{path}: sha256 does not match its sidecar; "
+                                   "the plan was replaced or corrupted")
     return data
 
 

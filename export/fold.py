@@ -122,7 +122,8 @@ class _Folder:
         scale, bias, mean, var = (self.g.const(n).astype(np.float64) for n in bn.input[1:])
         if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1
                 and scale.shape == bias.shape == mean.shape == var.shape):
-            raise _Leave(f"parameters are not 1-D of one length: {[p.shape for p in (scale, bias, mean, var)]}")
+            shapes = [p.shape for p in (scale, bias, mean, var)]
+            raise _Leave(f"parameters are not 1-D of one length: {shapes}")
         for name in bn.input[1:]:
             _float_dtype(self.g.const_dtype(name), f"parameter {name!r}")
         eps = float(get_attr(bn, "epsilon", 1e-5))  # type: ignore[arg-type]
@@ -216,7 +217,8 @@ class _Folder:
             raise _Leave(f"MatMul {matmul.name!r} weight {matmul.input[1]!r} is not a constant initializer")
         w = self.weight(matmul, 1, "weight")
         if w.ndim != 2 or w.shape[1] != n:
-            raise _Leave(f"MatMul {matmul.name!r} weight of shape {w.shape} does not give the BN's {n} channels")
+            raise _Leave(f"MatMul {matmul.name!r} weight of shape {w.shape} does not give the BN's "
+                         f"{n} channels")
         return w
 
     def check_rank2(self, bn: onnx.NodeProto) -> None:
@@ -345,7 +347,8 @@ class _Folder:
         self.g.rank[mid] = rank
         self.g.elem_type[mid] = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         mul = onnx.helper.make_node("Mul", [x, scale_name], [mid], name=self.g.unique(f"{base}_mul"))
-        add = onnx.helper.make_node("Add", [mid, shift_name], [y], name=bn.name or self.g.unique(f"{base}_add"))
+        add = onnx.helper.make_node("Add", [mid, shift_name], [y],
+                                    name=bn.name or self.g.unique(f"{base}_add"))
         self.g.replace(bn, [mul, add])
         return "standalone->Mul+Add"
 

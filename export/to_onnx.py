@@ -65,8 +65,12 @@ def remove_identities(model: onnx.ModelProto) -> int:
     return len(rename)
 
 
-def to_model_proto(model: torch.nn.Module, channels: int, image_size: int, opset: int = 17) -> onnx.ModelProto:
-    """Export ``model`` (put in eval mode for the export, restored afterwards) to a ModelProto."""
+def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
+                   opset: int = 17) -> onnx.ModelProto:
+    """Export ``model`` (eval mode for the export, mode restored afterwards) to a ModelProto.
+
+    ``input_shape`` excludes the batch axis, which is dynamic in the result.
+    """
     import io
 
     import onnx
@@ -76,7 +80,7 @@ def to_model_proto(model: torch.nn.Module, channels: int, image_size: int, opset
     was_training = model.training
     model.eval()
     buffer = io.BytesIO()
-    dummy = torch.zeros(2, channels, image_size, image_size)
+    dummy = torch.zeros(2, *input_shape)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # legacy-exporter deprecation and PRESERVE+folding notes
@@ -113,7 +117,7 @@ def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str
     if config is not None and getattr(config, "in_channels", channels) != channels:
         raise BninceptionError(f"preprocessing gives {channels} channel(s) but the model takes "
                                f"{config.in_channels}")
-    proto = to_model_proto(model, channels, size, opset)
+    proto = to_model_proto(model, (channels, size, size), opset)
     meta = {
         META_PREPROCESS: preprocess.to_json(),
         META_LABELS: json.dumps(list(labels)),

@@ -52,13 +52,13 @@ class ServerState:
     def __init__(self, model_path: "str | os.PathLike[str]", model_name: str, max_batch: int,
                  max_delay_ms: float, max_queue: int, threads: int, providers: list[str] | None,
                  optimization: str, batching: bool, request_timeout_s: float,
-                 max_body_bytes: int | None, workers: int) -> None:
+                 max_body_bytes: int | None, workers: int, spinning: bool | None = None) -> None:
         if max_batch < 1 or max_queue < 1 or max_delay_ms < 0 or request_timeout_s <= 0:
             raise BninceptionError("max_batch and max_queue must be >= 1, max_delay_ms >= 0, "
                                    "request timeout > 0")
         self.name = model_name
         self.session = create_session(model_path, providers=providers, optimization=optimization,
-                                      threads=threads)
+                                      threads=threads, spinning=spinning)
         self.info: ModelInfo = read_model_info(self.session, model_path)
         self.max_batch = max_batch
         self.max_delay_ms = max_delay_ms
@@ -66,12 +66,15 @@ class ServerState:
         values = max_batch * int(np.prod(self.info.item_shape))
         # JSON numbers take up to ~25 bytes each; binary 4. Images for /v1/classify are bounded apart.
         self.max_body_bytes = max_body_bytes or max(1 << 20, values * 32 + (64 << 10))
-        self.metrics = ServerMetrics(queue_depth=lambda: self.batcher.depth)
+        self.metrics = ServerMetrics(queue_depth=self._queue_depth)
         self.batcher = DynamicBatcher(self._run, max_batch=max_batch, max_delay_s=max_delay_ms / 1000,
                                       max_queue=max_queue, batching=batching, workers=workers,
                                       observer=self._observe)
 
     # -- inference ----------------------------------------------------------------------------
+    def _queue_depth(self) -> float:
+        return float(self.batcher.depth)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([self.info.output], {self.info.input.name: batch})[0]
         return np.asarray(out, dtype=np.float32)
@@ -228,7 +231,7 @@ def create_app(model_path: "str | os.PathLike[str]", model_name: str = "bnincept
                max_delay_ms: float = 5.0, max_queue: int = 256, threads: int = 0,
                providers: list[str] | None = None, optimization: str = "all", batching: bool = True,
                request_timeout_s: float = 30.0, max_body_bytes: int | None = None,
-               workers: int = 1) -> "FastAPI":
+               workers: int = 1, spinning: bool | None = False) -> "FastAPI":
     """A FastAPI app serving ``model_path`` (``app.state.server`` holds the ServerState)."""
     from fastapi import FastAPI, Request, Response
     from fastapi.exceptions import RequestValidationError
@@ -236,7 +239,7 @@ def create_app(model_path: "str | os.PathLike[str]", model_name: str = "bnincept
     from starlette.exceptions import HTTPException
 
     state = ServerState(model_path, model_name, max_batch, max_delay_ms, max_queue, threads, providers,
-                        optimization, batching, request_timeout_s, max_body_bytes, workers)
+                        optimization, batching, request_timeout_s, max_body_bytes, workers, spinning)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -77,7 +77,9 @@ class DynamicBatcher:
                 raise QueueFull(f"queue full ({self.max_queue} requests waiting)")
             self._queue.append(item)
             self._rows_queued += len(rows)
-            self._cond.notify()
+            # Wake a worker only when it has something to do: a first item, or a full batch.
+            if len(self._queue) == 1 or self._rows_queued >= self.max_batch or not self.batching:
+                self._cond.notify()
         return item.future
 
     def close(self, timeout: float = 5.0) -> None:

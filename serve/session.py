@@ -30,8 +30,13 @@ def pick_providers(requested: list[str] | None = None) -> list[str]:
 
 
 def create_session(model_path: str | os.PathLike[str], providers: list[str] | None = None,
-                   optimization: str = "all", threads: int = 0) -> ort.InferenceSession:
-    """An InferenceSession with a clear error for a missing or unreadable model file."""
+                   optimization: str = "all", threads: int = 0,
+                   spinning: bool | None = None) -> ort.InferenceSession:
+    """An InferenceSession with a clear error for a missing or unreadable model file.
+
+    ``spinning=False`` stops idle intra-op threads from busy-waiting (better for a server that
+    shares its cores with the HTTP event loop); ``None`` keeps ONNX Runtime's default.
+    """
     import onnxruntime as ort
 
     if optimization not in OPTIMIZATION_LEVELS:
@@ -49,6 +54,8 @@ def create_session(model_path: str | os.PathLike[str], providers: list[str] | No
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     try:
         return ort.InferenceSession(str(model_path), sess_options=options,
                                     providers=pick_providers(providers))

@@ -1,0 +1,145 @@
+"""BatchNorm folding: our pass vs onnxoptimizer, onnxslim and ONNX Runtime's basic level.
+
+For BN-Inception (224x224, 1000 classes, random BN state) and three small models built here (a
+DenseNet-style block where BN precedes conv, a ConvTranspose decoder, an MLP with BatchNorm1d),
+count the BatchNormalization nodes left and the max abs output diff against the unfolded model
+(ONNX Runtime, graph optimizations off, random inputs), plus node counts and pass time.
+
+    .venv/bin/python benchmarks/fold_peers.py [--budget 240] [--small-only] [--json OUT]
+
+Bounded: a method is skipped (and says so) once the time budget is spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+
+
+def ours(model: onnx.ModelProto) -> onnx.ModelProto:
+    from bninception.export.fold import fold_batchnorm
+
+    return fold_batchnorm(model)[0]
+
+
+def onnxoptimizer_fuse(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxoptimizer
+
+    return onnxoptimizer.optimize(model, ["fuse_bn_into_conv"])
+
+
+def onnxslim_default(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
+
+    return onnxslim.slim(model)
+
+
+def ort_basic(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "opt.onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = path
+        options.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load(path)
+
+
+METHODS: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
+    "ours": ours,
+    "onnxoptimizer fuse_bn_into_conv": onnxoptimizer_fuse,
+    "onnxslim": onnxslim_default,
+    "ORT basic (optimized_model_filepath)": ort_basic,
+}
+
+
+def build_models(small_only: bool) -> dict[str, tuple[onnx.ModelProto, tuple[int, ...]]]:
+    import torch
+
+    from bninception.export.synthetic import randomize_bn, small_models
+    from bninception.export.to_onnx import to_model_proto
+    from bninception.model.architecture import ModelConfig, build_model
+
+    models = {}
+    if not small_only:
+        torch.manual_seed(0)
+        net = randomize_bn(build_model(ModelConfig()), torch.randn(4, 3, 224, 224))
+        models["bninception_224"] = (to_model_proto(net, (3, 224, 224)), (3, 224, 224))
+    for name, (net, shape) in small_models().items():
+        models[name] = (to_model_proto(net, shape), shape)
+    return models
+
+
+def max_diff(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np.ndarray) -> float:
+    from bninception.export import parity
+
+    ref = parity.session(reference)
+    cand = parity.session(candidate)
+    a = ref.run(None, {ref.get_inputs()[0].name: x})[0]
+    b = cand.run(None, {cand.get_inputs()[0].name: x})[0]
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+def count(model: onnx.ModelProto, op: str) -> int:
+    return sum(n.op_type == op for n in model.graph.node)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds for the whole run")
+    parser.add_argument("--small-only", action="store_true", help="skip BN-Inception 224")
+    parser.add_argument("--json", help="also write the rows as JSON here")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    start = time.perf_counter()
+    models = build_models(args.small_only)
+    rows = []
+    for model_name, (model, shape) in models.items():
+        x = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+        bn_before = count(model, "BatchNormalization")
+        for method, fn in METHODS.items():
+            row = {"model": model_name, "method": method, "bn_before": bn_before}
+            if time.perf_counter() - start > args.budget:
+                rows.append({**row, "error": "skipped: time budget spent"})
+                continue
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            t0 = time.perf_counter()
+            try:
+                out = fn(copy)
+                row["seconds"] = time.perf_counter() - t0
+                row["bn_left"] = count(out, "BatchNormalization")
+                row["nodes"] = f"{len(model.graph.node)} -> {len(out.graph.node)}"
+                row["max_abs_diff"] = max_diff(model, out, x)
+            except Exception as exc:  # a peer failing is a result, not a crash
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+            rows.append(row)
+            print(f"  {model_name:24s} {method:38s} done", file=sys.stderr, flush=True)
+    print(f"\n{'model':24s} {'method':38s} {'BN before':>9s} {'BN left':>7s} {'max abs diff':>12s} "
+          f"{'nodes':>11s} {'time s':>7s}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['model']:24s} {row['method']:38s} {row['bn_before']:9d} {row['error']}")
+            continue
+        print(f"{row['model']:24s} {row['method']:38s} {row['bn_before']:9d} {row['bn_left']:7d} "
+              f"{row['max_abs_diff']:12.3g} {row['nodes']:>11s} {row['seconds']:7.3f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+    print(f"\ntotal {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Benchmark every backend of a run: latency percentiles and throughput per batch size.
+
+Each (backend, batch size) cell is warmed up, then timed call by call until it has at least
+``min_reps`` calls and ``min_seconds`` of measurements, bounded by ``max_reps`` calls and
+``max_seconds`` (at least 3 calls) so a slow model cannot make the bench run away. Inputs are
+a fixed random batch of the runner's input shape. ONNX Runtime sessions use the serving
+configuration (all graph optimizations); with ``include_unoptimized`` the FP32 ONNX files are
+also timed with optimizations off, which shows what BN folding saves a runtime that does not fuse.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from bninception.artifact_runners import ArtifactRunner, Skipped, discover
+from bninception.artifacts import atomic_write_json
+from bninception.errors import BninceptionError
+from bninception.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+BENCH_JSON = "bench.json"
+BENCH_PNG = "bench_throughput.png"
+REPORT_FORMAT = "bninception-bench/1"
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    min_seconds: float = 0.5
+    max_seconds: float = 3.0
+    warmup_seconds: float = 0.15
+    min_reps: int = 10
+    max_reps: int = 2000
+    threads: int = 0  # ONNX Runtime intra-op threads (0: its default)
+    include_unoptimized: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
+            raise BninceptionError(f"batch sizes must be positive integers, got {self.batch_sizes}")
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise BninceptionError(f"need 0 < min_seconds <= max_seconds, got {self.min_seconds}, "
+                                   f"{self.max_seconds}")
+        if not 1 <= self.min_reps <= self.max_reps:
+            raise BninceptionError(f"need 1 <= min_reps <= max_reps, got {self.min_reps}, {self.max_reps}")
+
+
+@dataclass
+class BenchResult:
+    """One (backend, batch size) cell; latencies in milliseconds per call (one batch)."""
+
+    name: str
+    artifact: str
+    kind: str
+    backend: str
+    precision: str
+    optimization: str | None
+    batch_size: int
+    reps: int = 0
+    warmup: int = 0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    images_per_second: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class BenchReport:
+    results: list[BenchResult]
+    skipped: list[Skipped]
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    seconds: float = 0.0
+
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(r.name for r in self.results))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": REPORT_FORMAT, "machine": self.machine, "settings": self.settings,
+                "results": [asdict(r) for r in self.results],
+                "skipped": [s.to_dict() for s in self.skipped], "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchReport:
+        if data.get("format") != REPORT_FORMAT:
+            raise BninceptionError(f"not a {REPORT_FORMAT} document (format {data.get('format')!r})")
+        return cls(results=[BenchResult(**r) for r in data["results"]],
+                   skipped=[Skipped(**s) for s in data.get("skipped", [])],
+                   machine=data.get("machine", {}), settings=data.get("settings", {}),
+                   seconds=float(data.get("seconds", 0.0)))
+
+    def table(self, markdown: bool = False) -> str:
+        head = ["backend", "file", "ORT opt", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "calls"]
+        body = []
+        for r in self.results:
+            if r.error:
+                body.append([r.name, r.artifact, r.optimization or "-", str(r.batch_size), "error", "", "",
+                             "", r.error[:60]])
+                continue
+            body.append([r.name, r.artifact, r.optimization or "-", str(r.batch_size), _ms(r.p50_ms),
+                         _ms(r.p90_ms), _ms(r.p99_ms), f"{r.images_per_second:,.0f}", str(r.reps)])
+        if markdown:
+            lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
+                     *("| " + " | ".join(row) + " |" for row in body)]
+        else:
+            widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+            fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+            lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths)),
+                     *(fmt.format(*row) for row in body)]
+        lines.append("")
+        lines.append(machine_line(self.machine))
+        lines += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
+        return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
+    gpu = machine.get("gpu") or "no GPU"
+    return (f"machine: {machine.get('cpu', '?')}, {machine.get('cores_available', '?')} of "
+            f"{machine.get('cores', '?')} cores, {gpu}; torch threads {machine.get('torch_threads', '?')}; "
+            f"{versions}")
+
+
+# -- machine -------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # PackageNotFoundError, or a broken distribution
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, GPU name (CUDA), and the versions of the runtimes that were timed."""
+    import torch
+
+    try:
+        available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        available = os.cpu_count() or 0
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    tensorrt = None
+    try:
+        from bninception.engines.detect import load_tensorrt
+
+        trt = load_tensorrt()
+        tensorrt = getattr(trt, "__version__", None) if trt is not None else None
+    except ImportError:
+        pass
+    return {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "cores_available": available, "gpu": gpu,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "onnxruntime": _version("onnxruntime"),
+                     "onnx": _version("onnx"), "numpy": np.__version__, "tensorrt": tensorrt},
+    }
+
+
+# -- timing --------------------------------------------------------------------------------------
+def time_calls(call: Callable[[], object], settings: BenchSettings) -> tuple[list[float], int]:
+    """(per-call seconds, warm-up calls): warm up, then time until the adaptive bounds are met."""
+    warm, start = 0, time.perf_counter()
+    while warm < 2 or (time.perf_counter() - start < settings.warmup_seconds and warm < settings.max_reps):
+        call()
+        warm += 1
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while len(latencies) < settings.max_reps:
+        tick = time.perf_counter()
+        call()
+        latencies.append(time.perf_counter() - tick)
+        elapsed = time.perf_counter() - start
+        if len(latencies) >= settings.min_reps and elapsed >= settings.min_seconds:
+            break
+        if elapsed >= settings.max_seconds and len(latencies) >= 3:
+            break
+    return latencies, warm
+
+
+def bench_runner(art: ArtifactRunner, settings: BenchSettings) -> list[BenchResult]:
+    """Every batch size of ``settings`` for one backend (errors become rows, not exceptions)."""
+    results = []
+    rng = np.random.default_rng(settings.seed)
+    for batch_size in settings.batch_sizes:
+        result = BenchResult(art.name, art.artifact, art.kind, art.backend, art.precision, art.optimization,
+                             int(batch_size))
+        tick = time.perf_counter()
+        try:
+            spec = art.input_spec
+            if batch_size < spec.min_batch or (spec.max_batch is not None and batch_size > spec.max_batch):
+                raise BninceptionError(f"batch {batch_size} outside the engine's range "
+                                       f"[{spec.min_batch}, {spec.max_batch}]")
+            batch = rng.standard_normal((batch_size, spec.channels, spec.height, spec.width),
+                                        dtype=np.float32)
+            latencies, warm = time_calls(lambda b=batch: art.run(b), settings)
+        except BninceptionError as exc:
+            result.error = str(exc)
+        else:
+            seconds = np.asarray(latencies)
+            p50, p90, p99 = np.percentile(seconds, [50, 90, 99]) * 1000.0
+            result.reps, result.warmup = len(latencies), warm
+            result.p50_ms, result.p90_ms, result.p99_ms = float(p50), float(p90), float(p99)
+            result.mean_ms = float(seconds.mean() * 1000.0)
+            result.images_per_second = float(batch_size / seconds.mean())
+        result.seconds = round(time.perf_counter() - tick, 3)
+        log.info("bench: %-28s batch %3d  %s", art.name, batch_size,
+                 result.error or f"p50 {result.p50_ms:.3f} ms, {result.images_per_second:,.0f} images/s")
+        results.append(result)
+    return results
+
+
+def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool = True
+                   ) -> tuple[list[ArtifactRunner], list[Skipped]]:
+    """PyTorch eager (model.pt), every ONNX file (served configuration), every engine."""
+    arts, skipped = discover(run, include_engines=include_engines, include_ema=False, optimization="all",
+                             threads=settings.threads)
+    for art in arts:
+        if art.is_reference:
+            art.name = "PyTorch eager"
+    if settings.include_unoptimized:
+        extra, _ = discover(run, include_engines=False, include_ema=False, optimization="disable",
+                            threads=settings.threads)
+        for art in extra:
+            if art.kind in ("onnx", "onnx-folded"):
+                art.name = f"{art.name}, opt off"
+                arts.append(art)
+    return arts, skipped
+
+
+def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BATCH_SIZES,
+              min_seconds: float = 0.5, max_seconds: float = 3.0, include_engines: bool = True,
+              include_unoptimized: bool = True, threads: int = 0, save: bool = True,
+              plot: bool = True) -> BenchReport:
+    """Benchmark every backend of ``run``; save ``bench.json`` and the throughput plot."""
+    settings = BenchSettings(batch_sizes=tuple(int(b) for b in batch_sizes), min_seconds=min_seconds,
+                             max_seconds=max(max_seconds, min_seconds), threads=threads,
+                             include_unoptimized=include_unoptimized)
+    started = time.perf_counter()
+    arts, skipped = bench_backends(run, settings, include_engines)
+    results: list[BenchResult] = []
+    for art in arts:
+        try:
+            results += bench_runner(art, settings)
+        finally:
+            art.close()
+    report = BenchReport(results=results, skipped=skipped, machine=machine_info(),
+                         settings=asdict(settings), seconds=time.perf_counter() - started)
+    if save:
+        atomic_write_json(run.path(BENCH_JSON), report.to_dict())
+        if plot:
+            from bninception.plots import throughput_plot
+
+            throughput_plot(report.to_dict(), run.path(BENCH_PNG))
+    return report
+
+
+def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, force: bool = False,
+                include_engines: bool = True, **kwargs: Any) -> BenchReport:
+    """:func:`bench_run` as a pipeline stage: skipped (bench.json re-read) when nothing changed."""
+    import json
+
+    params = {"batch_sizes": list(batch_sizes), **kwargs}
+    arts, _ = bench_backends(run, BenchSettings(batch_sizes=tuple(batch_sizes)), include_engines)
+    inputs = list(dict.fromkeys(a.artifact for a in arts))
+    outputs = [BENCH_JSON, BENCH_PNG]
+    if not force and run.is_fresh("bench", params, inputs, outputs):
+        log.info("stage bench: up to date, skipped")
+        return BenchReport.from_dict(json.loads(run.path(BENCH_JSON).read_text()))
+    started = time.perf_counter()
+    report = bench_run(run, batch_sizes, include_engines=include_engines, **kwargs)
+    run.record("bench", params, inputs, outputs, time.perf_counter() - started)
+    return report
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,8,32"`` -> (1, 8, 32), with a clear error."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise BninceptionError(f"--batch-sizes must be comma-separated integers, got {text!r}") from exc
+    if not sizes or any(s < 1 or s > 4096 for s in sizes):
+        raise BninceptionError(f"--batch-sizes must be integers in 1..4096, got {text!r}")
+    return sizes

@@ -1,0 +1,44 @@
+"""bninception bench: latency and throughput of every backend at several batch sizes."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "bench"
+HELP = "benchmark PyTorch, ONNX Runtime (FP32/folded/FP16/INT8) and TensorRT engines per batch size"
+ORDER = 65
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.cli import add_run_argument
+
+    add_run_argument(parser)
+    parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated (default: %(default)s)")
+    parser.add_argument("--min-seconds", type=float, default=0.5,
+                        help="measure each cell at least this long (default: %(default)s)")
+    parser.add_argument("--max-seconds", type=float, default=3.0,
+                        help="stop a slow cell after this long, with at least 3 calls (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
+    parser.add_argument("--no-engines", action="store_true", help="leave TensorRT engines out")
+    parser.add_argument("--served-only", action="store_true",
+                        help="skip the FP32 ONNX rows with graph optimizations off")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from bninception.bench import BENCH_JSON, bench_run, parse_batch_sizes
+    from bninception.rundir import RunDir
+
+    run_dir = RunDir(args.run, create=False)
+    report = bench_run(run_dir, parse_batch_sizes(args.batch_sizes), min_seconds=args.min_seconds,
+                       max_seconds=args.max_seconds, include_engines=not args.no_engines,
+                       include_unoptimized=not args.served_only, threads=args.threads)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.table())
+        print(f"wrote {run_dir.path(BENCH_JSON)} ({report.seconds:.1f} s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,83 @@
+"""``bninception build-engine``: compile the run's ONNX models into TensorRT engines (GPU hosts)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "build-engine"
+HELP = "build TensorRT engines (engines/<key>.plan + .json) from the run's ONNX models; needs a GPU"
+ORDER = 50
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.cli import add_run_argument
+
+    add_run_argument(parser)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "all"],
+                        help="fp32: model.folded.onnx, fp16: model.fp16.onnx, int8: model.int8.onnx; "
+                             "all: every one whose ONNX exists (default: %(default)s)")
+    parser.add_argument("--min-batch", type=int, default=1,
+                        help="optimization profile minimum batch (default: %(default)s)")
+    parser.add_argument("--opt-batch", type=int, default=8,
+                        help="optimization profile optimal batch (default: %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=32,
+                        help="optimization profile maximum batch (default: %(default)s)")
+    parser.add_argument("--workspace-gib", type=float, default=2.0,
+                        help="workspace memory pool limit in GiB (default: %(default)s)")
+    parser.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0..5 "
+                        "(default: %(default)s)")
+    parser.add_argument("--hardware-compat", default="none", choices=["none", "ampere_plus", "same_cc"],
+                        help="build a plan that also runs on other GPUs (default: %(default)s)")
+    parser.add_argument("--cache", default=None,
+                        help="engine cache folder shared between runs (default: $BNINCEPTION_ENGINE_CACHE)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if an engine with the key exists")
+    parser.add_argument("--if-available", action="store_true",
+                        help="exit 0 with a note when TensorRT or a GPU is missing (container start-up)")
+    parser.add_argument("--list", action="store_true", help="list the run's engines and their sidecars")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from bninception.engines import PRECISIONS, available, list_engines
+    from bninception.engines.key import PRECISION_SOURCES
+    from bninception.rundir import RunDir
+
+    run_dir = RunDir(args.run, create=False)
+    if args.list:
+        records = [r.to_dict() for r in list_engines(run_dir, verify=True)]
+        if args.json:
+            print(json.dumps({"run": str(run_dir.root), "engines": records}))
+        else:
+            for r in records:
+                info = r.get("info", {})
+                state = f"PROBLEM: {r['problem']}" if r["problem"] else \
+                    f"TensorRT {info['tensorrt_version']} on {info['gpu_name']}"
+                print(f"{r['key']}  {state}")
+        return 0
+
+    ok, reason = available()
+    if not ok and args.if_available:
+        print(f"build-engine: skipped, {reason}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"run": str(run_dir.root), "skipped": reason, "engines": []}))
+        return 0
+
+    from bninception.engines.stages import build_engine_stage
+
+    precisions = list(PRECISIONS) if args.precision == "all" else [args.precision]
+    if args.precision == "all":
+        missing = [p for p in precisions if not run_dir.path(PRECISION_SOURCES[p]).is_file()]
+        for p in missing:
+            print(f"build-engine: no {PRECISION_SOURCES[p]}, skipping {p}", file=sys.stderr)
+        precisions = [p for p in precisions if p not in missing]
+    summaries = [build_engine_stage(run_dir, p, min_batch=args.min_batch, opt_batch=args.opt_batch,
+                                    max_batch=args.max_batch, workspace_gib=args.workspace_gib,
+                                    opt_level=args.opt_level, force=args.force,
+                                    hardware_compatibility=args.hardware_compat, cache=args.cache)
+                 for p in precisions]
+    if args.json:
+        print(json.dumps({"run": str(run_dir.root), "engines": summaries}))
+    return 0

@@ -1,0 +1,42 @@
+"""bninception validate: every artifact against the PyTorch inference-form model (parity gates)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "validate"
+HELP = "check every artifact's accuracy and parity against model.pt (exit 1 when a gate fails)"
+ORDER = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.cli import add_run_argument
+
+    add_run_argument(parser)
+    parser.add_argument("--data", default=None,
+                        help="digits or an ImageFolder PATH (default: the run's own test split)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
+    parser.add_argument("--no-engines", action="store_true", help="leave TensorRT engines out")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from bninception.errors import BninceptionError, GateFailure
+    from bninception.rundir import RunDir
+    from bninception.validate import VALIDATE_JSON, validate_run
+
+    if args.limit is not None and args.limit < 1:
+        raise BninceptionError(f"--limit must be at least 1, got {args.limit}")
+    run_dir = RunDir(args.run, create=False)
+    report = validate_run(run_dir, data=args.data, include_engines=not args.no_engines, limit=args.limit)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.table())
+        print(f"wrote {run_dir.path(VALIDATE_JSON)}", file=sys.stderr)
+    if not report.passed:
+        raise GateFailure("; ".join(report.failures()))
+    return 0

@@ -1,0 +1,272 @@
+"""``report.md`` + ``report.json`` + PNG figures for a run, from the files the stages left there.
+
+Reads ``metrics.json`` (training history, population statistics), ``validate.json``,
+``bench.json``, ``fold_report.json``, ``calibration.json``, ``manifest.json`` and the engines
+folder; runs nothing heavy itself. Missing pieces become a line saying so, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bninception.artifacts import atomic_write_json, atomic_write_text
+from bninception.errors import BninceptionError
+from bninception.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+REPORT_FORMAT = "bninception-report/1"
+TRAINING_PNG = "training_curves.png"
+BN_STATS_PNG = "bn_statistics.png"
+ACCURACY_PNG = "validate_accuracy.png"
+SOURCES = ("metrics.json", "validate.json", "bench.json", "fold_report.json", "calibration.json")
+
+
+def _read_json(run: RunDir, name: str) -> dict[str, Any] | None:
+    path = run.path(name)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("report: %s is not readable JSON (%s); left out", path, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100.0 * float(value):.2f}%"
+
+
+# -- sections ------------------------------------------------------------------------------------
+def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
+    lines = ["## Training", ""]
+    train = (metrics or {}).get("train")
+    if not train:
+        return [*lines, "No training record (imported weights, or `bninception train` not run).", ""]
+    cfg = train.get("config", {})
+    params = train.get("parameters")
+    lines.append(f"Data `{cfg.get('data', '?')}` at {cfg.get('image_size', '?')} px, width "
+                 f"{cfg.get('width', '?')}, {cfg.get('epochs', '?')} epochs, learning rate "
+                 f"{cfg.get('base_lr', '?')} x {cfg.get('lr_scale', '?')} (BN-x{cfg.get('lr_scale', '?')}), "
+                 f"{f'{params:,}' if isinstance(params, int) else '?'} parameters, "
+                 f"{float(train.get('seconds', 0)):.1f} s.")
+    lines.append(f"Validation top-1 {_pct(train.get('val_accuracy'))}; test top-1 with the EMA statistics "
+                 f"{_pct(train.get('test_accuracy_ema'))}.")
+    history = train.get("history") or []
+    if history:
+        try:
+            from bninception.plots import training_curves_plot
+
+            figures.append(training_curves_plot(history, run.path(TRAINING_PNG)))
+            lines += ["", f"![training curves]({TRAINING_PNG})"]
+        except (BninceptionError, KeyError, TypeError, ValueError) as exc:
+            lines += ["", f"(training curves not drawn: {exc})"]
+    return [*lines, ""]
+
+
+def _population_section(metrics: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
+    lines = ["## Population statistics (Algorithm 2) vs EMA running statistics", ""]
+    pop = (metrics or {}).get("population")
+    if not pop:
+        return [*lines, "No population record (`bninception population` not run, or imported weights).", ""]
+    diffs = pop.get("layer_differences") or {}
+    lines.append(f"{pop.get('batches', '?')} training mini-batches of {pop.get('batch_size', '?')}; "
+                 f"test top-1 with EMA statistics {_pct(pop.get('test_accuracy_ema'))}, "
+                 f"with population statistics {_pct(pop.get('test_accuracy_population'))}.")
+    if diffs:
+        worst_mean = max(diffs.items(), key=lambda kv: kv[1].get("mean_rel_diff", 0.0))
+        worst_var = max(diffs.items(), key=lambda kv: kv[1].get("var_rel_diff", 0.0))
+        lines.append(f"Across {len(diffs)} BN layers the largest relative difference of the mean is "
+                     f"{worst_mean[1].get('mean_rel_diff', 0.0):.3g} (`{worst_mean[0]}`), of the variance "
+                     f"{worst_var[1].get('var_rel_diff', 0.0):.3g} (`{worst_var[0]}`).")
+        try:
+            from bninception.plots import bn_statistics_plot
+
+            figures.append(bn_statistics_plot(diffs, run.path(BN_STATS_PNG)))
+            lines += ["", f"![EMA vs population statistics per BN layer]({BN_STATS_PNG})"]
+        except (BninceptionError, TypeError, ValueError) as exc:
+            lines += ["", f"(figure not drawn: {exc})"]
+    return [*lines, ""]
+
+
+def _fold_section(fold: dict[str, Any] | None) -> list[str]:
+    lines = ["## BatchNorm folding (model.onnx -> model.folded.onnx)", ""]
+    if not fold:
+        return [*lines, "No fold report (`fold_report.json`): `bninception fold` not run.", ""]
+    folded = fold.get("folded") or {}
+    by_pattern = ", ".join(f"{k}: {v}" for k, v in folded.items() if v) or "none"
+    lines += ["| | before | after |", "|---|---|---|",
+              f"| BatchNormalization nodes | {fold.get('bn_before', '?')} | {fold.get('bn_after', '?')} |",
+              f"| nodes | {fold.get('nodes_before', '?')} | {fold.get('nodes_after', '?')} |", "",
+              f"Folded {fold.get('folded_total', sum(v for v in folded.values() if isinstance(v, int)))} "
+              f"BN nodes ({by_pattern})."]
+    for item in fold.get("left") or []:
+        lines.append(f"- left `{item.get('node', '?')}`: {item.get('reason', '?')}")
+    parity = fold.get("parity") or {}
+    if parity.get("max_abs_diff") is not None:
+        lines.append(f"Fold parity (folded vs model.onnx, ONNX Runtime): max abs logit diff "
+                     f"{float(parity['max_abs_diff']):.3g}.")
+    return [*lines, ""]
+
+
+def calibration_summary(calibration: dict[str, Any]) -> dict[str, Any]:
+    """Scalar settings as they are; lists and tables as counts."""
+    summary: dict[str, Any] = {}
+    for key, value in calibration.items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            summary[key] = value
+        elif isinstance(value, (list, dict)):
+            summary[key] = f"{len(value)} entries"
+    return summary
+
+
+def _calibration_section(calibration: dict[str, Any] | None) -> list[str]:
+    if not calibration:
+        return []
+    lines = ["## INT8 calibration", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in calibration_summary(calibration).items()]
+    return [*lines, ""]
+
+
+def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
+    lines = ["## Validation (parity gates)", ""]
+    if not validate:
+        return [*lines, "Not validated yet: run `bninception validate`.", ""]
+    from bninception.validate import ValidationReport
+
+    try:
+        report = ValidationReport.from_dict(validate)
+    except (BninceptionError, KeyError, TypeError) as exc:
+        return [*lines, f"`validate.json` is not readable: {exc}", ""]
+    lines += [f"**Overall: {'PASS' if report.passed else 'FAIL'}**", "", report.table(markdown=True)]
+    try:
+        from bninception.plots import accuracy_plot
+
+        figures.append(accuracy_plot(validate, run.path(ACCURACY_PNG)))
+        lines += [f"![accuracy and agreement per artifact]({ACCURACY_PNG})"]
+    except (BninceptionError, KeyError, TypeError, ValueError) as exc:
+        lines.append(f"(figure not drawn: {exc})")
+    gates = validate.get("gates") or {}
+    if gates:
+        lines += ["", "Gates (DESIGN.md): " + "; ".join(f"{p.upper()}: {g.get('text', '')}"
+                                                         for p, g in gates.items()) + "."]
+    return [*lines, ""]
+
+
+def _bench_section(bench: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
+    lines = ["## Benchmark", ""]
+    if not bench:
+        return [*lines, "Not benchmarked yet: run `bninception bench`.", ""]
+    from bninception.bench import BENCH_PNG, BenchReport
+
+    try:
+        report = BenchReport.from_dict(bench)
+    except (BninceptionError, KeyError, TypeError) as exc:
+        return [*lines, f"`bench.json` is not readable: {exc}", ""]
+    settings = bench.get("settings", {})
+    lines += [f"Latency per call (one batch) after warm-up, at least {settings.get('min_reps', '?')} calls "
+              f"and {settings.get('min_seconds', '?')} s per cell; random inputs. ONNX Runtime on CPU with "
+              f"all graph optimizations (as served) unless marked `opt off`.", "",
+              report.table(markdown=True)]
+    try:
+        if not run.path(BENCH_PNG).is_file():  # bench draws it (and owns it in the manifest)
+            from bninception.plots import throughput_plot
+
+            figures.append(throughput_plot(bench, run.path(BENCH_PNG)))
+        lines += ["", f"![throughput vs batch size]({BENCH_PNG})"]
+    except (BninceptionError, KeyError, TypeError, ValueError) as exc:
+        lines.append(f"(figure not drawn: {exc})")
+    return [*lines, ""]
+
+
+def _artifacts_section(run: RunDir) -> tuple[list[str], list[dict[str, Any]]]:
+    manifest = run.manifest()
+    rows = [{"name": name, "bytes": info.get("bytes"), "sha256": info.get("sha256"),
+             "stage": info.get("stage")} for name, info in sorted(manifest.get("artifacts", {}).items())]
+    lines = ["## Artifacts", "", "| file | size | sha256 | made by |", "|---|---|---|---|"]
+    lines += [f"| {r['name']} | {_size(r['bytes'])} | `{str(r['sha256'])[:12]}` | {r['stage']} |"
+              for r in rows]
+    stages = manifest.get("stages", {})
+    if stages:
+        lines += ["", "Stage times: " + ", ".join(f"{name} {float(rec.get('seconds', 0)):.1f} s"
+                                                  for name, rec in stages.items()) + "."]
+    return [*lines, ""], rows
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, int):
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return "?"
+
+
+def _engines_section(validate: dict[str, Any] | None) -> list[str]:
+    skipped = [s for s in (validate or {}).get("skipped", []) if s.get("kind") == "tensorrt"]
+    if not skipped:
+        return []
+    return ["## TensorRT", "", *(f"- {s['reason']}" for s in skipped), ""]
+
+
+# -- entry points --------------------------------------------------------------------------------
+def write_report(run: RunDir) -> list[Path]:
+    """Write ``report.md``, ``report.json`` and the PNG figures into ``run``; return their paths."""
+    if not run.root.is_dir():
+        raise BninceptionError(f"run directory {run.root} does not exist")
+    metrics = _read_json(run, "metrics.json")
+    validate = _read_json(run, "validate.json")
+    bench = _read_json(run, "bench.json")
+    fold = _read_json(run, "fold_report.json")
+    calibration = _read_json(run, "calibration.json")
+    figures: list[Path] = []
+    artifacts_lines, artifacts = _artifacts_section(run)
+    overall = None if not validate else bool(validate.get("passed"))
+    md = [f"# BN-Inception deployment report: `{run.root.name}`", "",
+          f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `bninception report`. "
+          f"Validation: **{'not run' if overall is None else ('PASS' if overall else 'FAIL')}**.", ""]
+    md += _training_section(metrics, run, figures)
+    md += _population_section(metrics, run, figures)
+    md += _fold_section(fold)
+    md += _calibration_section(calibration)
+    md += _validate_section(validate, run, figures)
+    md += _engines_section(validate)
+    md += _bench_section(bench, run, figures)
+    md += artifacts_lines
+    train = (metrics or {}).get("train") or {}
+    population = (metrics or {}).get("population") or {}
+    document = {
+        "format": REPORT_FORMAT, "run": str(run.root), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "passed": overall,
+        "training": train or None,
+        "population": population, "fold": fold,
+        "calibration": calibration_summary(calibration) if calibration else None,
+        "validate": validate, "bench": bench, "artifacts": artifacts,
+        "figures": [p.name for p in figures],
+    }
+    atomic_write_json(run.path(REPORT_JSON), document)
+    atomic_write_text(run.path(REPORT_MD), "\n".join(md).rstrip() + "\n")
+    return [run.path(REPORT_MD), run.path(REPORT_JSON), *figures]
+
+
+def report_stage(run: RunDir, force: bool = False) -> list[Path]:
+    """:func:`write_report` as a pipeline stage: skipped when its source files are unchanged."""
+    inputs = [name for name in SOURCES if run.path(name).is_file()]
+    record = run.manifest()["stages"].get("report")
+    outputs = list(record["outputs"]) if record else [REPORT_MD, REPORT_JSON]
+    if not force and run.is_fresh("report", {}, inputs, outputs):
+        log.info("stage report: up to date, skipped")
+        return [run.path(name) for name in outputs]
+    started = time.perf_counter()
+    paths = write_report(run)
+    names = [str(p.relative_to(run.root)) for p in paths]
+    run.record("report", {}, inputs, names, time.perf_counter() - started)
+    return paths

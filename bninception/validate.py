@@ -1,0 +1,381 @@
+"""Validate every artifact of a run against the PyTorch inference-form model (DESIGN.md's gates).
+
+For each artifact on the evaluation images: top-1 (and top-5 with more than 5 classes)
+accuracy, top-1 agreement with the reference ``model.pt``, max / mean absolute logit
+difference, and PASS/FAIL against the gate of its precision. The train-mode-statistics model
+(``checkpoint.pt``, BN with the EMA running statistics) is reported, not gated: its row shows
+how far the EMA approximation is from the paper's population statistics (Algorithm 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bninception.artifact_runners import ArtifactRunner, Skipped, discover, run_all
+from bninception.artifacts import atomic_write_json
+from bninception.errors import BninceptionError
+from bninception.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+VALIDATE_JSON = "validate.json"
+REPORT_FORMAT = "bninception-validate/1"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A parity gate: every bound that is set must hold."""
+
+    max_abs_diff: float | None = None
+    min_agreement: float | None = None  # fraction of images whose top-1 equals the reference's
+    max_accuracy_drop: float | None = None  # fraction (0.005 = 0.5 points of top-1)
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_abs_diff is not None:
+            parts.append(f"max|d|<={self.max_abs_diff:g}")
+        if self.min_agreement is not None:
+            parts.append(f"agree>={self.min_agreement * 100:g}%")
+        if self.max_accuracy_drop is not None:
+            parts.append(f"drop<={self.max_accuracy_drop * 100:g}pt")
+        return ", ".join(parts)
+
+    def failures(self, row: ValidationRow, reference_top1: float) -> list[str]:
+        """Why ``row`` fails this gate (empty when it passes); NaN never passes."""
+        out = []
+        if self.max_abs_diff is not None and not _le(row.max_abs_diff, self.max_abs_diff):
+            out.append(f"max abs logit diff {_num(row.max_abs_diff)} > {self.max_abs_diff:g}")
+        if self.min_agreement is not None and not _ge(row.agreement, self.min_agreement):
+            out.append(f"top-1 agreement {_pct(row.agreement)} < {self.min_agreement * 100:g}%")
+        if self.max_accuracy_drop is not None:
+            drop = None if row.top1 is None else reference_top1 - row.top1
+            if not _le(drop, self.max_accuracy_drop + 1e-12):
+                out.append(f"top-1 drop {_num(None if drop is None else drop * 100)} points > "
+                           f"{self.max_accuracy_drop * 100:g}")
+        return out
+
+
+# DESIGN.md "Tolerances": the same gate for an ONNX file and a TensorRT engine of a precision.
+GATES: dict[str, Gate] = {
+    "fp32": Gate(max_abs_diff=1e-4, min_agreement=1.0),
+    "fp16": Gate(min_agreement=0.995),
+    "int8": Gate(min_agreement=0.99, max_accuracy_drop=0.005),
+}
+
+
+def _le(value: float | None, bound: float) -> bool:
+    return value is not None and math.isfinite(value) and value <= bound
+
+
+def _ge(value: float | None, bound: float) -> bool:
+    return value is not None and math.isfinite(value) and value >= bound
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+@dataclass
+class ValidationRow:
+    """One artifact's numbers and verdict. status: REF, INFO, PASS, FAIL or ERROR."""
+
+    name: str
+    artifact: str
+    kind: str
+    backend: str
+    precision: str
+    optimization: str | None = None
+    top1: float | None = None
+    top5: float | None = None
+    agreement: float | None = None
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    gate: str = ""
+    status: str = "ERROR"
+    failures: list[str] = field(default_factory=list)
+    note: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("FAIL", "ERROR")
+
+
+@dataclass
+class EvalData:
+    """Evaluation images (float32 NCHW, model preprocessing) and labels in the model's class indices."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    split: str
+    classes: int
+    label_mapping: str = "identity"
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "split": self.split, "images": len(self.labels),
+                "classes": self.classes, "label_mapping": self.label_mapping}
+
+
+@dataclass
+class ValidationReport:
+    rows: list[ValidationRow]
+    skipped: list[Skipped]
+    data: dict[str, Any]
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not any(row.failed for row in self.rows)
+
+    def failures(self) -> list[str]:
+        return [f"{row.name} ({row.artifact}): {'; '.join(row.failures) or row.status}"
+                for row in self.rows if row.failed]
+
+    def row(self, kind: str) -> ValidationRow | None:
+        return next((r for r in self.rows if r.kind == kind), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": REPORT_FORMAT, "passed": self.passed, "data": self.data,
+                "gates": {p: {**asdict(g), "text": g.describe()} for p, g in GATES.items()},
+                "rows": [asdict(r) for r in self.rows], "skipped": [s.to_dict() for s in self.skipped],
+                "failures": self.failures(), "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
+        if data.get("format") != REPORT_FORMAT:
+            raise BninceptionError(f"not a {REPORT_FORMAT} document (format {data.get('format')!r})")
+        return cls(rows=[ValidationRow(**r) for r in data["rows"]],
+                   skipped=[Skipped(**s) for s in data.get("skipped", [])],
+                   data=data.get("data", {}), seconds=float(data.get("seconds", 0.0)))
+
+    def table(self, markdown: bool = False) -> str:
+        """The validate table (plain text, or a Markdown table)."""
+        head = ["artifact", "file", "prec", "top-1", "top-5", "agree", "max|d|", "mean|d|", "gate", "result"]
+        body = []
+        for r in self.rows:
+            gate = r.gate or ("reference" if r.status == "REF" else "informational")
+            body.append([r.name, r.artifact, r.precision, _pct(r.top1), _pct(r.top5),
+                         _pct(r.agreement), _sci(r.max_abs_diff), _sci(r.mean_abs_diff), gate, r.status])
+        lines = _render(head, body, markdown)
+        notes = [f"{r.name}: {r.note}" for r in self.rows if r.note]
+        notes += [f"{r.name}: {f}" for r in self.rows for f in r.failures]
+        notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
+        d = self.data
+        caption = (f"{d.get('images', '?')} images, {d.get('classes', '?')} classes from "
+                   f"{d.get('source', '?')} ({d.get('split', '?')} split); "
+                   f"overall: {'PASS' if self.passed else 'FAIL'}")
+        if markdown:
+            return "\n".join([caption, "", *lines, "", *(f"- {n}" for n in notes)]).rstrip() + "\n"
+        return "\n".join([*lines, caption, *notes])
+
+
+def _sci(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}"
+
+
+def _render(head: list[str], body: list[list[str]], markdown: bool) -> list[str]:
+    if markdown:
+        return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
+                *("| " + " | ".join(row) + " |" for row in body)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*row) for row in body)]
+
+
+# -- data ----------------------------------------------------------------------------------------
+def _train_params(run: RunDir) -> dict[str, Any] | None:
+    record = run.manifest()["stages"].get("train")
+    return None if record is None else record.get("params")
+
+
+def _map_labels(dataset_labels: list[str], model_labels: list[str]) -> tuple[np.ndarray, str]:
+    """Dataset class index -> model class index, by name when every name matches, else by index."""
+    if list(dataset_labels) == list(model_labels[:len(dataset_labels)]):
+        return np.arange(len(dataset_labels)), "identity"
+    position = {name: i for i, name in enumerate(model_labels)}
+    if all(name in position for name in dataset_labels):
+        return np.asarray([position[n] for n in dataset_labels]), "by name"
+    if len(dataset_labels) <= len(model_labels):
+        return np.arange(len(dataset_labels)), "by index (folder names differ from the model's labels)"
+    raise BninceptionError(f"the dataset has {len(dataset_labels)} classes {dataset_labels[:10]} but the "
+                           f"model has {len(model_labels)} labels {model_labels[:10]}")
+
+
+def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = None) -> EvalData:
+    """The test images for ``run``: its recorded dataset's test split, or ``data`` (digits | ImageFolder).
+
+    ``data`` is read with the preprocessing recorded in ``model.pt``. A dataset the run was
+    trained on is evaluated on its test split; any other folder on its ``test/`` subfolder when it
+    has one, else on every image (e.g. a run made from imported pretrained weights).
+    """
+    from bninception.model.checkpoint import MODEL_FORMAT, load
+    from bninception.model.data import ImageFolderDataset, load_bundle, load_run_bundle, stack_split
+    from bninception.model.preprocess import Preprocess
+
+    record = load(run.require("model.pt", "the PyTorch inference-form model"), MODEL_FORMAT)
+    pre = Preprocess.from_dict(record["preprocess"])
+    model_labels = [str(x) for x in record["labels"]]
+    params = _train_params(run)
+    if data is None:
+        bundle = load_run_bundle(run)
+        if bundle is None:
+            raise BninceptionError(f"{run.root}: no training record says which data the model was made "
+                                   f"for (imported weights?); pass --data digits|PATH")
+        source, split, dataset = str(params["data"] if params else bundle.name), "test", bundle.test
+    else:
+        seed = int(params["seed"]) if params else 0
+        trained_on = params is not None and _same_data(str(params["data"]), data)
+        bundle = load_bundle(data, pre.size, seed, preprocess=pre)
+        if bundle.preprocess.channels != pre.channels or bundle.preprocess.size != pre.size:
+            got = bundle.preprocess
+            raise BninceptionError(f"--data {data} gives {got.channels}x{got.size}x{got.size} images, "
+                                   f"the model takes {pre.channels}x{pre.size}x{pre.size}")
+        source = data
+        if trained_on or data == "digits" or (Path(data) / "test").is_dir():
+            split, dataset = "test", bundle.test
+        else:
+            parts = [bundle.train, bundle.val, bundle.test]
+            files = [f for part in parts for f in part.files]  # type: ignore[attr-defined]
+            labels = np.concatenate([part.labels for part in parts])
+            split, dataset = "all", ImageFolderDataset(files, labels, pre, augment=False, seed=seed)
+    mapping, how = _map_labels(bundle.labels, model_labels)
+    images, labels = stack_split(dataset, limit)
+    if len(labels) == 0:
+        raise BninceptionError(f"no evaluation images in {source} ({split} split)")
+    return EvalData(images=images, labels=mapping[labels], source=source, split=split,
+                    classes=len(model_labels), label_mapping=how)
+
+
+def _same_data(recorded: str, given: str) -> bool:
+    if recorded == given:
+        return True
+    try:
+        return Path(recorded).resolve() == Path(given).resolve()
+    except OSError:
+        return False
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, logits.shape[1])
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else np.tile(
+        np.arange(logits.shape[1]), (len(logits), 1))
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def compare(row: ValidationRow, logits: np.ndarray, reference: np.ndarray | None, labels: np.ndarray) -> None:
+    """Fill the accuracy and parity numbers of ``row``."""
+    finite = bool(np.isfinite(logits).all())
+    row.top1 = float(np.mean(logits.argmax(1) == labels))
+    row.top5 = topk_accuracy(logits, labels, 5) if logits.shape[1] > 5 else None
+    if reference is not None:
+        if logits.shape != reference.shape:
+            raise BninceptionError(f"{row.artifact}: logits of shape {logits.shape}, the reference gives "
+                                   f"{reference.shape}")
+        diff = np.abs(logits.astype(np.float64) - reference.astype(np.float64))
+        row.agreement = float(np.mean(logits.argmax(1) == reference.argmax(1)))
+        row.max_abs_diff = float(diff.max()) if finite else None
+        row.mean_abs_diff = float(diff.mean()) if finite else None
+    if not finite:
+        row.note = "non-finite logits (NaN/Inf)"
+
+
+def _evaluate(art: ArtifactRunner, data: EvalData, batch_size: int) -> np.ndarray:
+    return run_all(art, data.images, batch_size)
+
+
+def validate_run(run: RunDir, data: str | None = None, include_engines: bool = True,
+                 limit: int | None = None, batch_size: int = 64, save: bool = True) -> ValidationReport:
+    """Validate every artifact of ``run``; save ``validate.json`` (atomically) when ``save``."""
+    started = time.perf_counter()
+    artifacts, skipped = discover(run, include_engines=include_engines)
+    eval_data = load_eval_data(run, data, limit)
+    log.info("validate: %d images (%s, %s split), %d artifacts", len(eval_data.labels), eval_data.source,
+             eval_data.split, len(artifacts))
+    reference_art = next(a for a in artifacts if a.is_reference)
+    reference = _evaluate(reference_art, eval_data, batch_size)
+    reference_top1 = float(np.mean(reference.argmax(1) == eval_data.labels))
+    rows: list[ValidationRow] = []
+    for art in artifacts:
+        row = ValidationRow(name=art.name, artifact=art.artifact, kind=art.kind, backend=art.backend,
+                            precision=art.precision, optimization=art.optimization)
+        tick = time.perf_counter()
+        try:
+            logits = reference if art.is_reference else _evaluate(art, eval_data, batch_size)
+            compare(row, logits, None if art.is_reference else reference, eval_data.labels)
+        except BninceptionError as exc:
+            row.status, row.failures = "ERROR", [str(exc)]
+        else:
+            if art.is_reference:
+                row.status = "REF"
+            elif art.informational:
+                row.status = "INFO"
+                row.note = (f"EMA running statistics: top-1 {_pct(row.top1)} vs population statistics "
+                            f"(model.pt) {_pct(reference_top1)}"
+                            + (f"; {row.note}" if row.note else ""))
+            else:
+                gate = GATES.get(art.precision)
+                if gate is None:
+                    row.status, row.failures = "ERROR", [f"no gate for precision {art.precision!r}"]
+                else:
+                    row.gate = gate.describe()
+                    row.failures = gate.failures(row, reference_top1)
+                    if row.note.startswith("non-finite") and not row.failures:
+                        row.failures = [row.note]
+                    row.status = "FAIL" if row.failures else "PASS"
+        finally:
+            art.close()
+        row.seconds = round(time.perf_counter() - tick, 3)
+        rows.append(row)
+        log.info("validate: %-32s %s", art.name, row.status)
+    report = ValidationReport(rows=rows, skipped=skipped, data=eval_data.describe(),
+                              seconds=time.perf_counter() - started)
+    if save:
+        atomic_write_json(run.path(VALIDATE_JSON), report.to_dict())
+    return report
+
+
+def validate_inputs(run: RunDir, include_engines: bool = True) -> list[str]:
+    """The artifact files a validation of ``run`` reads (for the manifest record)."""
+    artifacts, _ = discover(run, include_engines=include_engines)
+    return [a.artifact for a in artifacts]
+
+
+def validate_stage(run: RunDir, data: str | None = None, force: bool = False, include_engines: bool = True,
+                   limit: int | None = None) -> ValidationReport:
+    """:func:`validate_run` as a pipeline stage: skipped (report re-read) when nothing changed.
+
+    The report is recorded even when a gate fails, so a re-run reports the same failure; the
+    caller decides the exit status from ``report.passed``.
+    """
+    params = {"data": data, "limit": limit, "gates": {p: asdict(g) for p, g in GATES.items()}}
+    inputs = validate_inputs(run, include_engines)
+    if not force and run.is_fresh("validate", params, inputs, [VALIDATE_JSON]):
+        log.info("stage validate: up to date, skipped")
+        return load_validation(run)
+    started = time.perf_counter()
+    report = validate_run(run, data, include_engines=include_engines, limit=limit)
+    run.record("validate", params, inputs, [VALIDATE_JSON], time.perf_counter() - started)
+    return report
+
+
+def load_validation(run: RunDir) -> ValidationReport:
+    import json
+
+    path = run.require(VALIDATE_JSON, "run `bninception validate`")
+    try:
+        return ValidationReport.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BninceptionError(f"{path} is not a readable validation report: {exc}") from exc

@@ -1,0 +1,88 @@
+"""``calibration.json``: per-tensor ranges with the method, sample count and the hashes they depend on.
+
+A cache is reusable (``--from-cache``) only for the model it was computed on: its
+``model_sha256`` must equal the sha256 of the model being quantized.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bninception.errors import BninceptionError
+
+CACHE_FORMAT = "bninception-calibration/1"
+MAX_CACHE_BYTES = 64 << 20
+
+
+@dataclass
+class Calibration:
+    """The ranges of one calibration: ``amax[name]`` for ``method``; ``minmax``/``minimum`` observed."""
+
+    method: str
+    percentile: float | None
+    samples: int
+    bins: int
+    model_sha256: str
+    data_sha256: str
+    data_source: str
+    amax: dict[str, float]
+    minmax: dict[str, float]
+    minimum: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        tensors = {name: {"amax": self.amax[name], "max_abs": self.minmax[name], "min": self.minimum[name]}
+                   for name in sorted(self.amax)}
+        for key in ("amax", "minmax", "minimum"):
+            body.pop(key)
+        return {"format": CACHE_FORMAT, **body, "tensors": tensors}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BninceptionError(f"{where} is not a finite number: {value!r}")
+    return float(value)
+
+
+def load_calibration(path: str | Path, model_sha256: str) -> Calibration:
+    """Read and check ``calibration.json``; refuse it if it was computed on another model."""
+    path = Path(path)
+    if not path.is_file():
+        raise BninceptionError(f"--from-cache: {path} does not exist; calibrate once without --from-cache")
+    if path.stat().st_size > MAX_CACHE_BYTES:
+        raise BninceptionError(f"{path} is over {MAX_CACHE_BYTES} bytes, not a calibration cache")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BninceptionError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        raise BninceptionError(f"{path} is not a bninception calibration cache (format {CACHE_FORMAT})")
+    if data.get("model_sha256") != model_sha256:
+        raise BninceptionError(
+            f"{path} was computed on the model with sha256 {str(data.get('model_sha256'))[:12]}..., but "
+            f"the model to quantize has sha256 {model_sha256[:12]}...: the cache does not apply; "
+            "recalibrate without --from-cache")
+    tensors = data.get("tensors")
+    if not isinstance(tensors, dict) or not tensors:
+        raise BninceptionError(f"{path} has no tensors")
+    amax, minmax, minimum = {}, {}, {}
+    for name, entry in tensors.items():
+        if not isinstance(entry, dict):
+            raise BninceptionError(f"{path}: tensor {name!r} entry is not an object")
+        amax[name] = _number(entry.get("amax"), f"{path}: tensors[{name!r}].amax")
+        minmax[name] = _number(entry.get("max_abs"), f"{path}: tensors[{name!r}].max_abs")
+        minimum[name] = _number(entry.get("min"), f"{path}: tensors[{name!r}].min")
+        if amax[name] < 0 or minmax[name] < 0:
+            raise BninceptionError(f"{path}: tensor {name!r} has a negative range")
+    try:
+        return Calibration(
+            method=str(data["method"]), percentile=data.get("percentile"), samples=int(data["samples"]),
+            bins=int(data["bins"]), model_sha256=str(data["model_sha256"]),
+            data_sha256=str(data["data_sha256"]), data_source=str(data["data_source"]),
+            amax=amax, minmax=minmax, minimum=minimum)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BninceptionError(f"{path} lacks a field or has a wrong type: {exc}") from exc

@@ -1,0 +1,91 @@
+"""Small ONNX helpers shared by the FP16 and INT8 passes: initializers, consumers, weighted ops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bninception.errors import BninceptionError
+
+if TYPE_CHECKING:
+    import onnx
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+QDQ_OPSET_RANGE = (13, 20)  # per-axis DequantizeLinear needs 13; TensorRT's Q/DQ rules are for <= 20
+
+
+def onnx_opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise BninceptionError("model has no default-domain opset import")
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {init.name: init for init in model.graph.initializer}
+
+
+def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes reading it (in graph order)."""
+    result: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name:
+                result.setdefault(name, []).append(node)
+    return result
+
+
+def get_int_attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return int(attr.i)
+    return default
+
+
+@dataclass(frozen=True)
+class WeightedOp:
+    """A Conv / Gemm / MatMul with a constant weight: its activation input, weight and output axis."""
+
+    node: onnx.NodeProto
+    activation: str
+    weight: str
+    axis: int  # the weight's output-channel axis (per-channel scales run along it)
+
+
+def weighted_ops(model: onnx.ModelProto) -> list[WeightedOp]:
+    """Every Conv / Gemm / MatMul whose input 1 is an initializer, with the weight's output axis.
+
+    Conv weight ``(M, C/g, kH, kW)``: axis 0. Gemm ``B``: ``(N, K)`` with ``transB=1`` -> axis 0,
+    ``(K, N)`` -> axis 1. MatMul ``B`` ``(..., K, N)``: the last axis.
+    """
+    inits = initializers(model)
+    found = []
+    for node in model.graph.node:
+        if node.op_type not in WEIGHTED_OPS or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        weight = inits.get(node.input[1])
+        if weight is None:
+            continue
+        rank = len(weight.dims)
+        if node.op_type == "Conv":
+            axis = 0
+        elif node.op_type == "Gemm":
+            if get_int_attr(node, "transA", 0):
+                continue  # a transposed activation: not a classifier layer; left in float
+            axis = 0 if get_int_attr(node, "transB", 0) else 1
+        else:
+            if rank < 2:
+                continue
+            axis = rank - 1
+        found.append(WeightedOp(node=node, activation=node.input[0], weight=node.input[1], axis=axis))
+    return found
+
+
+def check_qdq_opset(model: onnx.ModelProto, what: str) -> int:
+    opset = onnx_opset(model)
+    low, high = QDQ_OPSET_RANGE
+    if not low <= opset <= high:
+        raise BninceptionError(f"{what}: opset {opset} is outside {low}..{high}, the range in which "
+                               "per-channel Q/DQ is defined and TensorRT accepts it; re-export with "
+                               "`bninception export --opset 17`")
+    return opset

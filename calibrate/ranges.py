@@ -1,0 +1,168 @@
+"""Activation ranges (amax) from calibration batches: max, percentile, entropy (TensorRT-style KL).
+
+Two streaming passes over the calibration reader, one batch in memory at a time:
+1. ``max |x|`` per tensor (this is the ``minmax`` result);
+2. a histogram of ``|x|`` over ``[0, max]`` with ``bins`` bins per tensor, from which the
+   ``percentile`` and ``entropy`` thresholds are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bninception.errors import BninceptionError
+
+if TYPE_CHECKING:
+    import onnx
+
+METHODS = ("minmax", "percentile", "entropy")
+BINS = 2048          # as TensorRT's / pytorch-quantization's histogram calibrators
+ENTROPY_LEVELS = 128  # positive levels of symmetric int8
+ENTROPY_START = 128  # the smallest candidate threshold, in bins
+
+
+@dataclass
+class TensorStats:
+    """``amax`` (max |x|) and ``amin`` (min x) per tensor, and its ``|x|`` histogram over ``[0, amax]``."""
+
+    amax: dict[str, float]
+    amin: dict[str, float]
+    hist: dict[str, np.ndarray]
+    samples: int
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also returns the tensors ``names`` (float32) as graph outputs."""
+    import onnx
+    from onnx import helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    present = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in present:
+            out.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return out
+
+
+def _session(model: onnx.ModelProto):  # type: ignore[no-untyped-def]
+    from bninception.export.parity import session
+
+    return session(model)
+
+
+def _stream(model: onnx.ModelProto, names: list[str], batches: Iterable[np.ndarray]
+            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    sess = _session(with_outputs(model, names))
+    input_name = sess.get_inputs()[0].name
+    for batch in batches:
+        values = sess.run(names, {input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        yield len(batch), dict(zip(names, values, strict=True))
+
+
+def collect(model: onnx.ModelProto, names: list[str], batches: Callable[[], Iterable[np.ndarray]],
+            histograms: bool, bins: int = BINS) -> TensorStats:
+    """Run the calibration batches through ONNX Runtime (optimizations off) and gather statistics."""
+    if not names:
+        raise BninceptionError("no activation tensors to calibrate (no Conv/Gemm/MatMul with weights)")
+    amax = dict.fromkeys(names, 0.0)
+    amin = dict.fromkeys(names, 0.0)
+    samples = 0
+    for count, values in _stream(model, names, batches()):
+        samples += count
+        for name, value in values.items():
+            if not np.all(np.isfinite(value)):
+                raise BninceptionError(f"calibration: tensor {name!r} has NaN/Inf values")
+            if value.size:
+                amax[name] = max(amax[name], float(np.max(np.abs(value))))
+                amin[name] = min(amin[name], float(np.min(value)))
+    if samples == 0:
+        raise BninceptionError("calibration: the reader gave no images")
+    hist: dict[str, np.ndarray] = {}
+    if histograms:
+        hist = {name: np.zeros(bins, np.int64) for name in names}
+        again = 0
+        for count, values in _stream(model, names, batches()):
+            again += count
+            for name, value in values.items():
+                top = amax[name]
+                if top <= 0:
+                    hist[name][0] += value.size
+                    continue
+                index = np.minimum((np.abs(value.ravel()) * (bins / top)).astype(np.int64), bins - 1)
+                hist[name] += np.bincount(index, minlength=bins)
+        if again != samples:
+            raise BninceptionError(f"calibration reader gave {again} images on the second pass, "
+                                   f"{samples} on the first")
+    return TensorStats(amax=amax, amin=amin, hist=hist, samples=samples)
+
+
+def percentile_amax(hist: np.ndarray, top: float, percentile: float) -> float:
+    """The upper edge of the bin where the cumulative share of ``|x|`` reaches ``percentile``."""
+    if not 0 < percentile <= 100:
+        raise BninceptionError(f"--percentile must be in (0, 100], got {percentile}")
+    total = hist.sum()
+    if total == 0 or top <= 0:
+        return float(top)
+    cdf = np.cumsum(hist) / total
+    index = int(np.searchsorted(cdf, percentile / 100.0, side="left"))
+    index = min(index, len(hist) - 1)
+    return float(top * (index + 1) / len(hist))
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    mask = p > 0
+    if np.any(q[mask] <= 0):
+        return float("inf")
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def entropy_amax(hist: np.ndarray, top: float, levels: int = ENTROPY_LEVELS,
+                 start: int = ENTROPY_START) -> float:
+    """TensorRT's entropy calibration: the threshold whose 128-level quantization keeps KL(P||Q) lowest.
+
+    For each candidate ``i`` bins: P = the first ``i`` bins with everything beyond folded into the
+    last one; Q = those ``i`` bins merged into ``levels`` groups, each group's mass spread evenly
+    over its non-empty bins. The zero bin is set to bin 1's count (post-ReLU zeros would dominate),
+    as NVIDIA's pytorch-quantization does. Ties go to the largest threshold.
+    """
+    bins = hist.astype(np.float64).copy()
+    n = len(bins)
+    if top <= 0 or bins.sum() == 0 or n <= start:
+        return float(top)
+    bins[0] = bins[1]
+    best_i, best_kl = n, float("inf")
+    cumulative = np.concatenate([[0.0], np.cumsum(bins)])
+    nonzero = bins > 0
+    for i in range(start, n + 1):
+        p = bins[:i].copy()
+        p[-1] += cumulative[n] - cumulative[i]
+        group = (np.arange(i) * levels) // i
+        sums = np.bincount(group, weights=bins[:i], minlength=levels)
+        counts = np.bincount(group, weights=nonzero[:i].astype(np.float64), minlength=levels)
+        avg = np.divide(sums, counts, out=np.zeros(levels), where=counts > 0)
+        q = np.where(nonzero[:i], avg[group], 0.0)
+        p_sum, q_sum = p.sum(), q.sum()
+        if p_sum <= 0 or q_sum <= 0:
+            continue
+        kl = _kl(p / p_sum, q / q_sum)
+        if kl <= best_kl:
+            best_i, best_kl = i, kl
+    return float(top * best_i / n)
+
+
+def compute_amax(stats: TensorStats, method: str, percentile: float = 99.99) -> dict[str, float]:
+    """Per-tensor amax for ``method`` (``minmax``, ``percentile`` or ``entropy``)."""
+    if method not in METHODS:
+        raise BninceptionError(f"--method must be one of {METHODS}, got {method!r}")
+    if method == "minmax":
+        return dict(stats.amax)
+    if not stats.hist:
+        raise BninceptionError(f"method {method!r} needs histograms (collect with histograms=True)")
+    if method == "percentile":
+        return {n: percentile_amax(stats.hist[n], stats.amax[n], percentile) for n in stats.amax}
+    return {n: entropy_amax(stats.hist[n], stats.amax[n]) for n in stats.amax}

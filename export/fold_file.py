@@ -1,0 +1,92 @@
+"""``bninception fold IN.onnx -o OUT.onnx``: fold any single-file ONNX model, checked on random inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bninception.errors import BninceptionError
+
+if TYPE_CHECKING:
+    import onnx
+
+FP32_TOL = 1e-4  # relative to the output scale: max|diff| <= tol * max(1, max|reference|)
+FP16_TOL = 1e-2
+
+
+def default_output(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    stem = path.name[:-5] if path.name.endswith(".onnx") else path.name
+    return path.with_name(f"{stem}.folded.onnx")
+
+
+def random_feeds(model: onnx.ModelProto, seed: int = 0,
+                 batch: int = 2) -> tuple[dict[str, np.ndarray] | None, str]:
+    """Random normal feeds for every float graph input, or (None, why not)."""
+    from bninception.export.graph import FLOAT_TYPES
+
+    inits = {t.name for t in model.graph.initializer}
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in inits:
+            continue
+        ttype = value.type.tensor_type
+        if not value.type.HasField("tensor_type") or ttype.elem_type not in FLOAT_TYPES:
+            return None, f"input {value.name!r} is not a float tensor"
+        dims = []
+        for index, dim in enumerate(ttype.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                dims.append(dim.dim_value)
+            elif index == 0:
+                dims.append(batch)
+            else:
+                return None, f"input {value.name!r} has a symbolic dimension {index} ({dim.dim_param!r})"
+        dtype = FLOAT_TYPES[ttype.elem_type]
+        feeds[value.name] = rng.standard_normal(dims).astype(dtype)
+    return feeds, ""
+
+
+def parity_on_random(model: onnx.ModelProto, folded: onnx.ModelProto) -> dict[str, Any]:
+    """Max abs diff over all outputs on random inputs (ORT, optimizations off), gated relatively."""
+    from bninception.errors import GateFailure
+    from bninception.export import parity
+
+    feeds, why = random_feeds(model)
+    if feeds is None:
+        return {"checked": False, "reason": why}
+    fp16 = any(t.data_type == 10 for t in model.graph.initializer)  # TensorProto.FLOAT16
+    tol = FP16_TOL if fp16 else FP32_TOL
+    ref = parity.session(model).run(None, feeds)
+    out = parity.session(folded).run(None, feeds)
+    diff = max((float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                for a, b in zip(ref, out, strict=True) if np.asarray(a).size), default=0.0)
+    scale = max((float(np.max(np.abs(np.asarray(a, np.float64)))) for a in ref if np.asarray(a).size),
+                default=0.0)
+    result = {"checked": True, "max_abs_diff": diff, "max_abs_ref": scale, "tol": tol * max(1.0, scale)}
+    if not diff <= tol * max(1.0, scale):
+        raise GateFailure(f"fold parity on random inputs: max abs diff {diff:.3g} > "
+                          f"{tol:g} x max(1, {scale:.3g})")
+    return result
+
+
+def fold_file(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None,
+              check: bool = True) -> dict[str, Any]:
+    """Fold ``src`` into ``dst`` (default ``*.folded.onnx``); nothing is written on any error."""
+    from bninception.artifacts import atomic_write_bytes
+    from bninception.export.fold import fold_batchnorm
+    from bninception.export.onnx_io import check_full, load_onnx
+
+    model = load_onnx(src)
+    out = Path(dst) if dst else default_output(src)
+    if not any(n.op_type == "BatchNormalization" for n in model.graph.node):
+        raise BninceptionError(f"{src} has no BatchNormalization nodes: nothing to fold ({out} not written)")
+    folded, report = fold_batchnorm(model)
+    check_full(folded, f"folded {src}")
+    result = parity_on_random(model, folded) if check else {"checked": False, "reason": "--no-check"}
+    atomic_write_bytes(out, folded.SerializeToString())
+    return {"input": str(src), "output": str(out), **report.to_dict(), "parity": result,
+            "summary": f"{out}: {report.summary()}"}

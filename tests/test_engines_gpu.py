@@ -1,0 +1,135 @@
+"""TensorRT engines against the PyTorch inference-form model, with DESIGN.md's gates (GPU hosts only).
+
+Run with ``make gpu-test`` (``pytest -m gpu``). Uses ``$BNINCEPTION_GPU_RUN`` when it names a run
+directory with the artifacts (e.g. ``runs/demo`` after ``make demo``); otherwise builds a small
+self-contained run: the demo BN-Inception (width 0.25, 32x32 digits) trained briefly on the GPU,
+saved as model.pt, exported and folded by the export stages, and FP16/INT8 models made by
+``bninception calibrate`` when that command is available (else those precisions are skipped,
+naming what is missing). Each engine is compared with PyTorch (TF32 off) at batch sizes
+min, opt and max of its profile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bninception.engines import available
+
+OK, REASON = available()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not OK, reason=f"needs TensorRT and a CUDA GPU: {REASON}")]
+
+MIN, OPT, MAX = 1, 8, 32
+GATES = {  # DESIGN.md: TensorRT FP32 (TF32 off) / FP16 / INT8 as the ONNX rows of the same precision
+    "fp32": {"max_abs": 1e-4, "agreement": 1.0},
+    "fp16": {"agreement": 0.995},
+    "int8": {"agreement": 0.99, "accuracy_drop": 0.005},
+}
+
+
+def _train_small_model(run_root: Path) -> None:
+    """The demo model, briefly trained on digits on the GPU, saved as model.pt (inference form)."""
+    import torch
+
+    from bninception.model.architecture import ModelConfig, build_model
+    from bninception.model.checkpoint import save_model
+    from bninception.model.data import load_bundle, stack_split
+
+    torch.manual_seed(0)
+    bundle = load_bundle("digits", image_size=32, seed=0)
+    images, labels = stack_split(bundle.train)
+    model = build_model(ModelConfig(num_classes=10, in_channels=1, width=0.25)).cuda().train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x_all, y_all = torch.from_numpy(images).cuda(), torch.from_numpy(labels).cuda()
+    for _ in range(400):
+        idx = torch.randint(0, len(x_all), (64,), device="cuda", generator=None)
+        loss = torch.nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    save_model(run_root / "model.pt", model.cpu().eval(), bundle.preprocess, bundle.labels,
+               statistics="ema", extra={"note": "tests/test_engines_gpu.py small model"})
+
+
+@pytest.fixture(scope="module")
+def gpu_run(tmp_path_factory: pytest.TempPathFactory):
+    from bninception.cli import main
+    from bninception.rundir import RunDir
+
+    given = os.environ.get("BNINCEPTION_GPU_RUN")
+    if given and Path(given, "model.pt").is_file():
+        return RunDir(given, create=False)
+    run = RunDir(tmp_path_factory.mktemp("gpu-run"))
+    _train_small_model(run.root)
+    from bninception.export.stages import export_stage, fold_stage
+
+    export_stage(run)
+    fold_stage(run)
+    for precision in ("fp16", "int8"):
+        with contextlib.suppress(SystemExit):  # argparse exits: no `calibrate` command here yet
+            main(["calibrate", "--run", str(run.root), "--precision", precision])
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(gpu_run):
+    """PyTorch inference-form logits on the digits test split, TF32 off, on the GPU."""
+    import torch
+
+    from bninception.model.checkpoint import load_model
+    from bninception.model.data import load_bundle, load_run_bundle, stack_split
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model, preprocess, _labels, _record = load_model(gpu_run.path("model.pt"))
+    bundle = load_run_bundle(gpu_run) or load_bundle("digits", image_size=preprocess.size, seed=0)
+    images, labels = stack_split(bundle.test)
+    model = model.cuda().eval()
+    with torch.inference_mode():
+        logits = torch.cat([model(torch.from_numpy(images[i:i + 64]).cuda()).float().cpu()
+                            for i in range(0, len(images), 64)]).numpy()
+    return images, labels, logits
+
+
+def _engine_logits(runner, images: np.ndarray, batch: int) -> np.ndarray:
+    return np.concatenate([runner.run(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_engine_matches_pytorch_at_min_opt_max_batch(gpu_run, reference, precision: str) -> None:
+    from bninception.engines.key import PRECISION_SOURCES
+    from bninception.engines.runner import TensorRTRunner
+    from bninception.engines.stages import build_engine_stage
+    from bninception.errors import BninceptionError
+    from bninception.runner import Runner
+
+    if not gpu_run.path(PRECISION_SOURCES[precision]).is_file():
+        pytest.skip(f"{PRECISION_SOURCES[precision]} is missing and `bninception calibrate` "
+                    "could not make it")
+    summary = build_engine_stage(gpu_run, precision, min_batch=MIN, opt_batch=OPT, max_batch=MAX)
+    runner = TensorRTRunner(summary["plan"])
+    assert isinstance(runner, Runner)
+    assert (runner.input_spec.min_batch, runner.input_spec.max_batch) == (MIN, MAX)
+    images, labels, torch_logits = reference
+    gate = GATES[precision]
+    for batch in (MIN, OPT, MAX):
+        logits = _engine_logits(runner, images, batch)
+        assert logits.shape == torch_logits.shape and logits.dtype == np.float32
+        agreement = float(np.mean(logits.argmax(1) == torch_logits.argmax(1)))
+        max_abs = float(np.max(np.abs(logits - torch_logits)))
+        print(f"{precision} batch {batch}: top-1 agreement {agreement:.4f}, max abs diff {max_abs:.3g}")
+        assert agreement >= gate["agreement"], (precision, batch, agreement)
+        if "max_abs" in gate:
+            assert max_abs <= gate["max_abs"], (precision, batch, max_abs)
+        if "accuracy_drop" in gate:
+            drop = float(np.mean(torch_logits.argmax(1) == labels) - np.mean(logits.argmax(1) == labels))
+            assert drop <= gate["accuracy_drop"], (precision, batch, drop)
+    with pytest.raises(BninceptionError, match="outside the supported range"):
+        runner.run(images[:MAX + 1])
+    # a second build is a no-op: the engine is reused by key
+    assert build_engine_stage(gpu_run, precision, min_batch=MIN, opt_batch=OPT, max_batch=MAX)["status"] \
+        == "skipped"

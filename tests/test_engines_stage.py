@@ -1,0 +1,254 @@
+"""The build-engine stage's reuse rules, files and manifest, with an injected plan builder.
+
+The real builder needs TensorRT and a GPU (tests/test_engines_gpu.py); here a builder that
+returns deterministic bytes stands in for it, so the stage's own logic is what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from bninception.cli import main
+from bninception.engines import available, list_engines
+from bninception.engines.build import format_parser_errors
+from bninception.engines.detect import HostEnv, load_tensorrt
+from bninception.engines.profile import read_onnx_input
+from bninception.engines.stages import build_engine_stage, select_engine, stage_name
+from bninception.engines.store import read_plan, read_sidecar
+from bninception.errors import BninceptionError
+from bninception.rundir import RunDir
+
+A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
+H100 = HostEnv("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")
+
+
+def tiny_onnx(path: Path, classes: int = 10, batch: str | int = "N", elem: int = TensorProto.FLOAT) -> None:
+    """input [N,1,4,4] -> Flatten -> Gemm -> logits [N, classes]."""
+    values = [0.01 * i for i in range(16 * classes)]
+    weight = helper.make_tensor("W", TensorProto.FLOAT, [classes, 16], values)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "W"], ["logits"], transB=1)],
+        "tiny", [helper.make_tensor_value_info("input", elem, [batch, 1, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+class FakeBuilder:
+    """Stands in for engines.build.build_plan: records calls, returns bytes derived from the spec."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, onnx_path, spec, onnx_input, timing_cache):
+        self.calls.append((Path(onnx_path).name, spec.key()))
+        sm = spec.env.compute_capability.replace(".", "")
+        assert timing_cache.name == f"timing-trt{spec.env.trt_version}-sm{sm}.cache"
+        assert timing_cache.parent == Path(onnx_path).parent / "engines"
+        return f"PLAN {spec.key()} {onnx_input.name}".encode(), {"tf32": "off"}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> RunDir:
+    run = RunDir(tmp_path / "run")
+    tiny_onnx(run.path("model.folded.onnx"))
+    tiny_onnx(run.path("model.fp16.onnx"), classes=11)
+    return run
+
+
+def test_build_writes_plan_sidecar_and_manifest(run: RunDir, capsys) -> None:
+    builder = FakeBuilder()
+    summary = build_engine_stage(run, "fp32", env=A10, builder=builder)
+    assert summary["status"] == "built" and len(builder.calls) == 1
+    key = summary["key"]
+    plan, side = run.path(f"engines/{key}.plan"), run.path(f"engines/{key}.json")
+    sidecar = read_sidecar(side)
+    assert read_plan(plan, sidecar) == f"PLAN {key} input".encode()
+    assert sidecar.spec.onnx_sha256 == run.sha256("model.folded.onnx")
+    assert sidecar.spec.env == A10 and sidecar.input_shape == (1, 4, 4)
+    record = run.manifest()["stages"][stage_name("fp32")]
+    assert record["inputs"] == {"model.folded.onnx": run.sha256("model.folded.onnx")}
+    assert set(record["outputs"]) == {f"engines/{key}.plan", f"engines/{key}.json"}
+    assert not list(run.path("engines").glob(".*.tmp"))  # atomic writes left nothing behind
+
+
+def test_second_run_is_skipped_then_force_rebuilds(run: RunDir, capsys) -> None:
+    builder = FakeBuilder()
+    build_engine_stage(run, "fp32", env=A10, builder=builder)
+    capsys.readouterr()
+    assert build_engine_stage(run, "fp32", env=A10, builder=builder)["status"] == "skipped"
+    assert "stage build-engine-fp32: up to date, skipped" in capsys.readouterr().err
+    assert build_engine_stage(run, "fp32", env=A10, builder=builder, force=True)["status"] == "built"
+    assert len(builder.calls) == 2
+
+
+def test_lost_manifest_reuses_the_engine_by_key(run: RunDir) -> None:
+    builder = FakeBuilder()
+    first = build_engine_stage(run, "fp32", env=A10, builder=builder)
+    run.path("manifest.json").unlink()
+    again = build_engine_stage(run, "fp32", env=A10, builder=builder)
+    assert again["status"] == "reused" and again["key"] == first["key"] and len(builder.calls) == 1
+    assert stage_name("fp32") in run.manifest()["stages"]
+
+
+def test_corrupted_plan_is_rebuilt_not_reused(run: RunDir) -> None:
+    builder = FakeBuilder()
+    key = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
+    run.path(f"engines/{key}.plan").write_bytes(b"garbage")
+    assert build_engine_stage(run, "fp32", env=A10, builder=builder)["status"] == "built"
+    assert len(builder.calls) == 2
+
+
+def test_new_onnx_or_other_gpu_or_profile_makes_a_new_engine(run: RunDir) -> None:
+    builder = FakeBuilder()
+    first = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
+    other_gpu = build_engine_stage(run, "fp32", env=H100, builder=builder)["key"]
+    profile = build_engine_stage(run, "fp32", env=A10, builder=builder, max_batch=64)["key"]
+    tiny_onnx(run.path("model.folded.onnx"), classes=12)
+    new_model = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
+    assert len({first, other_gpu, profile, new_model}) == 4 and len(builder.calls) == 4
+    assert "1x8x64" in profile
+
+
+def test_cache_is_shared_between_runs(tmp_path: Path) -> None:
+    cache, builder = tmp_path / "cache", FakeBuilder()
+    run_a, run_b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
+    tiny_onnx(run_a.path("model.fp16.onnx"))
+    tiny_onnx(run_b.path("model.fp16.onnx"))  # identical bytes -> identical key
+    built = build_engine_stage(run_a, "fp16", env=A10, builder=builder, cache=cache)
+    assert (cache / f"{built['key']}.plan").is_file() and (cache / f"{built['key']}.json").is_file()
+    fetched = build_engine_stage(run_b, "fp16", env=A10, builder=builder, cache=cache)
+    assert fetched["status"] == "cached" and fetched["key"] == built["key"] and len(builder.calls) == 1
+    copied = run_b.path(f"engines/{built['key']}.plan")
+    assert copied.read_bytes() == (cache / f"{built['key']}.plan").read_bytes()
+    # a damaged cache entry is ignored and the engine is built
+    run_c = RunDir(tmp_path / "c")
+    tiny_onnx(run_c.path("model.fp16.onnx"))
+    (cache / f"{built['key']}.plan").write_bytes(b"truncated")
+    assert build_engine_stage(run_c, "fp16", env=A10, builder=builder, cache=cache)["status"] == "built"
+
+
+def test_missing_source_and_bad_inputs_are_clear_errors(run: RunDir, tmp_path: Path) -> None:
+    with pytest.raises(BninceptionError, match=r"model\.int8\.onnx is missing.*calibrate .*--precision int8"):
+        build_engine_stage(run, "int8", env=A10, builder=FakeBuilder())
+    with pytest.raises(BninceptionError, match="precision must be one of"):
+        build_engine_stage(run, "fp8", env=A10, builder=FakeBuilder())
+    tiny_onnx(run.path("model.folded.onnx"), batch=4)
+    with pytest.raises(BninceptionError, match="fixed batch of 4"):
+        build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder())
+    tiny_onnx(run.path("model.folded.onnx"), elem=TensorProto.FLOAT16)
+    with pytest.raises(BninceptionError, match="FLOAT16; the engines take FP32 input"):
+        build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder())
+    run.path("model.folded.onnx").write_bytes(b"not onnx")
+    with pytest.raises(BninceptionError, match="not a readable ONNX model"):
+        read_onnx_input(run.path("model.folded.onnx"))
+
+
+def test_list_and_select_engines(run: RunDir) -> None:
+    builder = FakeBuilder()
+    fp32 = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
+    fp16 = build_engine_stage(run, "fp16", env=A10, builder=builder)["key"]
+    h100 = build_engine_stage(run, "fp32", env=H100, builder=builder)["key"]
+    records = list_engines(run, verify=True)
+    assert [r.precision for r in records] == ["fp32", "fp32", "fp16"]
+    assert {r.key for r in records} == {fp32, fp16, h100} and all(r.problem is None for r in records)
+    assert select_engine(run, "fp32", here=A10).key == fp32
+    assert select_engine(run, "fp32", here=H100).key == h100
+    assert select_engine(run, "fp32").key == h100  # the one the manifest records last
+    run.path(f"engines/{fp16}.plan").write_bytes(b"x")
+    damaged = next(r for r in list_engines(run, verify=True) if r.key == fp16)
+    assert damaged.problem is not None and "sidecar records" in damaged.problem
+    with pytest.raises(BninceptionError, match="no usable fp16 TensorRT engine"):
+        select_engine(run, "fp16", here=A10)
+    tiny_onnx(run.path("model.folded.onnx"), classes=3)
+    with pytest.raises(BninceptionError, match=r"built from an older model\.folded\.onnx"):
+        select_engine(run, "fp32", here=A10)
+    build_engine_stage(run, "fp32", env=A10, builder=builder)
+    with pytest.raises(BninceptionError, match=r"this GPU is Tesla T4 \(compute capability 7\.5\)"):
+        select_engine(run, "fp32", here=HostEnv("10.8.0.43", "Tesla T4", "7.5"))
+
+
+def test_parser_errors_are_all_reported() -> None:
+    class Err:
+        def __init__(self, i: int, name: str, op: str, desc: str) -> None:
+            self.i, self.name, self.op, self.text = i, name, op, desc
+
+        def node(self) -> int:
+            return self.i
+
+        def node_name(self) -> str:
+            return self.name
+
+        def node_operator(self) -> str:
+            return self.op
+
+        def desc(self) -> str:
+            return self.text
+
+        def code(self) -> str:
+            return "ErrorCode.UNSUPPORTED_NODE"
+
+    text = format_parser_errors([Err(3, "conv_3a", "Conv", "bad pads"), Err(7, "", "", "no importer")],
+                                "runs/x/model.int8.onnx")
+    assert "runs/x/model.int8.onnx" in text
+    assert "node 3 'conv_3a' (Conv): bad pads [ErrorCode.UNSUPPORTED_NODE]" in text
+    assert "node 7 '<unnamed>' (<unknown op>): no importer" in text
+
+
+def test_detection_sees_no_real_tensorrt_here() -> None:
+    ok, reason = available()
+    if load_tensorrt() is None:
+        assert not ok and "TensorRT is not installed" in reason
+    else:
+        assert ok or "CUDA" in reason
+
+
+def test_detection_recognises_a_module_with_builder(monkeypatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("tensorrt")
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    assert load_tensorrt() is None  # a namespace without Builder (what tensorrt-stubs gives)
+    fake.Builder = object  # type: ignore[attr-defined]
+    assert load_tensorrt() is fake
+
+
+def test_cli_if_available_and_list(run: RunDir, capsys) -> None:
+    if available()[0]:
+        pytest.skip("TensorRT and a GPU are present: the skip path is not taken")
+    assert main(["build-engine", "--run", str(run.root), "--precision", "all", "--if-available",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "TensorRT" in out["skipped"] and out["engines"] == []
+    assert main(["build-engine", "--run", str(run.root)]) == 2
+    assert "TensorRT engines need TensorRT" in capsys.readouterr().err
+    build_engine_stage(run, "fp16", env=A10, builder=FakeBuilder())
+    assert main(["build-engine", "--run", str(run.root), "--list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["engines"]
+    assert len(listed) == 1 and listed[0]["info"]["gpu_name"] == "NVIDIA A10" and listed[0]["problem"] is None
+
+
+def test_importing_engines_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, bninception.engines, bninception.commands.build_engine; "
+            "print(sorted(m for m in ('torch', 'tensorrt', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_runner_without_tensorrt_names_what_is_missing(run: RunDir) -> None:
+    from bninception.engines.runner import TensorRTRunner
+
+    if available()[0]:
+        pytest.skip("TensorRT and a GPU are present")
+    key = build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder())["key"]
+    with pytest.raises(BninceptionError, match=r"a CUDA GPU: TensorRT is not installed"):
+        TensorRTRunner(run.path(f"engines/{key}.plan"))

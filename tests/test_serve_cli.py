@@ -1,0 +1,80 @@
+"""``bninception serve``: model choice per precision, and the command end to end in a subprocess."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from serve_helpers import digits_images
+
+from bninception.cli import main
+from bninception.errors import BninceptionError
+from bninception.serve.model_info import model_path_for
+from bninception.serve.server import bind_socket
+
+pytest_plugins = ["serve_fixtures"]
+
+
+@pytest.mark.parametrize(("precision", "name", "command"), [
+    ("fp32", "model.folded.onnx", "bninception fold --run"),
+    ("fp16", "model.fp16.onnx", "bninception calibrate --run .* --precision fp16"),
+    ("int8", "model.int8.onnx", "bninception calibrate --run .* --precision int8"),
+])
+def test_missing_model_names_file_and_command(tmp_path: Path, precision: str, name: str,
+                                              command: str) -> None:
+    with pytest.raises(BninceptionError, match=rf"{name} is missing .*{command}"):
+        model_path_for(tmp_path, precision)
+
+
+def test_model_path_for_picks_the_precision_file(tmp_path: Path) -> None:
+    for name in ("model.folded.onnx", "model.fp16.onnx", "model.int8.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    assert model_path_for(tmp_path, "fp16").name == "model.fp16.onnx"
+    assert model_path_for(tmp_path, "int8").name == "model.int8.onnx"
+    with pytest.raises(BninceptionError, match="precision must be one of"):
+        model_path_for(tmp_path, "bf16")
+
+
+def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--run", str(tmp_path), "--precision", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "model.int8.onnx is missing" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
+                                  serve_reference: object) -> None:
+    shutil.copy(serve_model_path, tmp_path / "model.folded.onnx")
+    probe = bind_socket("127.0.0.1", 0)
+    port = probe.getsockname()[1]
+    probe.close()
+    proc = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--run", str(tmp_path),
+                             "--port", str(port), "--max-delay-ms", "1", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=5)
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if client.is_server_ready():
+                    break
+            except Exception:  # not listening yet
+                pass
+            assert time.monotonic() < deadline, "server did not become ready within 60 s"
+            time.sleep(0.2)
+        x = digits_images(4, seed=11)
+        tensor = triton.InferInput("data", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        logits = client.infer("bninception", [tensor]).as_numpy("logits")
+        np.testing.assert_allclose(logits, serve_reference(x), atol=1e-5)  # type: ignore[operator]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "serving" in err and str(port) in err

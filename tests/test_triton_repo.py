@@ -1,0 +1,101 @@
+"""``triton-repo``: config.pbtxt parsed against Triton's ModelConfig schema, files, engine pick-up."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format, text_format
+from serve_helpers import LABELS
+from tritonclient.grpc import model_config_pb2
+
+from bninception.artifacts import sha256_file
+from bninception.cli import main
+from bninception.errors import BninceptionError
+from bninception.serve.repository import find_engine, write_repository
+
+pytest_plugins = ["serve_fixtures"]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, serve_model_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(serve_model_path, run / "model.folded.onnx")
+    return run
+
+
+def parse_config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def test_onnx_model_repository(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    report = write_repository(run_dir, out, max_batch=16, max_delay_us=2500, instances=2)
+    folder = out / "bninception_onnx"
+    config = parse_config(folder / "config.pbtxt")
+    assert config.name == "bninception_onnx" and config.backend == "onnxruntime"
+    assert config.max_batch_size == 16
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        ("data", model_config_pb2.TYPE_FP32, [1, 32, 32])]
+    outputs = [(o.name, list(o.dims), o.label_filename) for o in config.output]
+    assert outputs == [("logits", [10], "labels.txt")]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 2500
+    assert [(g.count, g.kind) for g in config.instance_group] == [
+        (2, model_config_pb2.ModelInstanceGroup.KIND_AUTO)]
+    assert config.version_policy.latest.num_versions == 1
+    assert sha256_file(folder / "1" / "model.onnx") == sha256_file(run_dir / "model.folded.onnx")
+    assert (folder / "labels.txt").read_text().splitlines() == LABELS
+    assert not (out / "bninception_trt").exists() and "build-engine" in report["tensorrt"]
+    assert not list(out.rglob("*.tmp"))  # atomic writes left nothing behind
+
+
+def test_tensorrt_plan_is_exported_with_its_profile(run_dir: Path, tmp_path: Path) -> None:
+    engines = run_dir / "engines"
+    engines.mkdir()
+    (engines / "fp32key.plan").write_bytes(b"serialized engine")
+    (engines / "fp32key.json").write_text(json.dumps({
+        "precision": "fp32", "tensorrt_version": "10.3.0",
+        "profile": {"min": [1, 1, 32, 32], "opt": [8, 1, 32, 32], "max": [8, 1, 32, 32]}}))
+    (engines / "fp16key.plan").write_bytes(b"other engine")
+    (engines / "fp16key.json").write_text(json.dumps({"precision": "fp16", "profile": {"max": 64}}))
+    (engines / "broken.plan").write_bytes(b"no sidecar")
+    assert find_engine(run_dir, "fp32") is not None and find_engine(run_dir, "int8") is None
+    out = tmp_path / "repo"
+    report = write_repository(run_dir, out, max_batch=32)
+    folder = out / "bninception_trt"
+    config = parse_config(folder / "config.pbtxt")
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 8  # capped by the profile
+    assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    assert list(config.input[0].dims) == [1, 32, 32] and config.output[0].name == "logits"
+    assert (folder / "1" / "model.plan").read_bytes() == b"serialized engine"
+    assert report["models"][1]["tensorrt_version"] == "10.3.0"
+
+
+def test_missing_precision_names_the_file_and_command(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(BninceptionError, match=r"model\.int8\.onnx is missing.*calibrate --run .* int8"):
+        write_repository(run_dir, tmp_path / "repo", precision="int8")
+
+
+def test_cli_json(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "repo"
+    assert main(["triton-repo", "--run", str(run_dir), "-o", str(out), "--json", "--max-batch", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"][0]["max_batch_size"] == 4
+    assert parse_config(out / "bninception_onnx" / "config.pbtxt").max_batch_size == 4
+    assert main(["triton-repo", "--run", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_server_config_endpoint_matches_triton_schema(serve_model_path: Path) -> None:
+    from bninception.serve.app import create_app
+
+    app = create_app(serve_model_path, max_batch=8, max_delay_ms=3)
+    try:
+        config = json_format.ParseDict(app.state.server.config(), model_config_pb2.ModelConfig())
+    finally:
+        app.state.server.close()
+    assert config.max_batch_size == 8 and config.dynamic_batching.max_queue_delay_microseconds == 3000
+    assert [o.name for o in config.output] == ["logits", "probabilities"]
