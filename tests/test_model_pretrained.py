@@ -48,7 +48,7 @@ def test_import_stage_records_caffe_convention(reference_file: tuple[nn.Module, 
     _, path = reference_file
     run = RunDir(tmp_path / "run")
     import_weights_stage(run, str(path))
-    model, preprocess, labels, record = load_model(run.path("model.pt"))
+    _, preprocess, labels, record = load_model(run.path("model.pt"))
     assert preprocess.channel_order == "BGR" and preprocess.input_range == 255.0
     assert preprocess.mean == (104.0, 117.0, 128.0) and preprocess.size == 224
     assert len(labels) == 1000 and record["statistics"] == "imported"
@@ -69,5 +69,5 @@ def test_wrong_and_missing_keys_are_listed(reference_file: tuple[nn.Module, Path
 def test_not_a_state_dict_file_is_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a zip or pickle")
-    with pytest.raises(BninceptionError, match="junk.pth"):
+    with pytest.raises(BninceptionError, match=r"junk\.pth"):
         import_pretrainedmodels(junk)
