@@ -161,7 +161,16 @@ def run_phase(model: Path, batching: bool, args: argparse.Namespace, shape: list
 
 
 def in_process(model: Path, batch: int, shape: list[int], seconds: float, threads: int) -> float:
-    """Images per second of in-process ONNX Runtime at ``batch``, with the server's session settings."""
+    """Images per second of in-process ONNX Runtime at ``batch`` in a fresh process (like the server's)."""
+    result = subprocess.run(
+        [sys.executable, __file__, "--measure", str(model), "--batch", str(batch), "--shape", json.dumps(shape),
+         "-t", str(seconds), "--threads", str(threads)],
+        capture_output=True, text=True, timeout=seconds + 60, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def measure(model: Path, batch: int, shape: list[int], seconds: float, threads: int) -> float:
+    """ONNX Runtime images per second with the server's session settings, in this process."""
     from bninception.serve.session import create_session
 
     session = create_session(model, threads=threads, spinning=False)
@@ -210,9 +219,14 @@ def main() -> None:
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         client_main(args)
+        return
+    if args.measure:
+        print(measure(args.measure, args.batch, json.loads(args.shape), args.duration, args.threads))
         return
     args.duration = min(args.duration, MAX_SECONDS_PER_PHASE)
 

@@ -241,11 +241,14 @@ def bench_runner(art: ArtifactRunner, settings: BenchSettings) -> list[BenchResu
 def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool = True
                    ) -> tuple[list[ArtifactRunner], list[Skipped]]:
     """PyTorch eager (model.pt), every ONNX file (served configuration), every engine."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # beside TensorRT engines on a GPU host
     arts, skipped = discover(run, include_engines=include_engines, include_ema=False, optimization="all",
-                             threads=settings.threads)
+                             threads=settings.threads, device=device)
     for art in arts:
         if art.is_reference:
-            art.name = "PyTorch eager"
+            art.name = "PyTorch eager" if device == "cpu" else f"PyTorch eager ({device})"
     if settings.include_unoptimized:
         extra, _ = discover(run, include_engines=False, include_ema=False, optimization="disable",
                             threads=settings.threads)

@@ -54,7 +54,10 @@ def training_curves_plot(history: Sequence[Mapping[str, float]], path: str | os.
         if all(key in h for h in history):
             ax_acc.plot(epochs, [100.0 * h[key] for h in history], marker=".", label=label)
     ax_acc.set(title="Top-1 accuracy per epoch", xlabel="epoch", ylabel="top-1 accuracy (%)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("BN-Inception training")
@@ -131,7 +134,8 @@ def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     ax.set_ylim(max(0.0, low - 5), 100.5)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['name']}\n[{r['status']}]" for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set(title="Accuracy and parity per artifact", ylabel="percent of test images (%)")
+    ax.set_title("Accuracy and parity per artifact", pad=28)
+    ax.set(ylabel="percent of test images (%)")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return _save(fig, path)

@@ -54,7 +54,7 @@ def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list
     params = train.get("parameters")
     lines.append(f"Data `{cfg.get('data', '?')}` at {cfg.get('image_size', '?')} px, width "
                  f"{cfg.get('width', '?')}, {cfg.get('epochs', '?')} epochs, learning rate "
-                 f"{cfg.get('base_lr', '?')} x {cfg.get('lr_scale', '?')} (BN-x{cfg.get('lr_scale', '?')}), "
+                 f"{cfg.get('base_lr', '?')} x {cfg.get('lr_scale', '?')} (BN-x{cfg.get('lr_scale', 0):g}), "
                  f"{f'{params:,}' if isinstance(params, int) else '?'} parameters, "
                  f"{float(train.get('seconds', 0)):.1f} s.")
     lines.append(f"Validation top-1 {_pct(train.get('val_accuracy'))}; test top-1 with the EMA statistics "

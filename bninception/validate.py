@@ -40,7 +40,7 @@ class Gate:
     def describe(self) -> str:
         parts = []
         if self.max_abs_diff is not None:
-            parts.append(f"max|d|<={self.max_abs_diff:g}")
+            parts.append(f"max diff<={self.max_abs_diff:g}")
         if self.min_agreement is not None:
             parts.append(f"agree>={self.min_agreement * 100:g}%")
         if self.max_accuracy_drop is not None:
@@ -162,7 +162,8 @@ class ValidationReport:
 
     def table(self, markdown: bool = False) -> str:
         """The validate table (plain text, or a Markdown table)."""
-        head = ["artifact", "file", "prec", "top-1", "top-5", "agree", "max|d|", "mean|d|", "gate", "result"]
+        head = ["artifact", "file", "prec", "top-1", "top-5", "agree", "max diff", "mean diff", "gate",
+                "result"]
         body = []
         for r in self.rows:
             gate = r.gate or ("reference" if r.status == "REF" else "informational")
@@ -237,11 +238,10 @@ def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = Non
     else:
         seed = int(params["seed"]) if params else 0
         trained_on = params is not None and _same_data(str(params["data"]), data)
+        if data == "digits" and pre.channels != 1:
+            raise BninceptionError(f"--data digits gives 1x{pre.size}x{pre.size} (grayscale) images, the "
+                                   f"model takes {pre.channels}x{pre.size}x{pre.size}")
         bundle = load_bundle(data, pre.size, seed, preprocess=pre)
-        if bundle.preprocess.channels != pre.channels or bundle.preprocess.size != pre.size:
-            got = bundle.preprocess
-            raise BninceptionError(f"--data {data} gives {got.channels}x{got.size}x{got.size} images, "
-                                   f"the model takes {pre.channels}x{pre.size}x{pre.size}")
         source = data
         if trained_on or data == "digits" or (Path(data) / "test").is_dir():
             split, dataset = "test", bundle.test

@@ -176,6 +176,7 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
         for slot, name in enumerate(node.input):
             if name and is_float(name):
                 node.input[slot] = fp16_view(name) if converted else fp32_view(name)
+        original_outputs = list(node.output)
         if converted:
             report.converted_nodes += 1
             for slot, name in enumerate(node.output):
@@ -186,7 +187,7 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
                         numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
         new_nodes.append(node)
         if converted:
-            for name in node.output:
+            for name in original_outputs:
                 if name in home16 and name in graph_outputs:
                     cast(stored(name), name, TensorProto.FLOAT)
     # -- assemble ------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ def ort_cpu_int8(model: onnx.ModelProto, amax: dict[str, float], minimum: dict[s
             {"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         quantizer.quantize_model()
+        quantizer.model.topological_sort()
     except Exception as exc:  # the quantizer raises assorted types
         raise BninceptionError(f"ONNX Runtime CPU INT8 variant: quantization failed: {exc}") from exc
     finally:

@@ -8,6 +8,7 @@ Two streaming passes over the calibration reader, one batch in memory at a time:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -114,11 +115,16 @@ def percentile_amax(hist: np.ndarray, top: float, percentile: float) -> float:
     return float(top * (index + 1) / len(hist))
 
 
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
-    mask = p > 0
-    if np.any(q[mask] <= 0):
-        return float("inf")
-    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0)), 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _group_edges(n: int, levels: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates ``i`` and, per candidate, the first bin of each group: ``ceil(g * i / levels)``."""
+    cand = np.arange(max(start, levels), n + 1)
+    edges = (np.arange(levels + 1)[None, :] * cand[:, None] + levels - 1) // levels
+    return cand, edges
 
 
 def entropy_amax(hist: np.ndarray, top: float, levels: int = ENTROPY_LEVELS,
@@ -126,33 +132,43 @@ def entropy_amax(hist: np.ndarray, top: float, levels: int = ENTROPY_LEVELS,
     """TensorRT's entropy calibration: the threshold whose 128-level quantization keeps KL(P||Q) lowest.
 
     For each candidate ``i`` bins: P = the first ``i`` bins with everything beyond folded into the
-    last one; Q = those ``i`` bins merged into ``levels`` groups, each group's mass spread evenly
-    over its non-empty bins. The zero bin is set to bin 1's count (post-ReLU zeros would dominate),
-    as NVIDIA's pytorch-quantization does. Ties go to the largest threshold.
+    last one; Q = those ``i`` bins merged into ``levels`` groups (bin ``j`` in group
+    ``floor(j * levels / i)``), each group's mass spread evenly over its non-empty bins. The zero
+    bin is set to bin 1's count (post-ReLU zeros would dominate), as NVIDIA's pytorch-quantization
+    does; ties go to the largest threshold.
+
+    Vectorised over all candidates with prefix sums: with ``s_g`` / ``n_g`` a group's mass / non-empty
+    bins, ``sum_j p_j log q_j = sum_g s_g log(s_g / n_g) + outliers * log q_(i-1)``, so each
+    candidate costs O(levels) instead of O(i).
     """
     bins = hist.astype(np.float64).copy()
     n = len(bins)
-    if top <= 0 or bins.sum() == 0 or n <= start:
+    if top <= 0 or n <= start or bins.sum() == 0:
         return float(top)
     bins[0] = bins[1]
-    best_i, best_kl = n, float("inf")
-    cumulative = np.concatenate([[0.0], np.cumsum(bins)])
-    nonzero = bins > 0
-    for i in range(start, n + 1):
-        p = bins[:i].copy()
-        p[-1] += cumulative[n] - cumulative[i]
-        group = (np.arange(i) * levels) // i
-        sums = np.bincount(group, weights=bins[:i], minlength=levels)
-        counts = np.bincount(group, weights=nonzero[:i].astype(np.float64), minlength=levels)
-        avg = np.divide(sums, counts, out=np.zeros(levels), where=counts > 0)
-        q = np.where(nonzero[:i], avg[group], 0.0)
-        p_sum, q_sum = p.sum(), q.sum()
-        if p_sum <= 0 or q_sum <= 0:
-            continue
-        kl = _kl(p / p_sum, q / q_sum)
-        if kl <= best_kl:
-            best_i, best_kl = i, kl
-    return float(top * best_i / n)
+    total = bins.sum()
+    if total <= 0:
+        return float(top)
+    mass = np.concatenate([[0.0], np.cumsum(bins)])
+    filled = np.concatenate([[0], np.cumsum(bins > 0)])
+    plogp_prefix = np.concatenate([[0.0], np.cumsum(_xlogx(bins))])
+    cand, edges = _group_edges(n, levels, start)
+    sums = mass[edges[:, 1:]] - mass[edges[:, :-1]]
+    counts = filled[edges[:, 1:]] - filled[edges[:, :-1]]
+    avg = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    plogq = np.sum(np.where(sums > 0, sums * np.log(np.where(avg > 0, avg, 1.0)), 0.0), axis=1)
+    last = bins[cand - 1]
+    outliers = total - mass[cand]
+    q_last = np.where(last > 0, avg[:, -1], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogq = plogq + np.where(outliers > 0, outliers * np.log(q_last), 0.0)
+        plogp = plogp_prefix[cand - 1] + _xlogx(last + outliers)
+        kl = (plogp - plogq) / total + np.log(mass[cand] / total)
+    kl = np.where(np.isfinite(kl), kl, np.inf)
+    if not np.any(np.isfinite(kl)):
+        return float(top)
+    best = cand[np.flatnonzero(kl <= kl.min() + 1e-12)[-1]]
+    return float(top * best / n)
 
 
 def compute_amax(stats: TensorStats, method: str, percentile: float = 99.99) -> dict[str, float]:

@@ -26,7 +26,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from bninception.export.graph import DEFAULT_DOMAINS, FLOAT_TYPES, Graph, default_opset, get_attr, set_attr
+from bninception.export.graph import (
+    DEFAULT_DOMAINS,
+    FLOAT_TYPES,
+    Graph,
+    default_opset,
+    get_attr,
+    set_attr,
+    type_view,
+)
 
 PATTERNS = (
     "Conv", "ConvTranspose", "Gemm", "MatMul", "MatMul+Add",
@@ -118,7 +126,9 @@ class _Folder:
             raise _Leave(f"expected 5 inputs, found {len(bn.input)}")
         for name in bn.input[1:]:
             if not self.g.is_const(name):
-                raise _Leave(f"parameter {name!r} is not a constant initializer")
+                extra = (" (it is also a graph input, so it can be overridden at run time)"
+                         if name in self.g.graph_inputs and name in self.g.inits else "")
+                raise _Leave(f"parameter {name!r} is not a constant initializer{extra}")
         scale, bias, mean, var = (self.g.const(n).astype(np.float64) for n in bn.input[1:])
         if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1
                 and scale.shape == bias.shape == mean.shape == var.shape):
@@ -408,7 +418,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FoldReport]
     result.CopyFrom(model)
     if report.bn_before:
         try:
-            inferred = onnx.shape_inference.infer_shapes(model)
+            inferred = onnx.shape_inference.infer_shapes(type_view(model))
         except Exception:  # shape inference is only a source of ranks; work without it
             inferred = model
         graph = Graph(result, inferred)

@@ -29,6 +29,32 @@ def default_opset(model: onnx.ModelProto) -> int:
     return 0
 
 
+def type_view(model: onnx.ModelProto, max_bytes: int = 4096) -> onnx.ModelProto:
+    """A copy for shape inference without the weight data: large initializers become typed inputs.
+
+    Ranks and element types are all a pass needs; small initializers (shape tensors) are kept
+    because inference reads their values.
+    """
+    view = onnx.ModelProto()
+    view.ir_version = model.ir_version
+    view.opset_import.extend(model.opset_import)
+    graph = view.graph
+    graph.node.extend(model.graph.node)
+    graph.input.extend(model.graph.input)
+    graph.output.extend(model.graph.output)
+    graph.value_info.extend(model.graph.value_info)
+    declared = {v.name for v in model.graph.input}
+    for tensor in model.graph.initializer:
+        if tensor.ByteSize() <= max_bytes:
+            graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type,
+                                                                  list(tensor.dims)))
+    for function in model.functions:
+        view.functions.append(function)
+    return view
+
+
 def get_attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     for attr in node.attribute:
         if attr.name == name:
@@ -58,9 +84,11 @@ class Graph:
         self.rank: dict[str, int] = {}
         self.elem_type: dict[str, int] = {}
         self._read_types(inferred or model)
-        self._taken: set[str] = set()
         self.touched_inits: set[str] = set()
         self.refresh()
+        self._taken: set[str] = {n.name for n in self.nodes} | set(self.inits) | self.graph_inputs
+        self._taken |= self.graph_outputs | set(self.producer) | set(self.consumers)
+        self._taken |= {v.name for v in self.graph.value_info}
 
     def _read_types(self, model: onnx.ModelProto) -> None:
         g = model.graph
@@ -87,9 +115,6 @@ class Graph:
             for index, name in enumerate(node.input):
                 if name:
                     self.consumers[name].append((node, index))
-        self._taken = {n.name for n in self.nodes} | set(self.inits) | self.graph_inputs
-        self._taken |= self.graph_outputs | set(self.producer) | set(self.consumers)
-        self._taken |= {v.name for v in self.graph.value_info}
 
     def uses(self, name: str) -> int:
         return len(self.consumers.get(name, ())) + (name in self.graph_outputs)

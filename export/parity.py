@@ -81,6 +81,8 @@ def session(model: str | os.PathLike[str] | bytes | onnx.ModelProto) -> ort.Infe
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
+    # no busy-waiting threads: parity checks are short, and often share the CPU with other work
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source: Any = model
     if hasattr(model, "SerializeToString"):
         source = model.SerializeToString()  # type: ignore[union-attr]

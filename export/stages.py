@@ -120,8 +120,10 @@ def fold_stage(run: RunDir, force: bool = False) -> dict[str, Any]:
         atomic_write_json(run.path("fold_report.json"), payload)
     seconds = time.perf_counter() - start
     run.record("fold", params, inputs, outputs, seconds)
-    _say(f"stage fold: {report.summary().splitlines()[0]}; parity max abs diff "
-         f"{result.max_abs_diff:.3g} on {result.source}")
+    lines = report.summary().splitlines()
+    _say(f"stage fold: {lines[0]}; parity max abs diff {result.max_abs_diff:.3g} on {result.source}")
+    for line in lines[2:]:  # BN nodes left, with their reasons
+        _say(f"  {line}")
     return {"stage": "fold", "skipped": False, "bn_before": report.bn_before, "bn_after": report.bn_after,
             "folded": report.folded_total, "left": len(report.left), "parity": result.to_dict(),
             "seconds": round(seconds, 3)}

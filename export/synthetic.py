@@ -27,6 +27,7 @@ def randomize_bn(model: nn.Module, example: torch.Tensor, seed: int = 0) -> nn.M
     model(example)
     for bn in layers:
         n = bn.num_features
+        assert bn.running_mean is not None and bn.running_var is not None
         bn.running_mean.add_(torch.randn(n, generator=generator) * 0.05)
         bn.running_var.mul_(torch.rand(n, generator=generator) * 0.4 + 0.8)
         bn.momentum = 0.1

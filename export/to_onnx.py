@@ -85,7 +85,7 @@ def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # legacy-exporter deprecation and PRESERVE+folding notes
             torch.onnx.export(
-                model, (dummy,), buffer, dynamo=False, opset_version=opset,
+                model, (dummy,), buffer, dynamo=False, opset_version=opset,  # type: ignore[arg-type]
                 training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=True,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},

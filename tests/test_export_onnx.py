@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,22 @@ import torch
 from bninception.errors import BninceptionError
 from bninception.export import parity
 from bninception.export.synthetic import save_random_model
-from bninception.export.to_onnx import METADATA_KEYS, export_onnx, remove_identities
-from bninception.model.architecture import ModelConfig
+from bninception.export.to_onnx import METADATA_KEYS, export_onnx, remove_identities, to_model_proto
+from bninception.model.architecture import ModelConfig, build_model
 from bninception.model.checkpoint import load_model
 from bninception.model.preprocess import Preprocess
 
 DEMO = ModelConfig(num_classes=10, in_channels=1, width=0.25)
 GRAY = Preprocess(size=32, resize=32, channel_order="GRAY", mean=(0.3,), std=(0.3,))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny convs on a shared 2-core machine: intra-op threads only spin; restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +105,22 @@ def test_channel_mismatch_is_clear(demo: tuple[torch.nn.Module, Path], tmp_path:
     model, _ = demo
     with pytest.raises(BninceptionError, match="channel"):
         export_onnx(model, Preprocess(size=32, resize=32), ["a"] * 10, tmp_path / "m.onnx")
+
+
+def test_fresh_model_dedup_identities_removed(tmp_path: Path) -> None:
+    """Untrained BN layers have equal parameters, which the exporter dedups through Identity nodes."""
+    model = build_model(DEMO).eval()
+    out = tmp_path / "fresh.onnx"
+    raw = to_model_proto(model, (1, 32, 32))
+    assert len(raw.graph.initializer) < 4 * 69  # the exporter did share BN parameters
+    export_onnx(model, GRAY, ["a"] * 10, out)
+    proto = onnx.load(str(out))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Identity" not in ops and ops.count("BatchNormalization") == 69
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(parity.session(out).run(None, {"data": x})[0] - ref).max() <= 1e-4
 
 
 def test_remove_identities_keeps_graph_output_identity() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import helper, numpy_helper
 
 from bninception.cli import main
@@ -20,6 +22,15 @@ from bninception.rundir import RunDir
 
 DEMO = ModelConfig(num_classes=10, in_channels=1, width=0.25)
 GRAY = Preprocess(size=32, resize=32, channel_order="GRAY", mean=(0.3,), std=(0.3,))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny convs on a shared 2-core machine: intra-op threads only spin; restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +182,14 @@ def test_fold_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "either IN.onnx or --run" in capsys.readouterr().err
     assert main(["fold", "--run", str(tmp_path)]) == 2
     assert "model.onnx is missing" in capsys.readouterr().err
+
+
+def test_fold_stage_without_batchnorm(tmp_path: Path) -> None:
+    """A run of the no-BN model (batchnorm=False) still gets model.folded.onnx (nothing to fold)."""
+    save_random_model(str(tmp_path / "model.pt"), ModelConfig(num_classes=10, in_channels=1, width=0.25,
+                                                               batchnorm=False), GRAY)
+    run = RunDir(tmp_path)
+    assert stages.export_stage(run)["bn_nodes"] == 0
+    summary = stages.fold_stage(run)
+    assert summary["bn_before"] == 0 and summary["folded"] == 0 and summary["parity"]["max_abs_diff"] == 0
+    assert (tmp_path / "model.folded.onnx").read_bytes() == (tmp_path / "model.onnx").read_bytes()

@@ -194,6 +194,17 @@ def test_matmul_rank3_left_as_affine() -> None:
     assert folded.SerializeToString() == m.SerializeToString()
 
 
+def test_standalone_fp16_with_fp32_params_opset15() -> None:
+    """Opset 15 lets BN take FP16 data with FP32 parameters: Mul/Add constants must be FP16."""
+    nodes = [bn_node("bn", "x", "b"), helper.make_node("Relu", ["b"], ["y"], name="relu")]
+    m = model(nodes, [("x", F16, ["N", 5, 4, 4])], [("y", F16, ["N", 5, 4, 4])],
+              bn_params("bn", 5, np.float32), opset=15)
+    folded, report = fold_batchnorm(m)
+    assert report.folded["standalone->Mul+Add"] == 1
+    assert {t.data_type for t in folded.graph.initializer} == {F16}
+    assert_parity(m, folded, rel=2e-3)
+
+
 def test_standalone_becomes_mul_add() -> None:
     """BN on the graph input followed by an activation: one Mul and one Add."""
     nodes = [bn_node("bn", "x", "b"), helper.make_node("Relu", ["b"], ["y"], name="relu")]
@@ -316,7 +327,7 @@ def _leave_case(kind: str) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("kind,reason", [
     ("other-consumer", "has other consumers"), ("graph-output", "is a graph output"),
-    ("weight-not-constant", "not a constant initializer"), ("param-is-graph-input", "not a constant"),
+    ("weight-not-constant", "not a constant initializer"), ("param-is-graph-input", "also a graph input"),
     ("training-mode", "training mode"),
 ])
 def test_left_untouched_with_reason(kind: str, reason: str) -> None:

@@ -78,3 +78,13 @@ def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "serving" in err and str(port) in err
+
+
+def test_session_without_spinning_gives_the_same_logits(serve_model_path: Path) -> None:
+    from bninception.serve.session import create_session
+
+    x = {"data": digits_images(3, seed=12)}
+    default = create_session(serve_model_path).run(None, x)[0]
+    quiet = create_session(serve_model_path, threads=1, spinning=False)
+    assert quiet.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    np.testing.assert_allclose(quiet.run(None, x)[0], default, atol=1e-5)

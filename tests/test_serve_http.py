@@ -7,6 +7,8 @@ import http.client
 import io
 import json
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -257,16 +259,12 @@ def test_queue_full_is_503_and_timeout_is_504(serve_model_path: Path) -> None:
     # One request waits 2 s in the queue for a batch that never fills: the next one finds it full.
     app = create_app(serve_model_path, max_batch=8, max_delay_ms=2000, max_queue=1, request_timeout_s=0.5)
     with start_in_thread(app) as server:
-        import threading
-
         results: list[int] = []
         first = threading.Thread(
             target=lambda: results.append(request(server, "POST", INFER, raw_infer())[0]))
         first.start()
-        deadline = 200
+        deadline = 1000  # polls of 10 ms: at most 10 s
         while app.state.server.batcher.depth == 0 and deadline:
-            import time
-
             time.sleep(0.01)
             deadline -= 1
         status, headers, body = request(server, "POST", INFER, raw_infer())

@@ -30,7 +30,7 @@ def test_fp32_gate_needs_tiny_diff_and_full_agreement() -> None:
     reference = np.eye(3, dtype=np.float32)[labels] * 5
     row = _row()
     compare(row, reference + 5e-5, reference, labels)
-    assert row.agreement == 1.0 and row.max_abs_diff == pytest.approx(5e-5, rel=1e-3)
+    assert row.agreement == 1.0 and row.max_abs_diff == pytest.approx(5e-5, rel=1e-2)
     assert GATES["fp32"].failures(row, 1.0) == []
     compare(row, reference + 2e-4, reference, labels)
     assert GATES["fp32"].failures(row, 1.0) == [f"max abs logit diff {row.max_abs_diff:.3g} > 0.0001"]

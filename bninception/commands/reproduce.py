@@ -1,0 +1,102 @@
+"""bninception reproduce fig1|lr: the paper's experiments at small scale, with figures."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "reproduce"
+HELP = "reproduce the paper's Figure 1 (MLP, with/without BN) or Figures 2-3 (learning rates) on digits"
+ORDER = 90
+
+DEFAULT_OUT = "runs/reproduce"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", choices=("fig1", "lr"),
+                        help="fig1: 3x100 sigmoid MLP with and without BN; "
+                             "lr: BN-Inception at several learning rates")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: these networks are tiny, and extra threads "
+                             "on shared cores slow torch down)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON document")
+    fig1 = parser.add_argument_group("fig1")
+    fig1.add_argument("--steps", type=int, default=None, help="training steps (default 20000)")
+    fig1.add_argument("--eval-every", type=int, default=None, help="steps between records (default 200)")
+    lr = parser.add_argument_group("lr")
+    lr.add_argument("--epochs", type=int, default=None, help="epochs per network (default 20)")
+    lr.add_argument("--runs", default=None,
+                    help="comma-separated subset of Inception,BN-Baseline,BN-x5,BN-x30,BN-x5-Sigmoid")
+    lr.add_argument("--width", type=float, default=None, help="BN-Inception width multiplier (default 0.25)")
+
+
+def _progress(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+
+
+def _fig1(args: argparse.Namespace) -> dict[str, object]:
+    from dataclasses import replace
+
+    from bninception.reproduce.fig1 import Fig1Config, run_fig1
+    from bninception.reproduce.outputs import write_fig1
+
+    cfg = Fig1Config(seed=args.seed)
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    if args.eval_every is not None:
+        cfg = replace(cfg, eval_every=args.eval_every)
+    result = run_fig1(cfg, report=_progress)
+    paths = write_fig1(result, args.out)
+    return {**result.summary(), "files": [str(p) for p in paths]}
+
+
+def _lr(args: argparse.Namespace) -> dict[str, object]:
+    from dataclasses import replace
+
+    from bninception.reproduce.lr import LrConfig, run_lr
+    from bninception.reproduce.outputs import lr_markdown, write_lr
+
+    cfg = LrConfig(seed=args.seed)
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs)
+    if args.width is not None:
+        cfg = replace(cfg, width=args.width)
+    if args.runs:
+        cfg = replace(cfg, runs=tuple(r.strip() for r in args.runs.split(",") if r.strip()))
+    result = run_lr(cfg, report=_progress)
+    paths = write_lr(result, args.out)
+    if not args.json:
+        print(lr_markdown(result), end="")
+    return {**result.summary(), "files": [str(p) for p in paths]}
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    import torch
+
+    from bninception.errors import BninceptionError
+
+    if args.threads < 1:
+        raise BninceptionError(f"--threads must be >= 1, got {args.threads}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    try:
+        summary = _fig1(args) if args.experiment == "fig1" else _lr(args)
+    finally:
+        torch.set_num_threads(previous)
+    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        if args.experiment == "fig1":
+            acc, drift = summary["final_test_accuracy"], summary["percentile_drift"]
+            print(f"fig1: final test accuracy without BN {acc['no_bn']:.4f}, with BN {acc['bn']:.4f}; "  # type: ignore[index]
+                  f"percentile drift without BN {drift['no_bn']:.3f}, with BN {drift['bn']:.3f}")  # type: ignore[index]
+        print(f"wrote {', '.join(summary['files'])} in {summary['wall_seconds']} s")  # type: ignore[arg-type]
+    return 0

@@ -1,0 +1,89 @@
+"""The reproductions' files: CSV numbers, the markdown table and the figures, all written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bninception.artifacts import atomic_write_text
+
+if TYPE_CHECKING:
+    from bninception.reproduce.fig1 import Fig1Result
+    from bninception.reproduce.lr import LrResult
+
+
+def _csv(header: list[str], rows: list[list[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def fig1_csv(result: Fig1Result) -> str:
+    """One row per recorded step: both networks' test accuracy and sigmoid-input percentiles."""
+    header = ["step", "no_bn_test_accuracy", "bn_test_accuracy",
+              "no_bn_p15", "no_bn_p50", "no_bn_p85", "bn_p15", "bn_p50", "bn_p85"]
+    base, bn = result.baseline, result.batchnorm
+    rows = [[step, f"{a0:.6f}", f"{a1:.6f}", *(f"{v:.6f}" for v in p0), *(f"{v:.6f}" for v in p1)]
+            for step, a0, a1, p0, p1 in zip(base.steps, base.test_accuracy, bn.test_accuracy,
+                                            base.percentiles, bn.percentiles, strict=True)]
+    return _csv(header, rows)
+
+
+def write_fig1(result: Fig1Result, out: str | Path) -> list[Path]:
+    """fig1.csv, fig1a.png, fig1bc.png in ``out``."""
+    from bninception.reproduce.plots import plot_fig1a, plot_fig1bc
+
+    out = Path(out)
+    paths = [out / "fig1.csv", out / "fig1a.png", out / "fig1bc.png"]
+    atomic_write_text(paths[0], fig1_csv(result))
+    plot_fig1a(result, paths[1])
+    plot_fig1bc(result, paths[2])
+    return paths
+
+
+def lr_csv(result: LrResult) -> str:
+    """One row per network and epoch: steps so far, validation accuracy, training loss."""
+    rows = [[c.name, c.lr, epoch, step, f"{acc:.6f}", f"{loss:.6f}"]
+            for c in result.curves
+            for epoch, (step, acc, loss) in enumerate(zip(c.steps, c.val_accuracy, c.train_loss,
+                                                          strict=True), start=1)]
+    return _csv(["run", "lr", "epoch", "step", "val_accuracy", "train_loss"], rows)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def lr_markdown(result: LrResult) -> str:
+    """The paper's Figure 3 as a table, with the paper's ImageNet numbers beside ours."""
+    target = result.target
+    lines = [f"Steps to reach the no-BN Inception's best validation accuracy ({_pct(target)}), "
+             f"digits, {result.config.epochs} epochs of mini-batches of 64:", "",
+             "| network | lr | steps to Inception's best | best val accuracy | final test accuracy "
+             "| paper: steps to 72.2% | paper: max |",
+             "|---|---|---|---|---|---|---|"]
+    for row in result.rows():
+        steps = row["steps_to_inception_best"]
+        reached = "never" if steps is None else str(steps)
+        if row["diverged"]:
+            reached += " (diverged)"
+        lines.append(f"| {row['run']} | {row['lr']:g} | {reached} | {_pct(row['best_val_accuracy'])} "
+                     f"| {_pct(row['test_accuracy'])} | {row['paper_steps']} | {row['paper_max']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_lr(result: LrResult, out: str | Path) -> list[Path]:
+    """lr.csv, lr.md, lr.png in ``out``."""
+    from bninception.reproduce.plots import plot_lr
+
+    out = Path(out)
+    paths = [out / "lr.csv", out / "lr.md", out / "lr.png"]
+    atomic_write_text(paths[0], lr_csv(result))
+    atomic_write_text(paths[1], lr_markdown(result))
+    plot_lr(result, paths[2])
+    return paths

@@ -1,0 +1,99 @@
+"""Figures for the reproductions (matplotlib, Agg backend, imported lazily), written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bninception.artifacts import atomic_write_with
+
+if TYPE_CHECKING:
+    from bninception.reproduce.fig1 import Fig1Result
+    from bninception.reproduce.lr import LrResult
+
+COLORS = {"no_bn": "tab:red", "bn": "tab:blue"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, target: str | Path, dpi: int = 120) -> None:
+    """Write ``fig`` as PNG to ``target`` atomically and close it."""
+    plt = _pyplot()
+    try:
+        atomic_write_with(target, lambda handle: fig.savefig(handle, format="png", dpi=dpi,
+                                                             bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+
+
+def plot_fig1a(result: Fig1Result, target: str | Path) -> None:
+    """Test accuracy against training steps, with and without BN (the paper's Figure 1a)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for key, curve, label in (("no_bn", result.baseline, "without BN"),
+                              ("bn", result.batchnorm, "with BN")):
+        ax.plot(curve.steps, curve.test_accuracy, color=COLORS[key], label=label, linewidth=1.6)
+    ax.set_xlabel(f"training steps (mini-batches of {result.config.batch_size})")
+    ax.set_ylabel("test accuracy (fraction correct)")
+    ax.set_title("Figure 1(a) on 8x8 digits: 3x100 sigmoid MLP, test accuracy")
+    low = min(min(result.baseline.test_accuracy[1:] or [0.0]), min(result.batchnorm.test_accuracy[1:] or [0.0]))
+    ax.set_ylim(max(0.0, min(low, 0.9) - 0.02), 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    save_figure(fig, target)
+
+
+def plot_fig1bc(result: Fig1Result, target: str | Path) -> None:
+    """15th/50th/85th percentiles of one last-hidden-layer sigmoid input, without and with BN."""
+    import numpy as np
+
+    from bninception.reproduce.fig1 import PERCENTILES
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, key, curve, title in ((axes[0], "no_bn", result.baseline, "(b) without BN"),
+                                  (axes[1], "bn", result.batchnorm, "(c) with BN")):
+        values = np.asarray(curve.percentiles)
+        for column, (pct, style) in enumerate(zip(PERCENTILES, (":", "-", "--"), strict=True)):
+            ax.plot(curve.steps, values[:, column], style, color=COLORS[key], label=f"{pct}th percentile",
+                    linewidth=1.4 if pct == 50 else 1.0)
+        ax.set_title(f"{title}: drift {curve.percentile_drift():.2f}")
+        ax.set_xlabel(f"training steps (mini-batches of {result.config.batch_size})")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    axes[0].set_ylabel(f"sigmoid input of last-layer unit {result.config.neuron} (pre-activation)")
+    fig.suptitle(f"Figure 1(b, c) on 8x8 digits: distribution over {result.config.probe} fixed test "
+                 "inputs (drift: mean max-min of the percentiles)")
+    save_figure(fig, target)
+
+
+def plot_lr(result: LrResult, target: str | Path) -> None:
+    """Validation accuracy against training steps for every network (the paper's Figure 2)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    target_acc = result.target
+    for curve in result.curves:
+        label = f"{curve.name} (lr {curve.lr:g})" + (" diverged" if curve.diverged else "")
+        line, = ax.plot(curve.steps, curve.val_accuracy, marker=".", markersize=4, linewidth=1.4,
+                        label=label)
+        reached = curve.steps_to(target_acc)
+        if reached is not None:
+            ax.plot([reached], [curve.val_accuracy[curve.steps.index(reached)]], "o",
+                    markerfacecolor="none", markersize=9, color=line.get_color())
+    ax.axhline(target_acc, color="grey", linestyle=":", linewidth=1,
+               label=f"Inception (no BN) best: {target_acc:.3f}")
+    ax.set_xlabel("training steps (mini-batches of 64)")
+    ax.set_ylabel("validation accuracy (fraction correct)")
+    ax.set_title(f"Figure 2 on digits: demo BN-Inception (width {result.config.width:g}, "
+                 f"{result.config.image_size}x{result.config.image_size}); circles: first reaches the line")
+    ax.set_ylim(0.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    save_figure(fig, target)
