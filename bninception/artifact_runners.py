@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ ONNX_ARTIFACTS = (
     ("model.folded.onnx", "onnx-folded", "fp32", "ORT FP32 folded"),
     ("model.fp16.onnx", "onnx-fp16", "fp16", "ORT FP16"),
     ("model.int8.onnx", "onnx-int8", "int8", "ORT INT8 (Q/DQ)"),
+    ("model.int8.cpu.onnx", "onnx-int8-cpu", "int8", "ORT INT8 CPU (U8S8 QLinear)"),
 )
 
 
@@ -49,7 +50,7 @@ class ArtifactRunner:
 
     name: str
     artifact: str
-    kind: str  # pytorch-ema | pytorch | onnx | onnx-folded | onnx-fp16 | onnx-int8 | tensorrt
+    kind: str  # pytorch-ema | pytorch | onnx | onnx-folded | onnx-fp16 | onnx-int8[-cpu] | tensorrt
     backend: str  # pytorch | onnxruntime | tensorrt
     precision: str  # fp32 | fp16 | int8
     factory: Callable[[], Runner] = field(repr=False)
@@ -211,7 +212,19 @@ def runners_for_run(run: RunDir, include_engines: bool = True) -> list[ArtifactR
     return discover(run, include_engines=include_engines)[0]
 
 
-def run_all(runner: Runner, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+class _Runs(Protocol):
+    """What :func:`run_all` needs: a Runner, or an ArtifactRunner (whose input_spec is read-only)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input_spec(self) -> InputSpec: ...
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def run_all(runner: _Runs, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Logits for ``images``, in batches that respect the runner's batch range (padding the last)."""
     spec = runner.input_spec
     step = batch_size if spec.max_batch is None else max(1, min(batch_size, spec.max_batch))

@@ -10,6 +10,7 @@ also timed with optimizations off, which shows what BN folding saves a runtime t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -221,7 +222,7 @@ def bench_runner(art: ArtifactRunner, settings: BenchSettings) -> list[BenchResu
                                        f"[{spec.min_batch}, {spec.max_batch}]")
             batch = rng.standard_normal((batch_size, spec.channels, spec.height, spec.width),
                                         dtype=np.float32)
-            latencies, warm = time_calls(lambda b=batch: art.run(b), settings)
+            latencies, warm = time_calls(functools.partial(art.run, batch), settings)
         except BninceptionError as exc:
             result.error = str(exc)
         else:

@@ -127,11 +127,15 @@ def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.5))
     x = list(range(len(rows)))
     width = 0.38
-    ax.bar([i - width / 2 for i in x], [100 * r["top1"] for r in rows], width, label="top-1 accuracy")
-    ax.bar([i + width / 2 for i in x], [100 * (r["agreement"] if r.get("agreement") is not None else 1.0)
-                                        for r in rows], width, label="top-1 agreement with model.pt")
+    accuracy = ax.bar([i - width / 2 for i in x], [100 * r["top1"] for r in rows], width,
+                      label="top-1 accuracy")
+    agreement = ax.bar([i + width / 2 for i in x],
+                       [100 * (r["agreement"] if r.get("agreement") is not None else 1.0) for r in rows],
+                       width, label="top-1 agreement with model.pt")
+    for bars in (accuracy, agreement):
+        ax.bar_label(bars, fmt="%.2f", fontsize=6.5, padding=1)
     low = min(min(100 * r["top1"] for r in rows), min(100 * (r.get("agreement") or 1.0) for r in rows))
-    ax.set_ylim(max(0.0, low - 5), 100.5)
+    ax.set_ylim(max(0.0, low - 5), 102.5)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['name']}\n[{r['status']}]" for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_title("Accuracy and parity per artifact", pad=28)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +13,6 @@ from bninception.errors import BninceptionError
 
 if TYPE_CHECKING:
     import onnx
-
-    from bninception.rundir import RunDir
 
 AGREEMENT_CROPS = 64
 
@@ -59,22 +59,58 @@ def logits(model: onnx.ModelProto | str, images: np.ndarray, batch: int = 64) ->
     return np.concatenate(outs).astype(np.float32)
 
 
-def evaluation_set(run: RunDir, preprocess: Any) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """The run's whole test split with labels, or (no dataset) photo crops without labels."""
-    from bninception.model.data import load_run_bundle, stack_split
+@dataclass
+class EvaluationSet:
+    """Evaluation images, streamed in batches: the run's test split with labels, or photo crops."""
 
-    bundle = load_run_bundle(run)
+    dataset: Any
+    labeled: bool
+    source: str
+    batch_size: int = 64
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for start in range(0, len(self.dataset), self.batch_size):
+            items = [self.dataset[i] for i in range(start, min(start + self.batch_size, len(self.dataset)))]
+            if self.labeled:
+                images = np.stack([np.asarray(im) for im, _ in items]).astype(np.float32)
+                yield images, np.asarray([label for _, label in items], dtype=np.int64)
+            else:
+                yield np.stack([np.asarray(im) for im in items]).astype(np.float32), None
+
+
+def evaluation_set(bundle: Any, preprocess: Any) -> EvaluationSet:
+    """The whole test split of the run's dataset ``bundle`` (labels; no augmentation), or, when
+    the run has no dataset (``bundle`` None), crops of scikit-image photographs without labels."""
     if bundle is not None:
-        images, labels = stack_split(bundle.test)
-        return images.astype(np.float32), labels, f"{bundle.name} test split ({len(images)} images)"
+        test = copy.copy(bundle.test)
+        if hasattr(test, "augment"):
+            test.augment = False
+        return EvaluationSet(test, True, f"{bundle.name} test split ({len(test)} images)")
     if preprocess is None:
         raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
                                "cannot build evaluation images")
     from bninception.calibrate.data import PhotoCrops
 
     crops = PhotoCrops(preprocess, AGREEMENT_CROPS, seed=1)
-    images = np.stack([crops[i] for i in range(len(crops))]).astype(np.float32)
-    return images, None, f"{len(images)} crops of scikit-image photographs (no labels)"
+    return EvaluationSet(crops, False, f"{len(crops)} crops of scikit-image photographs (no labels)")
+
+
+def run_models(models: dict[str, onnx.ModelProto], evalset: EvaluationSet
+               ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Logits of every model over the evaluation set, one batch of images in memory at a time."""
+    sessions = {name: cpu_session(model) for name, model in models.items()}
+    outs: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    labels: list[np.ndarray] = []
+    for images, batch_labels in evalset.batches():
+        for name, sess in sessions.items():
+            feed = {sess.get_inputs()[0].name: np.ascontiguousarray(images)}
+            outs[name].append(np.asarray(sess.run(None, feed)[0], dtype=np.float32))
+        if batch_labels is not None:
+            labels.append(batch_labels)
+    if not labels and evalset.labeled:
+        raise BninceptionError(f"{evalset.source}: no evaluation images")
+    result = {name: np.concatenate(chunks) for name, chunks in outs.items()}
+    return result, (np.concatenate(labels) if labels else None)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None, source: str

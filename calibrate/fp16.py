@@ -93,7 +93,6 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
     types = _elem_types(src)
     report = Fp16Report()
     inits = {init.name: init for init in graph.initializer}
-    graph_inputs = {value.name for value in graph.input}
     graph_outputs = {value.name for value in graph.output}
     keep_ops = set(keep_fp32_ops)
     keep_names = set(keep_fp32_nodes)
@@ -122,6 +121,8 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
                     overflow, _ = weight_range_report(name, numpy_helper.to_array(inits[name]))
                     if overflow:
                         reason = f"weight {name} exceeds the FP16 range"
+                        if overflow not in report.out_of_range_weights:
+                            report.out_of_range_weights.append(overflow)
             for name in node.output:
                 if activation_amax and activation_amax.get(name, 0.0) > limit:
                     reason = (f"output {name} reaches {activation_amax[name]:.4g} "
@@ -155,8 +156,8 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
             if target not in new_inits:
                 array = numpy_helper.to_array(inits[name])
                 overflow, underflow = weight_range_report(name, array)
-                if overflow:
-                    report.out_of_range_weights.append(overflow)
+                if overflow and overflow not in report.out_of_range_weights:
+                    report.out_of_range_weights.append(overflow)  # shared with a kept node: inf here
                 if underflow:
                     report.underflow_weights.append(underflow)
                 new_inits[target] = numpy_helper.from_array(array.astype(np.float16), target)

@@ -10,6 +10,12 @@ activations (Relu removed: a ``[0, amax]`` range gives zero point 0), S8 per-cha
 weights, every activation quantized, so the whole network fuses into QLinear* kernels that use
 AVX512-VNNI (``vpdpbusd`` multiplies u8 x s8; S8S8 graphs fuse only partly on x86). No
 ``reduce_range``: that is for CPUs without VNNI, where u8s8 products can saturate.
+
+Ranges: the observed max of the same calibration pass, whatever ``--method`` chose for the
+TensorRT model. With U8 activations a post-ReLU tensor gets 255 levels instead of 127, so
+clipping buys half as much resolution; measured on the demo run (359 test images, 512
+calibration images) the U8 model's logit RMS error relative to FP32 was 1.8% with max ranges and
+2.5% with percentile-99.99 ranges (2.6% -> 3.0% at 256 images, 1.7% -> 2.5% at 1024).
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ CPU_OP_TYPES = ["Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePoo
 
 def ort_cpu_int8(model: onnx.ModelProto, amax: dict[str, float], minimum: dict[str, float]
                  ) -> onnx.ModelProto:
-    """U8S8 QDQ model for ORT CPU; a tensor's range is ``[0, amax]`` if it was never negative, else
-    ``[-amax, amax]`` (``amax`` from the chosen calibration method)."""
+    """U8S8 QDQ model for ORT CPU; a tensor's range is ``[0, amax]`` if it was never negative
+    (``minimum``: observed minima), else ``[-amax, amax]``."""
     import logging
 
     from onnxruntime.quantization import QuantType

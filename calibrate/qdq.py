@@ -7,7 +7,9 @@ Rules (checked again by ``check_trt_layout``):
 - activations: one per-tensor ``QuantizeLinear`` (scale ``amax / 127``) on the input of every
   Conv / Gemm / MatMul, a dedicated ``DequantizeLinear`` per consumer; other consumers of the same
   tensor (pools, Concat) keep reading the float tensor;
-- bias stays FP32 (no int32 bias quantization); no Q/DQ on the outputs of weighted ops.
+- bias stays FP32 (no int32 bias quantization); no Q/DQ on the outputs of weighted ops: a
+  weighted op fed directly by another (no activation between) is left in float, as those two
+  rules cannot both hold for it.
 """
 
 from __future__ import annotations
@@ -70,6 +72,12 @@ def insert_qdq(model: onnx.ModelProto, amax: dict[str, float]) -> tuple[onnx.Mod
     inits = initializers(out)
     ops = weighted_ops(out)
     report = QdqReport(weighted_ops=len(ops))
+    outputs_of_weighted = {name for op in ops for name in op.node.output}
+    chained = [op for op in ops if op.activation in outputs_of_weighted]
+    # a weighted op fed straight by another: quantizing its input would put a Q right after a
+    # weighted op (against TensorRT's rule), so it stays in float (none in BN-Inception)
+    report.skipped = [op.node.name or op.node.output[0] for op in chained]
+    ops = [op for op in ops if op not in chained]
     missing = sorted({op.activation for op in ops} - set(amax))
     if missing:
         raise BninceptionError(f"no calibration range for {len(missing)} activation tensor(s), "
@@ -172,6 +180,8 @@ def check_trt_layout(model: onnx.ModelProto) -> list[str]:
         if node.op_type not in ("Conv", "Gemm", "MatMul"):
             continue
         act = producers.get(node.input[0])
+        if act is not None and act.op_type in ("Conv", "Gemm", "MatMul"):
+            continue  # fed straight by a weighted op: left in float on purpose (see insert_qdq)
         if act is None or act.op_type != "DequantizeLinear":
             problems.append(f"{node.name}: input is not read through DequantizeLinear")
         else:

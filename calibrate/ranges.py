@@ -171,8 +171,13 @@ def entropy_amax(hist: np.ndarray, top: float, levels: int = ENTROPY_LEVELS,
     return float(top * best / n)
 
 
-def compute_amax(stats: TensorStats, method: str, percentile: float = 99.99) -> dict[str, float]:
-    """Per-tensor amax for ``method`` (``minmax``, ``percentile`` or ``entropy``)."""
+def compute_amax(stats: TensorStats, method: str, percentile: float = 99.99,
+                 keep_max: Iterable[str] = ()) -> dict[str, float]:
+    """Per-tensor amax for ``method`` (``minmax``, ``percentile`` or ``entropy``).
+
+    Tensors in ``keep_max`` (the network input: its range is set by preprocessing, and clipping
+    it erases image content) keep their observed max whatever the method.
+    """
     if method not in METHODS:
         raise BninceptionError(f"--method must be one of {METHODS}, got {method!r}")
     if method == "minmax":
@@ -180,5 +185,10 @@ def compute_amax(stats: TensorStats, method: str, percentile: float = 99.99) -> 
     if not stats.hist:
         raise BninceptionError(f"method {method!r} needs histograms (collect with histograms=True)")
     if method == "percentile":
-        return {n: percentile_amax(stats.hist[n], stats.amax[n], percentile) for n in stats.amax}
-    return {n: entropy_amax(stats.hist[n], stats.amax[n]) for n in stats.amax}
+        amax = {n: percentile_amax(stats.hist[n], stats.amax[n], percentile) for n in stats.amax}
+    else:
+        amax = {n: entropy_amax(stats.hist[n], stats.amax[n]) for n in stats.amax}
+    for name in keep_max:
+        if name in amax:
+            amax[name] = stats.amax[name]
+    return amax

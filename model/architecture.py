@@ -48,6 +48,14 @@ TABLE5: tuple[InceptionRow, ...] = (
     InceptionRow("5b", 352, 192, 320, 192, 224, "max", 128),  # 7x7x1024
 )
 STEM_CHANNELS = (64, 64, 192)  # conv 7x7/2 64; conv 1x1 64; conv 3x3 192
+# Smallest square input for which every (ceil-mode, unpadded) stride-2 pool still has a window.
+MIN_INPUT_SIZE = 31
+
+
+def check_input_size(size: int) -> None:
+    if size < MIN_INPUT_SIZE:
+        raise BninceptionError(f"image size {size} is too small for BN-Inception: the stride-2 pools of "
+                               f"3c and 4e need an input of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bninception.errors import BninceptionError
-from bninception.model.architecture import BNInception, ModelConfig, build_model, count_parameters
+from bninception.model.architecture import BNInception, ModelConfig, build_model, check_input_size, count_parameters
 from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state, save
 from bninception.model.data import AugmentedDataset, DatasetBundle
 from bninception.model.distributed import DistContext, all_reduce_sum, init_distributed
@@ -52,6 +52,15 @@ class TrainConfig:
     seed: int = 0
     sync_bn: bool = False
     max_steps: int = 0  # 0: no limit (used by short experiments)
+
+    def __post_init__(self) -> None:
+        check_input_size(self.image_size)
+        if self.epochs < 1 or self.batch_size < 2:
+            raise BninceptionError(f"--epochs must be >= 1 and --batch-size >= 2, got {self.epochs}, "
+                                   f"{self.batch_size}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
+            raise BninceptionError(f"the learning rate must be > 0 and --lr-decay in (0, 1]; got "
+                                   f"{self.lr}, {self.lr_decay}")
 
     @property
     def lr(self) -> float:

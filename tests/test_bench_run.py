@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_validate_support import add_onnx_artifacts, copy_run
+from test_validate_support import copy_run, full_copy
 
 from bninception.bench import BenchReport, BenchSettings, bench_run, machine_info, parse_batch_sizes, time_calls
 from bninception.errors import BninceptionError
@@ -49,8 +49,7 @@ def test_machine_info_names_the_cpu() -> None:
 
 @pytest.fixture(scope="module")
 def bench_report(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, BenchReport]:
-    add_onnx_artifacts(demo_run)
-    run = copy_run(demo_run, tmp_path_factory.mktemp("bench") / "run")
+    run = full_copy(demo_run, tmp_path_factory.mktemp("bench") / "run")
     return run, bench_run(run, batch_sizes=(1, 4), min_seconds=0.02, max_seconds=0.2)
 
 
@@ -77,10 +76,12 @@ def test_bench_cli_json(bench_report: tuple[RunDir, BenchReport], tmp_path: Path
     from bninception.cli import main
 
     run = copy_run(bench_report[0], tmp_path / "cli")
+    for name in ("model.folded.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx"):
+        run.path(name).unlink(missing_ok=True)
     code = main(["bench", "--run", str(run.root), "--batch-sizes", "2", "--min-seconds", "0.01",
                  "--max-seconds", "0.05", "--served-only", "--no-engines", "--json"])
     assert code == 0
     document = json.loads(capsys.readouterr().out)
     assert {r["batch_size"] for r in document["results"]} == {2}
-    assert not any(r["name"].endswith("opt off") for r in document["results"])
+    assert [r["artifact"] for r in document["results"]] == ["model.pt", "model.onnx"]  # no "opt off" rows
     assert main(["bench", "--run", str(run.root), "--batch-sizes", "1,zero"]) == 2

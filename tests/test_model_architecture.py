@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bninception.errors import BninceptionError
-from bninception.model.architecture import TABLE5, ModelConfig, build_model, count_parameters
+from bninception.model.architecture import MIN_INPUT_SIZE, TABLE5, ModelConfig, build_model, count_parameters
 from bninception.model.pretrained import layer_names
 from tests.reference_bninception import reference_module
 
@@ -78,3 +78,15 @@ def test_bad_config_is_a_clear_error(bad: dict) -> None:
         ModelConfig(**bad)
     with pytest.raises(BninceptionError, match="unknown model config keys"):
         ModelConfig.from_dict({"colour": 1})
+
+
+def test_min_input_size_is_exact_and_checked() -> None:
+    from bninception.model.train import TrainConfig
+
+    model = build_model(ModelConfig(num_classes=10, in_channels=1, width=0.125)).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 1, MIN_INPUT_SIZE, MIN_INPUT_SIZE))
+        with pytest.raises(RuntimeError):
+            model(torch.randn(1, 1, MIN_INPUT_SIZE - 1, MIN_INPUT_SIZE - 1))
+    with pytest.raises(BninceptionError, match="too small for BN-Inception"):
+        TrainConfig(image_size=MIN_INPUT_SIZE - 1)

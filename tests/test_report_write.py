@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from test_validate_support import add_onnx_artifacts, copy_run
+from test_validate_support import full_copy
 
 from bninception.rundir import RunDir
 
@@ -26,9 +26,8 @@ def reported_run(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> 
     from bninception.report import report_stage
     from bninception.validate import validate_run
 
-    add_onnx_artifacts(demo_run)
-    run = copy_run(demo_run, tmp_path_factory.mktemp("report") / "run")
-    validate_run(run, limit=96)
+    run = full_copy(demo_run, tmp_path_factory.mktemp("report") / "run")
+    validate_run(run)
     bench_stage(run, batch_sizes=(1, 2), min_seconds=0.01, max_seconds=0.05)
     return run, report_stage(run)
 
@@ -45,6 +44,8 @@ def test_report_has_every_section_and_figure(reported_run: tuple[RunDir, list[Pa
     for heading in ("## Training", "## Population statistics", "## BatchNorm folding", "## Validation",
                     "## Benchmark", "## Artifacts"):
         assert heading in md
+    if run.path("calibration.json").is_file():
+        assert "## INT8 calibration" in md and "| method |" in md
     assert "Validation: **PASS**" in md and "| ORT FP32 folded | model.folded.onnx |" in md
     fold = json.loads(run.path("fold_report.json").read_text())
     assert f"| BatchNormalization nodes | {fold['bn_before']} | {fold['bn_after']} |" in md

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_validate_support import add_onnx_artifacts, add_precision_artifacts, copy_run, perturb_final_bias
+from test_validate_support import copy_run, full_copy, perturb_final_bias
 
 from bninception.rundir import RunDir
 from bninception.validate import (
@@ -67,11 +67,7 @@ def test_topk_accuracy() -> None:
 
 @pytest.fixture(scope="module")
 def full_run(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> RunDir:
-    """A private copy of the demo run with every ONNX artifact (FP32, folded, FP16, INT8)."""
-    add_onnx_artifacts(demo_run)  # stage functions: skipped when another test already added them
-    run = copy_run(demo_run, tmp_path_factory.mktemp("validate") / "run")
-    add_precision_artifacts(run)
-    return run
+    return full_copy(demo_run, tmp_path_factory.mktemp("validate") / "run")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +80,7 @@ def test_every_demo_artifact_passes(full_report: ValidationReport, full_run: Run
     kinds = [r.kind for r in report.rows]
     assert kinds[:2] == ["pytorch-ema", "pytorch"]
     assert {"onnx", "onnx-folded", "onnx-fp16", "onnx-int8"} <= set(kinds)
+    assert ("onnx-int8-cpu" in kinds) == full_run.path("model.int8.cpu.onnx").is_file()
     assert report.passed, report.table()
     assert report.data["split"] == "test" and report.data["images"] > 300 and report.data["classes"] == 10
     reference = report.row("pytorch")
@@ -104,7 +101,7 @@ def test_every_demo_artifact_passes(full_report: ValidationReport, full_run: Run
 def test_corrupted_bias_fails_its_gate(full_run: RunDir, tmp_path: Path) -> None:
     run = copy_run(full_run, tmp_path / "broken")
     perturb_final_bias(run.path("model.folded.onnx"), delta=1e-3)
-    report = validate_run(run, include_engines=False)
+    report = validate_run(run, include_engines=False, limit=64)
     row = report.row("onnx-folded")
     assert row is not None and row.status == "FAIL"
     assert row.max_abs_diff == pytest.approx(1e-3, rel=0.05)
@@ -117,8 +114,8 @@ def test_cli_exit_status_and_json(full_run: RunDir, tmp_path: Path,
     from bninception.cli import main
 
     run = copy_run(full_run, tmp_path / "cli")
-    for name in ("model.fp16.onnx", "model.int8.onnx", "checkpoint.pt"):
-        run.path(name).unlink()
+    for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "checkpoint.pt"):
+        run.path(name).unlink(missing_ok=True)
     assert main(["validate", "--run", str(run.root), "--json", "--limit", "64"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["passed"] is True and document["data"]["images"] == 64
@@ -130,9 +127,12 @@ def test_cli_exit_status_and_json(full_run: RunDir, tmp_path: Path,
 
 def test_stage_skips_when_fresh(full_run: RunDir, tmp_path: Path) -> None:
     run = copy_run(full_run, tmp_path / "stage")
+    for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "checkpoint.pt"):
+        run.path(name).unlink(missing_ok=True)  # 32 images: too few for the 99% INT8 agreement gate
     first = validate_stage(run, limit=32)
     recorded = run.manifest()["stages"]["validate"]
-    assert "model.int8.onnx" in recorded["inputs"] and recorded["outputs"].keys() == {"validate.json"}
+    assert first.passed and "model.folded.onnx" in recorded["inputs"]
+    assert recorded["outputs"].keys() == {"validate.json"}
     again = validate_stage(run, limit=32)  # fresh: re-read from validate.json
     assert again.to_dict()["rows"] == first.to_dict()["rows"]
     perturb_final_bias(run.path("model.onnx"), delta=1.0)  # an input changed: validated again

@@ -52,20 +52,26 @@ def _calibration_images(run: RunDir, count: int = 32) -> np.ndarray:
     return stack_split(bundle.train, count)[0]
 
 
-def add_precision_artifacts(run: RunDir) -> str:
-    """model.fp16.onnx and model.int8.onnx: the calibrate stages, else ONNX Runtime's own tools.
+def full_copy(demo_run: RunDir, target: Path) -> RunDir:
+    """A private copy of the demo run with every ONNX artifact (FP32, folded, FP16, INT8).
 
-    Returns which was used ("stages" or "ort-tools"); the fallback writes files, so call it on a
-    private copy only.
+    The stages run on the shared run (they skip when another test already ran them); a stand-in
+    made with ONNX Runtime's own tools is written only into the copy.
     """
+    add_onnx_artifacts(demo_run)
     try:
         from bninception.calibrate.stages import fp16_stage, int8_stage
     except ImportError:
-        pass
-    else:
-        fp16_stage(run)
-        int8_stage(run)
-        return "stages"
+        run = copy_run(demo_run, target)
+        add_precision_artifacts_with_ort(run)
+        return run
+    fp16_stage(demo_run)
+    int8_stage(demo_run)
+    return copy_run(demo_run, target)
+
+
+def add_precision_artifacts_with_ort(run: RunDir) -> None:
+    """model.fp16.onnx and model.int8.onnx made by ONNX Runtime's converters (writes files: copies only)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -85,7 +91,6 @@ def add_precision_artifacts(run: RunDir) -> str:
 
     quantize_static(str(source), str(run.path("model.int8.onnx")), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return "ort-tools"
 
 
 def perturb_final_bias(path: Path, delta: float, index: int = 0) -> None:

@@ -25,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fig1.add_argument("--steps", type=int, default=None, help="training steps (default 20000)")
     fig1.add_argument("--eval-every", type=int, default=None, help="steps between records (default 200)")
     lr = parser.add_argument_group("lr")
-    lr.add_argument("--epochs", type=int, default=None, help="epochs per network (default 20)")
+    lr.add_argument("--epochs", type=int, default=None, help="epochs per network (default 30)")
     lr.add_argument("--runs", default=None,
                     help="comma-separated subset of Inception,BN-Baseline,BN-x5,BN-x30,BN-x5-Sigmoid")
     lr.add_argument("--width", type=float, default=None, help="BN-Inception width multiplier (default 0.25)")
+    lr.add_argument("--jobs", type=int, default=2,
+                    help="networks trained at once, one process each (default %(default)s)")
 
 
 def _progress(message: str) -> None:
@@ -66,7 +68,7 @@ def _lr(args: argparse.Namespace) -> dict[str, object]:
         cfg = replace(cfg, width=args.width)
     if args.runs:
         cfg = replace(cfg, runs=tuple(r.strip() for r in args.runs.split(",") if r.strip()))
-    result = run_lr(cfg, report=_progress)
+    result = run_lr(cfg, report=_progress, jobs=args.jobs, threads=args.threads)
     paths = write_lr(result, args.out)
     if not args.json:
         print(lr_markdown(result), end="")

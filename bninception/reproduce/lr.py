@@ -10,7 +10,9 @@ table gives the steps each needs to reach the no-BN network's best validation ac
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -54,18 +56,28 @@ RUN_NAMES = ("Inception", "BN-Baseline", "BN-x5", "BN-x30", "BN-x5-Sigmoid")
 class LrConfig:
     """The experiment: which runs, how long, on what input size."""
 
-    epochs: int = 20
+    epochs: int = 30
     image_size: int = 32
     width: float = 0.25
     seed: int = 0
     runs: tuple[str, ...] = RUN_NAMES
+    train_limit: int = 0  # > 0: train on the first N training digits only (quick checks)
+    targets: tuple[float, ...] = (0.9, 0.95)  # fixed validation accuracies the table also times
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise BninceptionError(f"epochs must be >= 1, got {self.epochs}")
+        if not 0 < self.width <= 4:
+            raise BninceptionError(f"width must be in (0, 4], got {self.width}")
+        if self.image_size < 32:
+            raise BninceptionError(f"image_size must be >= 32 (Table 5 downsamples 32x), got {self.image_size}")
+        if self.train_limit < 0 or 0 < self.train_limit < 64:
+            raise BninceptionError(f"train_limit must be 0 (all) or >= 64, got {self.train_limit}")
         unknown = [r for r in self.runs if r not in RUN_NAMES]
         if unknown or not self.runs:
             raise BninceptionError(f"unknown runs {unknown or '(none given)'}; choose from {list(RUN_NAMES)}")
+        if not all(0 < t <= 1 for t in self.targets):
+            raise BninceptionError(f"targets must be accuracies in (0, 1], got {self.targets}")
         if "Inception" not in self.runs:
             raise BninceptionError("the runs must include 'Inception': the table's target is its best accuracy")
 
@@ -82,8 +94,6 @@ class RunCurve:
     test_accuracy: float = math.nan
     seconds: float = 0.0
     diverged: str = ""
-    paper_steps: str = ""
-    paper_max: str = ""
 
     @property
     def best(self) -> float:
@@ -94,10 +104,16 @@ class RunCurve:
         return next((s for s, a in zip(self.steps, self.val_accuracy, strict=True) if a >= target), None)
 
 
+def target_key(target: float) -> str:
+    """The row key of a fixed target accuracy: 0.95 -> 'steps_to_95%'."""
+    return f"steps_to_{100 * target:g}%"
+
+
 @dataclass
 class LrResult:
     config: LrConfig
     curves: list[RunCurve]
+    signal: dict[str, dict[str, float]] = field(default_factory=dict)  # see signal_at_init
 
     @property
     def target(self) -> float:
@@ -106,50 +122,126 @@ class LrResult:
 
     def rows(self) -> list[dict[str, Any]]:
         target = self.target
+        paper = {r.name: r for r in paper_runs()}
         return [{"run": c.name, "lr": c.lr, "steps_to_inception_best": c.steps_to(target),
+                 **{target_key(t): c.steps_to(t) for t in self.config.targets},
                  "best_val_accuracy": c.best, "test_accuracy": c.test_accuracy,
+                 "final_train_loss": c.train_loss[-1] if c.train_loss else math.nan,
                  "steps": c.steps[-1] if c.steps else 0, "seconds": round(c.seconds, 1),
-                 "diverged": c.diverged, "paper_steps": c.paper_steps, "paper_max": c.paper_max}
+                 "diverged": c.diverged, "paper_steps": paper[c.name].paper_steps,
+                 "paper_max": paper[c.name].paper_max}
                 for c in self.curves]
 
     def summary(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "inception_best_val_accuracy": self.target,
-                "rows": self.rows()}
+                "rows": self.rows(), "signal_at_init": self.signal}
 
 
-def run_lr(cfg: LrConfig, report: Callable[[str], None] | None = None) -> LrResult:
-    """Train every requested network and record its validation accuracy per epoch."""
-    from bninception.model.data import load_bundle
+@functools.lru_cache(maxsize=2)
+def _bundle(image_size: int, seed: int, train_limit: int) -> Any:
+    from bninception.model.data import DigitsDataset, load_bundle
+
+    bundle = load_bundle("digits", image_size, seed)
+    if train_limit:
+        bundle = replace(bundle, train=DigitsDataset(bundle.train.images[:train_limit],  # type: ignore[attr-defined]
+                                                     bundle.train.labels[:train_limit],
+                                                     augment=True, seed=seed))
+    return bundle
+
+
+def _print_report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train_one(cfg: LrConfig, name: str, report: Callable[[str], None] | None = None,
+              threads: int = 0) -> RunCurve:
+    """Train the network ``name`` (one of RUN_NAMES); divergence is recorded, not raised."""
+    import torch
+
     from bninception.model.train import TrainConfig, train
 
-    bundle = load_bundle("digits", cfg.image_size, cfg.seed)
-    curves = []
-    for spec in paper_runs():
-        if spec.name not in cfg.runs:
-            continue
-        train_cfg = replace(TrainConfig(image_size=cfg.image_size, width=cfg.width, epochs=cfg.epochs,
-                                        seed=cfg.seed), **spec.overrides)
-        curve = RunCurve(spec.name, train_cfg.lr, paper_steps=spec.paper_steps, paper_max=spec.paper_max)
-        step = 0
+    if threads:
+        torch.set_num_threads(threads)
+    spec = next(r for r in paper_runs() if r.name == name)
+    bundle = _bundle(cfg.image_size, cfg.seed, cfg.train_limit)
+    train_cfg = replace(TrainConfig(image_size=cfg.image_size, width=cfg.width, epochs=cfg.epochs,
+                                    seed=cfg.seed), **spec.overrides)
+    curve = RunCurve(spec.name, train_cfg.lr)
 
-        def on_epoch(epoch: int, record: dict[str, float], curve: RunCurve = curve) -> None:
-            nonlocal step
-            step += int(record["steps"])
-            curve.steps.append(step)
-            curve.val_accuracy.append(float(record["val_accuracy"]))
-            curve.train_loss.append(float(record["train_loss"]))
-            if report is not None:
-                report(f"lr {curve.name}: epoch {epoch}/{cfg.epochs} step {step} "
-                       f"val accuracy {record['val_accuracy']:.3f}")
+    def on_epoch(epoch: int, record: dict[str, float]) -> None:
+        curve.steps.append((curve.steps[-1] if curve.steps else 0) + int(record["steps"]))
+        curve.val_accuracy.append(float(record["val_accuracy"]))
+        curve.train_loss.append(float(record["train_loss"]))
+        if report is not None:
+            report(f"lr {curve.name}: epoch {epoch}/{cfg.epochs} step {curve.steps[-1]} "
+                   f"val accuracy {record['val_accuracy']:.3f}")
 
-        started = time.perf_counter()
-        try:
-            result = train(train_cfg, bundle, progress=False, on_epoch=on_epoch)
-            curve.test_accuracy = result.test_accuracy
-        except BninceptionError as exc:  # divergence is a result here, not an error
-            curve.diverged = str(exc)
-            if report is not None:
-                report(f"lr {curve.name}: {exc}")
-        curve.seconds = time.perf_counter() - started
-        curves.append(curve)
-    return LrResult(cfg, curves)
+    started = time.perf_counter()
+    try:
+        result = train(train_cfg, bundle, progress=False, on_epoch=on_epoch)
+        curve.test_accuracy = result.test_accuracy
+    except BninceptionError as exc:  # divergence is a result here, not an error
+        if "diverged" not in str(exc):
+            raise
+        curve.diverged = str(exc)
+        if report is not None:
+            report(f"lr {curve.name}: {exc}")
+    curve.seconds = time.perf_counter() - started
+    return curve
+
+
+def signal_at_init(cfg: LrConfig, images: int = 64) -> dict[str, dict[str, float]]:
+    """How much of each Inception module's output still depends on the input, at initialisation.
+
+    For the no-BN and the BN network (same seed, training mode): the standard deviation across
+    ``images`` validation digits of every output unit, averaged over units, after every module.
+    Without BN it shrinks by orders of magnitude through the depth: every image gets nearly the
+    same logits, so there is no gradient signal to learn from at the base rate.
+    """
+    import torch
+
+    from bninception.model.architecture import build_model
+    from bninception.model.data import stack_split
+    from bninception.model.train import TrainConfig
+
+    bundle = _bundle(cfg.image_size, cfg.seed, cfg.train_limit)
+    x = torch.from_numpy(stack_split(bundle.val, images)[0])
+    result: dict[str, dict[str, float]] = {}
+    for label, batchnorm in (("Inception", False), ("BN", True)):
+        torch.manual_seed(cfg.seed)  # as train() does before building the model
+        train_cfg = TrainConfig(image_size=cfg.image_size, width=cfg.width, seed=cfg.seed, batchnorm=batchnorm)
+        model = build_model(train_cfg.model_config(bundle)).train()
+        signal = {}
+        with torch.no_grad():
+            h = model.pool1_3x3_s2(model.conv1_7x7_s2(x))
+            h = model.pool2_3x3_s2(model.conv2_3x3(model.conv2_3x3_reduce(h)))
+            signal["stem"] = float(h.std(0).mean())
+            for name, module in model.inception.items():
+                h = module(h)
+                signal[name] = float(h.std(0).mean())
+        result[label] = signal
+    return result
+
+
+def run_lr(cfg: LrConfig, report: Callable[[str], None] | None = None, jobs: int = 1,
+           threads: int = 0) -> LrResult:
+    """Train every requested network, ``jobs`` at a time (separate processes when > 1).
+
+    Worker processes print their progress to stderr when ``report`` is given; ``threads`` > 0
+    sets torch's CPU threads in each worker (and, for ``jobs == 1``, in this process).
+    """
+    names = [r.name for r in paper_runs() if r.name in cfg.runs]
+    if jobs < 1:
+        raise BninceptionError(f"jobs must be >= 1, got {jobs}")
+    signal = signal_at_init(cfg)
+    if jobs == 1 or len(names) == 1:
+        return LrResult(cfg, [train_one(cfg, name, report, threads) for name in names], signal)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    worker_report = _print_report if report is not None else None
+    # spawn: a forked child of a process that already ran torch's OpenMP pool can hang
+    with ProcessPoolExecutor(max_workers=min(jobs, len(names)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(train_one, cfg, name, worker_report, threads or 1) for name in names]
+        return LrResult(cfg, [f.result() for f in futures], signal)

@@ -61,19 +61,36 @@ def _pct(value: float) -> str:
 
 def lr_markdown(result: LrResult) -> str:
     """The paper's Figure 3 as a table, with the paper's ImageNet numbers beside ours."""
-    target = result.target
-    lines = [f"Steps to reach the no-BN Inception's best validation accuracy ({_pct(target)}), "
-             f"digits, {result.config.epochs} epochs of mini-batches of 64:", "",
-             "| network | lr | steps to Inception's best | best val accuracy | final test accuracy "
+    from bninception.reproduce.lr import target_key
+
+    cfg = result.config
+    targets = [target_key(t) for t in cfg.targets]
+    lines = [f"Digits, demo BN-Inception (width {cfg.width:g}, {cfg.image_size}x{cfg.image_size}), "
+             f"{cfg.epochs} epochs of mini-batches of 64, validation accuracy after every epoch. "
+             f"Inception without BN reached {_pct(result.target)} at best.", "",
+             "| network | lr | steps to Inception's best | "
+             + "".join(f"steps to {t.removeprefix('steps_to_')} | " for t in targets)
+             + "best val accuracy | final test accuracy | final train loss "
              "| paper: steps to 72.2% | paper: max |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|" + "---|" * len(targets) + "---|---|---|---|---|"]
+
+    def steps(value: int | None, diverged: str) -> str:
+        return ("never" if value is None else str(value)) + (" (diverged)" if diverged else "")
+
     for row in result.rows():
-        steps = row["steps_to_inception_best"]
-        reached = "never" if steps is None else str(steps)
-        if row["diverged"]:
-            reached += " (diverged)"
-        lines.append(f"| {row['run']} | {row['lr']:g} | {reached} | {_pct(row['best_val_accuracy'])} "
-                     f"| {_pct(row['test_accuracy'])} | {row['paper_steps']} | {row['paper_max']} |")
+        cells = [row["run"], f"{row['lr']:g}", steps(row["steps_to_inception_best"], row["diverged"]),
+                 *(steps(row[t], row["diverged"]) for t in targets),
+                 _pct(row["best_val_accuracy"]), _pct(row["test_accuracy"]),
+                 "n/a" if math.isnan(row["final_train_loss"]) else f"{row['final_train_loss']:.3f}",
+                 row["paper_steps"], row["paper_max"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    if result.signal:
+        names = list(next(iter(result.signal.values())))
+        lines += ["", "Input-dependent signal at initialisation (std across 64 validation digits of each "
+                  "output unit, averaged over units, training mode):", "",
+                  "| network | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [f"| {label} | " + " | ".join(f"{values[n]:.2g}" for n in names) + " |"
+                  for label, values in result.signal.items()]
     return "\n".join(lines) + "\n"
 
 

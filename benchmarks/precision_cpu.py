@@ -1,0 +1,246 @@
+"""ONNX Runtime CPU throughput of FP32 (folded), FP16 and INT8, at batch 1 and 32, ratios in one run.
+
+Models: the demo network (digits, 1x32x32, width 0.25) and BN-Inception at 224x224 full width.
+Without ``--run`` both are built here with population statistics (Algorithm 2): the demo from
+digits training images, BN-Inception from crops of scikit-image's sample photographs (weights
+are untrained: speed does not depend on their values). With ``--run RUN`` the demo row uses the
+run's own model.folded.onnx / model.fp16.onnx / model.int8*.onnx where they exist.
+
+INT8 is measured twice: ``int8-trt`` is model.int8.onnx (the TensorRT Q/DQ layout) and
+``int8-cpu`` is model.int8.cpu.onnx (the U8S8 layout ONNX Runtime fuses into QLinear* kernels),
+both from the same calibration. The script prints which kernels ORT actually runs (counts from
+the optimized graph) and the CPU's VNNI/AMX flags.
+
+Variants are timed round-robin (several rounds, median per variant) so that load from other
+processes hits them alike. Bounded: about 2-4 minutes on 2 cores.
+
+    .venv/bin/python benchmarks/precision_cpu.py [--run runs/demo] [--rounds 3] [--threads 0]
+        [--skip-full] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu")
+KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
+           "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cpu_flags() -> list[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_fp16") if f in flags]
+
+
+class PhotoDataset:
+    """Photo crops as an AugmentedDataset-like object for apply_population_statistics."""
+
+    def __init__(self, preprocess: Any, count: int) -> None:
+        from bninception.calibrate.data import PhotoCrops
+
+        self.crops = PhotoCrops(preprocess, count, seed=11)
+        self.augment = False
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        import torch
+
+        return torch.from_numpy(self.crops[index]), 0
+
+
+def build_folded(config: Any, dataset: Any, size: int, batches: int, batch_size: int) -> onnx.ModelProto:
+    """Build the network, set Algorithm 2 population statistics, export and fold."""
+    import torch
+
+    from bninception.export.fold import fold_batchnorm
+    from bninception.export.to_onnx import to_model_proto
+    from bninception.model.architecture import build_model
+    from bninception.model.population import apply_population_statistics
+
+    torch.manual_seed(0)
+    model = build_model(config)
+    apply_population_statistics(model, dataset, batches=batches, batch_size=batch_size)
+    proto = to_model_proto(model.eval(), (config.in_channels, size, size), 17)
+    return fold_batchnorm(proto)[0]
+
+
+def make_variants(folded: onnx.ModelProto, calibration: np.ndarray, out_dir: Path) -> dict[str, Path]:
+    """FP16 and both INT8 layouts, as the int8 stage makes them (TensorRT layout: percentile 99.99
+    ranges; ORT CPU layout: max ranges) over ``calibration``."""
+    from bninception.calibrate.fp16 import convert_fp16
+    from bninception.calibrate.graph import weighted_ops
+    from bninception.calibrate.ort_cpu import ort_cpu_int8
+    from bninception.calibrate.qdq import insert_qdq
+    from bninception.calibrate.ranges import collect, compute_amax
+    from bninception.calibrate.stages import float_tensors
+
+    paths = {"fp32": out_dir / "fp32.onnx"}
+    onnx.save(folded, paths["fp32"])
+    half, _ = convert_fp16(folded)
+    paths["fp16"] = out_dir / "fp16.onnx"
+    onnx.save(half, paths["fp16"])
+    names = float_tensors(folded)
+    batches = [calibration[i:i + 8] for i in range(0, len(calibration), 8)]
+    stats = collect(folded, names, lambda: batches, histograms=True)
+    amax = compute_amax(stats, "percentile", 99.99, keep_max=[v.name for v in folded.graph.input])
+    assert {op.activation for op in weighted_ops(folded)} <= set(amax)
+    paths["int8-trt"] = out_dir / "int8_trt.onnx"
+    onnx.save(insert_qdq(folded, amax)[0], paths["int8-trt"])
+    paths["int8-cpu"] = out_dir / "int8_cpu.onnx"
+    onnx.save(ort_cpu_int8(folded, stats.amax, stats.amin), paths["int8-cpu"])
+    return paths
+
+
+def session(path: Path, threads: int, optimized: Path | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def kernels(path: Path, threads: int, tmp: Path) -> dict[str, int]:
+    optimized = tmp / f"{path.stem}.optimized.onnx"
+    session(path, threads, optimized)
+    counts = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+    return {k: counts[k] for k in KERNELS if counts.get(k)}
+
+
+def time_round(sess: Any, batch: np.ndarray, seconds: float) -> float:
+    """Mean seconds per call over at least 2 calls or ``seconds``, after one warm-up call."""
+    name = sess.get_inputs()[0].name
+    sess.run(None, {name: batch})
+    calls, start = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - start < seconds:
+        sess.run(None, {name: batch})
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def bench_model(label: str, paths: dict[str, Path], shape: tuple[int, ...], batches: tuple[int, ...],
+                rounds: int, seconds: float, threads: int, tmp: Path) -> list[dict[str, Any]]:
+    sessions = {v: session(p, threads) for v, p in paths.items()}
+    rows = []
+    for batch_size in batches:
+        x = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
+        times: dict[str, list[float]] = {v: [] for v in sessions}
+        for _ in range(rounds):
+            for variant, sess in sessions.items():
+                times[variant].append(time_round(sess, x, seconds))
+        base = statistics.median(times["fp32"])
+        for variant in sessions:
+            t = statistics.median(times[variant])
+            rows.append({"model": label, "batch": batch_size, "variant": variant, "ms": round(1e3 * t, 3),
+                         "images_per_s": round(batch_size / t, 1), "speedup_vs_fp32": round(base / t, 2)})
+            say(f"  {label} b{batch_size} {variant}: {1e3 * t:.2f} ms ({base / t:.2f}x fp32)")
+    for variant, path in paths.items():
+        rows.append({"model": label, "variant": variant, "kernels": kernels(path, threads, tmp)})
+    return rows
+
+
+def demo_paths(run: str | None, tmp: Path) -> tuple[dict[str, Path], str]:
+    from bninception.model.architecture import ModelConfig
+    from bninception.model.data import load_bundle, stack_split
+
+    bundle = load_bundle("digits", 32, 0)
+    calibration, _ = stack_split(bundle.val, limit=64)
+    if run and Path(run, "model.folded.onnx").is_file():
+        folded = onnx.load(str(Path(run, "model.folded.onnx")))
+        paths = make_variants(folded, calibration, tmp / "demo")
+        for variant, name in (("fp16", "model.fp16.onnx"), ("int8-trt", "model.int8.onnx"),
+                              ("int8-cpu", "model.int8.cpu.onnx")):
+            if Path(run, name).is_file():
+                paths[variant] = Path(run, name)
+        return paths, f"{run} (trained)"
+    folded = build_folded(ModelConfig(num_classes=10, in_channels=1, width=0.25), bundle.train, 32, 4, 64)
+    return make_variants(folded, calibration, tmp / "demo"), "demo architecture, untrained, digits statistics"
+
+
+def full_paths(tmp: Path) -> dict[str, Path]:
+    from bninception.model.architecture import ModelConfig
+    from bninception.model.data import imagenet_preprocess
+
+    pre = imagenet_preprocess(224)
+    dataset = PhotoDataset(pre, 32)
+    folded = build_folded(ModelConfig(), dataset, 224, 2, 8)
+    calibration = np.stack([dataset.crops[i] for i in range(16, 32)])
+    return make_variants(folded, calibration, tmp / "full")
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print(f"{'model':<22}{'batch':>6}  {'variant':<10}{'ms/batch':>10}{'img/s':>10}{'vs fp32':>9}")
+    for row in rows:
+        if "ms" in row:
+            print(f"{row['model']:<22}{row['batch']:>6}  {row['variant']:<10}{row['ms']:>10.2f}"
+                  f"{row['images_per_s']:>10.1f}{row['speedup_vs_fp32']:>8.2f}x")
+    print("\nkernels ONNX Runtime runs (optimized graph, ALL level):")
+    for row in rows:
+        if "kernels" in row:
+            print(f"  {row['model']:<20} {row['variant']:<10} {row['kernels']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", help="a run directory whose demo artifacts to use")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=0.5, help="minimum time per measurement")
+    parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: all cores)")
+    parser.add_argument("--skip-full", action="store_true", help="demo model only")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    import onnxruntime as ort
+
+    started = time.perf_counter()
+    say(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, flags: {' '.join(cpu_flags())}")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "demo").mkdir()
+        (tmp / "full").mkdir()
+        say("building the demo model variants ...")
+        paths, source = demo_paths(args.run, tmp)
+        say(f"demo: {source}")
+        rows += bench_model("demo 1x32x32 w0.25", paths, (1, 32, 32), (1, 32), args.rounds, args.seconds,
+                            args.threads, tmp)
+        if not args.skip_full:
+            say("building BN-Inception 224x224 (population statistics from photo crops) ...")
+            paths = full_paths(tmp)
+            rows += bench_model("bn-inception 3x224x224", paths, (3, 224, 224), (1, 32),
+                                max(2, args.rounds - 1), args.seconds, args.threads, tmp)
+    print_table(rows)
+    print(f"\nonnxruntime {ort.__version__}; CPU flags: {' '.join(cpu_flags())}; "
+          f"threads {args.threads or 'default'}; {time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"flags": cpu_flags(), "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""INT8 Q/DQ insertion: each TensorRT rule checked by walking the graph; ORT CPU runs the result."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from bninception.calibrate.qdq import check_trt_layout, insert_qdq, quantize_weight
+from bninception.calibrate.ranges import collect, compute_amax
+from bninception.errors import BninceptionError
+
+
+def tiny_model(opset: int = 17, seed: int = 0, big_weight: float | None = None,
+               chained: bool = False) -> onnx.ModelProto:
+    """data(N,3,8,8) -> Conv+bias -> Relu -> {Conv 1x1 -> Relu, MaxPool} -> Concat -> GAP -> Flatten
+    -> Gemm(transB=1) -> Relu -> MatMul -> logits(N,4): every weighted-op kind, a tensor read by both
+    a Conv and a pool. ``chained``: the MatMul reads the Gemm output directly."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.4
+    if big_weight is not None:
+        w1[0, 0, 0, 0] = big_weight
+    inits = [
+        numpy_helper.from_array(w1, "w1"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32) * 0.1, "b1"),
+        numpy_helper.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32) * 0.4, "w2"),
+        numpy_helper.from_array(rng.standard_normal((6, 16)).astype(np.float32) * 0.4, "wg"),
+        numpy_helper.from_array(rng.standard_normal(6).astype(np.float32) * 0.1, "bg"),
+        numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32) * 0.4, "wm"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["data", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["r2", "p1"], ["cat"], name="concat", axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "wg", "bg"], ["fc"], name="fc", transB=1),
+        helper.make_node("Relu", ["fc"], ["fc_relu"], name="fc_relu"),
+        helper.make_node("MatMul", ["fc_relu" if not chained else "fc", "wm"], ["logits"], name="head"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def images(count: int = 32, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, 3, 8, 8)).astype(np.float32)
+
+
+def run_model(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    from bninception.calibrate.evaluate import logits
+
+    return logits(model, x)
+
+
+def calibrated(model: onnx.ModelProto, method: str = "minmax") -> dict[str, float]:
+    from bninception.calibrate.graph import weighted_ops
+
+    names = sorted({op.activation for op in weighted_ops(model)})
+    x = images()
+    stats = collect(model, names, lambda: [x[:16], x[16:]], histograms=method != "minmax")
+    return compute_amax(stats, method)
+
+
+@pytest.fixture(scope="module")
+def quantized() -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    model = tiny_model()
+    return model, insert_qdq(model, calibrated(model))[0]
+
+
+def test_each_tensorrt_rule_by_walking_the_graph(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> None:
+    _, q = quantized
+    onnx.checker.check_model(q, full_check=True)
+    inits = {i.name: i for i in q.graph.initializer}
+    producer = {o: n for n in q.graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in q.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    opset = next(o.version for o in q.opset_import if o.domain in ("", "ai.onnx"))
+    assert 13 <= opset <= 20
+    qdq_nodes = [n for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq_nodes
+    for n in qdq_nodes:  # symmetric INT8: every zero point is an int8 zero
+        zp = inits[n.input[2]]
+        assert zp.data_type == TensorProto.INT8, n.name
+        assert not np.any(numpy_helper.to_array(zp))
+    weighted = [n for n in q.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert [n.name for n in weighted] == ["conv1", "conv2", "fc", "head"]
+    expected_axis = {"conv1": 0, "conv2": 0, "fc": 0, "head": 1}
+    for n in weighted:
+        act_dq = producer[n.input[0]]
+        assert act_dq.op_type == "DequantizeLinear"
+        assert producer[act_dq.input[0]].op_type == "QuantizeLinear"
+        assert numpy_helper.to_array(inits[act_dq.input[1]]).size == 1  # per-tensor activation scale
+        w_dq = producer[n.input[1]]
+        assert w_dq.op_type == "DequantizeLinear"
+        weight = inits[w_dq.input[0]]
+        assert weight.data_type == TensorProto.INT8
+        axis = next(a.i for a in w_dq.attribute if a.name == "axis")
+        assert axis == expected_axis[n.name]
+        assert numpy_helper.to_array(inits[w_dq.input[1]]).shape == (weight.dims[axis],)  # per-channel
+        if len(n.input) > 2:  # bias stays FP32, no int32 bias
+            assert inits[n.input[2]].data_type == TensorProto.FLOAT
+        for reader in readers.get(n.output[0], []):  # no Q/DQ right after a weighted op
+            assert reader.op_type not in ("QuantizeLinear", "DequantizeLinear")
+    # the pool reads the float tensor r1; only the Conv reads it through Q/DQ
+    assert next(n for n in q.graph.node if n.name == "pool1").input[0] == "r1"
+    assert not any(i.data_type == TensorProto.INT32 for i in inits.values())
+    assert check_trt_layout(q) == []
+
+
+def test_layout_checker_catches_violations(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> None:
+    _, q = quantized
+    bad = onnx.ModelProto()
+    bad.CopyFrom(q)
+    zp = next(i for i in bad.graph.initializer if i.name == "qdq_zero_point_i8")
+    zp.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zp.name))
+    assert any("non-zero zero point" in p for p in check_trt_layout(bad))
+    bad.CopyFrom(q)
+    zp = next(i for i in bad.graph.initializer if i.name == "qdq_zero_point_i8")
+    zp.CopyFrom(numpy_helper.from_array(np.array(0, np.uint8), zp.name))
+    assert any("not INT8" in p for p in check_trt_layout(bad))
+    bad.CopyFrom(q)
+    conv = next(n for n in bad.graph.node if n.name == "conv2")
+    conv.input[0] = "r1"  # activation no longer quantized
+    assert any("conv2: input is not read through DequantizeLinear" in p for p in check_trt_layout(bad))
+    assert check_trt_layout(tiny_model())  # a float model breaks the rules
+
+
+def test_int8_model_runs_on_ort_cpu_close_to_fp32(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> None:
+    model, q = quantized
+    x = images(64, seed=5)
+    ref, out = run_model(model, x), run_model(q, x)
+    error = np.abs(ref - out).max() / np.abs(ref).max()
+    assert 0 < error < 0.05  # quantized (not identical), yet close
+
+
+def test_weight_quantization_per_channel() -> None:
+    w = np.random.default_rng(0).standard_normal((5, 3, 3, 3)).astype(np.float32)
+    w[2] = 0.0
+    q, scale, zero = quantize_weight(w, 0)
+    assert zero == 1 and q.dtype == np.int8 and scale.shape == (5,)
+    assert np.all(np.abs(q).reshape(5, -1).max(1)[[0, 1, 3, 4]] == 127)
+    assert np.max(np.abs(q * scale[:, None, None, None] - w)) <= scale.max() / 2 + 1e-7
+    g = np.random.default_rng(1).standard_normal((16, 6)).astype(np.float32)
+    _, scale_g, _ = quantize_weight(g, 1)
+    assert np.allclose(scale_g, np.abs(g).max(0) / 127)
+
+
+def test_weighted_op_fed_by_weighted_op_stays_float() -> None:
+    model = tiny_model(chained=True)
+    q, report = insert_qdq(model, calibrated(model))
+    assert report.skipped == ["head"]
+    head = next(n for n in q.graph.node if n.name == "head")
+    assert head.input[0] == "fc" and head.input[1] == "wm"
+    assert not any(n.input[0] == "fc" for n in q.graph.node if n.op_type == "QuantizeLinear")
+    assert check_trt_layout(q) == []
+
+
+def test_refuses_bad_opset_and_missing_ranges() -> None:
+    with pytest.raises(BninceptionError, match=r"opset 21 is outside 13\.\.20"):
+        insert_qdq(tiny_model(opset=21), {})
+    with pytest.raises(BninceptionError, match="no calibration range"):
+        insert_qdq(tiny_model(), {"data": 1.0})

@@ -1,0 +1,131 @@
+"""fp16 / int8 stages on the trained demo run: gates, artifacts, manifest, cache, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from bninception.calibrate.qdq import check_trt_layout
+from bninception.errors import BninceptionError, GateFailure
+from bninception.rundir import RunDir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def folded_run(demo_run: RunDir) -> RunDir:
+    from bninception.export.stages import export_stage, fold_stage
+
+    export_stage(demo_run)
+    fold_stage(demo_run)
+    return demo_run
+
+
+@pytest.fixture(scope="module")
+def int8_summary(folded_run: RunDir) -> dict:
+    from bninception.calibrate.stages import int8_stage
+
+    return int8_stage(folded_run, method="percentile")
+
+
+def test_fp16_stage_gate_and_skip(folded_run: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
+    from bninception.calibrate.stages import fp16_stage
+
+    summary = fp16_stage(folded_run)
+    if summary.get("skipped"):  # made earlier in this session: the recorded report holds the numbers
+        report = json.loads(folded_run.path("fp16_report.json").read_text())
+        summary = report["comparison"]
+    assert summary["top1_agreement"] >= 0.995
+    assert summary["samples"] == 359 and summary["accuracy_fp32"] > 0.9
+    assert 0 < summary["max_abs_diff"] < 0.1
+    model = onnx.load(str(folded_run.path("model.fp16.onnx")))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) > 50
+    assert fp16_stage(folded_run) == {"stage": "fp16", "skipped": True}
+    assert "stage fp16: up to date, skipped" in capsys.readouterr().err
+
+
+def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: dict) -> None:
+    from bninception.artifacts import sha256_file
+
+    assert int8_summary["top1_agreement"] >= 0.99
+    assert int8_summary["accuracy_drop_points"] <= 0.5
+    assert int8_summary["calibration_samples"] == 512 and int8_summary["samples"] == 359
+    model = onnx.load(str(folded_run.path("model.int8.onnx")))
+    assert check_trt_layout(model) == []
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
+    cache = json.loads(folded_run.path("calibration.json").read_text())
+    assert cache["method"] == "percentile" and cache["samples"] == 512 and cache["percentile"] == 99.99
+    assert cache["model_sha256"] == sha256_file(folded_run.path("model.folded.onnx"))
+    assert len(cache["data_sha256"]) == 64
+    assert cache["tensors"]["data"]["amax"] == cache["tensors"]["data"]["max_abs"]  # input: never clipped
+    assert all(0 < t["amax"] <= t["max_abs"] for t in cache["tensors"].values() if t["max_abs"] > 0)
+    record = folded_run.manifest()["stages"]["int8"]
+    assert "model.int8.onnx" in record["outputs"] and "calibration.json" in record["outputs"]
+    if int8_summary["cpu_variant"]["written"]:
+        cpu = onnx.load(str(folded_run.path("model.int8.cpu.onnx")))
+        assert any(n.op_type == "QuantizeLinear" for n in cpu.graph.node)
+
+
+def test_from_cache_reuses_and_refuses_another_model(int8_summary: dict, demo_run_copy: RunDir) -> None:
+    from bninception.calibrate.stages import int8_stage
+
+    run = demo_run_copy
+    again = int8_stage(run, method=None, from_cache=True, force=True)
+    assert again["from_cache"] and again["method"] == "percentile"
+    assert again["top1_agreement"] == pytest.approx(int8_summary["top1_agreement"])
+    with pytest.raises(BninceptionError, match="holds 'percentile' ranges, not 'entropy'"):
+        int8_stage(run, method="entropy", from_cache=True, force=True)
+    model = onnx.load(str(run.path("model.folded.onnx")))
+    model.doc_string = "changed"
+    run.path("model.folded.onnx").write_bytes(model.SerializeToString())
+    with pytest.raises(BninceptionError, match="does not apply; recalibrate without --from-cache"):
+        int8_stage(run, from_cache=True, force=True)
+
+
+def test_failed_gate_keeps_the_good_artifact(int8_summary: dict, demo_run_copy: RunDir,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from bninception.calibrate import stages
+
+    run = demo_run_copy
+    before = run.path("model.int8.onnx").read_bytes()
+    monkeypatch.setattr(stages, "INT8_MIN_AGREEMENT", 1.01)
+    with pytest.raises(GateFailure, match=r"top-1 agreement .* < 101.0%"):
+        stages.int8_stage(run, from_cache=True, force=True)
+    assert run.path("model.int8.onnx").read_bytes() == before
+    assert run.path("model.int8.rejected.onnx").is_file()
+    report = json.loads(run.path("int8_report.rejected.json").read_text())
+    assert report["passed"] is False
+
+
+def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
+    from bninception.cli import main
+
+    code = main(["calibrate", "--run", str(demo_run_copy.root), "--precision", "int8", "--from-cache",
+                 "--force", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["stage"] == "int8" and payload["from_cache"] is True
+    code = main(["calibrate", "--run", str(demo_run_copy.root), "--precision", "fp16", "--method", "entropy"])
+    assert code == 2
+    assert "--method and --from-cache apply to --precision int8 only" in capsys.readouterr().err
+
+
+def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, demo_run_copy: RunDir) -> None:
+    """Imported weights record no dataset: calibration and agreement use scikit-image photo crops."""
+    from bninception.calibrate.stages import int8_stage
+
+    run = demo_run_copy
+    run.forget("train")
+    try:
+        summary = int8_stage(run, samples=32, force=True)
+        assert summary["accuracy"] is None and "photographs" in summary["source"]
+        cache = json.loads(run.path("calibration.json").read_text())
+    except GateFailure as exc:  # a digits model on photographs has small margins: the gate may say no
+        assert "photographs" in str(exc)
+        cache = json.loads(run.path("calibration.rejected.json").read_text())
+    assert cache["samples"] == 32 and cache["data_source"].startswith("scikit-image photo crops")
