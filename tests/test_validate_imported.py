@@ -32,7 +32,6 @@ def test_needs_data_when_no_training_record(imported: tuple[RunDir, Path]) -> No
         validate_run(imported[0], save=False)
 
 
-@pytest.mark.slow
 def test_imported_run_validates_on_image_folder(imported: tuple[RunDir, Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     import torch
