@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup demo test lint gpu-test bench clean
+.PHONY: setup demo test lint gpu-test bench-fold bench-precision bench-serve reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,6 +31,20 @@ test: lint
 
 gpu-test: $(STAMP)
 	$(VENV)/bin/pytest -q -m gpu
+
+# benchmarks: bounded scripts, ratios measured side by side in one run (never timed unit tests)
+bench-fold: $(STAMP)
+	$(PY) benchmarks/fold_peers.py
+
+bench-precision: $(STAMP)
+	$(PY) benchmarks/precision_cpu.py
+
+bench-serve: $(STAMP)
+	$(PY) benchmarks/serve_load.py
+
+reproduce: $(STAMP)
+	$(VENV)/bin/bninception reproduce fig1 --out runs/reproduce
+	$(VENV)/bin/bninception reproduce lr --out runs/reproduce
 
 clean:
 	rm -rf runs/demo .pytest_cache .mypy_cache .ruff_cache

@@ -43,8 +43,15 @@ ORT_TYPES = {"tensor(float)": ("FP32", "float32"), "tensor(float16)": ("FP16", "
              "tensor(double)": ("FP64", "float64")}
 
 
-def model_path_for(run: str | os.PathLike[str], precision: str) -> Path:
-    """The ONNX file serving ``precision`` in run directory ``run``, or a clear error."""
+INT8_CPU_FILE = "model.int8.cpu.onnx"  # ONNX Runtime CPU layout (QLinear kernels), made beside model.int8.onnx
+
+
+def model_path_for(run: str | os.PathLike[str], precision: str, cpu_only: bool = False) -> Path:
+    """The ONNX file serving ``precision`` in run directory ``run``, or a clear error.
+
+    With ``cpu_only`` INT8 prefers the CPU layout when the run has it: the TensorRT Q/DQ layout
+    (no Q after a Conv) cannot fuse into ONNX Runtime's integer kernels and runs slower than FP32.
+    """
     if precision not in PRECISION_FILES:
         raise BninceptionError(f"precision must be one of {sorted(PRECISION_FILES)}, got {precision!r}")
     name, command = PRECISION_FILES[precision]
@@ -52,6 +59,8 @@ def model_path_for(run: str | os.PathLike[str], precision: str) -> Path:
     if not root.is_dir():
         raise BninceptionError(f"run directory {root} does not exist")
     path = root / name
+    if precision == "int8" and cpu_only and (root / INT8_CPU_FILE).is_file():
+        return root / INT8_CPU_FILE
     if not path.is_file():
         raise BninceptionError(f"{path} is missing (the {precision} model; make it with: "
                                f"{command.format(run=run)})")

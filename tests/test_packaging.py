@@ -27,7 +27,8 @@ def test_wheel_maps_folders_into_the_package(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next(tmp_path.glob("bninception-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("bninception/cli.py", "bninception/commands/train.py", "bninception/reproduce/fig1.py", "bninception/model/architecture.py", "bninception/export/fold.py",
+    for module in ("bninception/cli.py", "bninception/commands/train.py", "bninception/reproduce/fig1.py",
+                   "bninception/model/architecture.py", "bninception/export/fold.py",
                    "bninception/calibrate/qdq.py", "bninception/engines/shim.py", "bninception/serve/app.py"):
         assert module in names, module
     tops = {name.split("/")[0] for name in names}

@@ -37,6 +37,10 @@ def test_model_path_for_picks_the_precision_file(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     assert model_path_for(tmp_path, "fp16").name == "model.fp16.onnx"
     assert model_path_for(tmp_path, "int8").name == "model.int8.onnx"
+    assert model_path_for(tmp_path, "int8", cpu_only=True).name == "model.int8.onnx"  # no CPU layout yet
+    (tmp_path / "model.int8.cpu.onnx").write_bytes(b"x")
+    assert model_path_for(tmp_path, "int8", cpu_only=True).name == "model.int8.cpu.onnx"
+    assert model_path_for(tmp_path, "int8").name == "model.int8.onnx"
     with pytest.raises(BninceptionError, match="precision must be one of"):
         model_path_for(tmp_path, "bf16")
 

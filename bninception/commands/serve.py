@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_argument(parser)
     parser.add_argument("--model", default=None, help="serve this ONNX file instead of the run's model")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
-                        help="fp32: model.folded.onnx, fp16: model.fp16.onnx, int8: model.int8.onnx")
+                        help="fp32: model.folded.onnx, fp16: model.fp16.onnx, int8: model.int8.onnx "
+                             "(model.int8.cpu.onnx when serving on CPU only)")
     parser.add_argument("--name", default="bninception", help="model name in the URL (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="listen port (default: %(default)s)")
@@ -42,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.serve.model_info import model_path_for
+    from bninception.serve.session import pick_providers
 
-    path = args.model or model_path_for(args.run, args.precision)
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
+    cpu_only = pick_providers(providers) == ["CPUExecutionProvider"]
+    path = args.model or model_path_for(args.run, args.precision, cpu_only=cpu_only)
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -55,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from bninception.serve.app import create_app
     from bninception.serve.server import serve_forever
 
-    providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
     app = create_app(path, model_name=args.name, max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                      max_queue=args.max_queue, threads=args.threads, providers=providers,
                      optimization=args.optimization, batching=not args.no_batching,
