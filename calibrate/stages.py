@@ -12,7 +12,7 @@ passing version (or stays absent); the stage is not recorded and ``GateFailure``
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,8 @@ import numpy as np
 from bninception.artifacts import atomic_path, atomic_write_json
 from bninception.errors import BninceptionError, GateFailure
 from bninception.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import onnx
@@ -38,10 +40,6 @@ DEFAULT_METHOD = "percentile"
 DEFAULT_SAMPLES = 512
 DEFAULT_PERCENTILE = 99.99
 FP16_PROBE_SAMPLES = 128  # training images used to measure activation magnitudes for FP16
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _preprocess(model: onnx.ModelProto) -> Any:
@@ -124,7 +122,7 @@ def fp16_stage(run: RunDir, keep_fp32_ops: list[str] | tuple[str, ...] | None = 
     inputs, outputs = [FOLDED], ["model.fp16.onnx", "fp16_report.json"]
     source = run.require(FOLDED, "run `bninception fold` first")
     if not force and run.is_fresh("fp16", params, inputs, outputs):
-        _say("stage fp16: up to date, skipped")
+        log.info("stage fp16: up to date, skipped")
         return {"stage": "fp16", "skipped": True}
     start = time.perf_counter()
     model = load_onnx(source)
@@ -136,7 +134,7 @@ def fp16_stage(run: RunDir, keep_fp32_ops: list[str] | tuple[str, ...] | None = 
     out, labels = run_models({"fp32": model, "fp16": fp16}, evalset)
     cmp = compare(out["fp32"], out["fp16"], labels, evalset.source)
     for entry in report.out_of_range_weights:
-        _say(f"fp16: weight {entry['tensor']}: {entry['count']} value(s) beyond the FP16 range "
+        log.info(f"fp16: weight {entry['tensor']}: {entry['count']} value(s) beyond the FP16 range "
              f"(max |w| {entry['max_abs']:.4g}); its node is kept in FP32")
     failure = _gate_text("FP16 gate", cmp, FP16_MIN_AGREEMENT, None)
     payload = {"stage": "fp16", "passed": failure is None, "comparison": cmp.to_dict(),
@@ -149,7 +147,7 @@ def fp16_stage(run: RunDir, keep_fp32_ops: list[str] | tuple[str, ...] | None = 
         raise GateFailure(f"{failure}; the model was written to {run.path(names[0])} for inspection")
     seconds = time.perf_counter() - start
     run.record("fp16", params, inputs, outputs, seconds)
-    _say(f"stage fp16: model.fp16.onnx ({report.converted_nodes} nodes FP16, {len(report.kept_nodes)} "
+    log.info(f"stage fp16: model.fp16.onnx ({report.converted_nodes} nodes FP16, {len(report.kept_nodes)} "
          f"kept FP32); top-1 agreement {100 * cmp.top1_agreement:.2f}%, max abs logit diff "
          f"{cmp.max_abs_diff:.3g} on {cmp.source}")
     return {"stage": "fp16", "skipped": False, **cmp.to_dict(), "kept_fp32": report.kept_nodes,
@@ -210,7 +208,7 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
     inputs = [FOLDED]
     outputs = ["model.int8.onnx", "calibration.json", "int8_report.json"]
     if not force and any(run.is_fresh("int8", params, inputs, outs) for outs in (outputs, [*outputs, CPU_INT8])):
-        _say("stage int8: up to date, skipped")
+        log.info("stage int8: up to date, skipped")
         return {"stage": "int8", "skipped": True}
     start = time.perf_counter()
     model = load_onnx(source)
@@ -243,14 +241,14 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
     if failure is not None:
         raise GateFailure(f"{failure}; the model was written to {run.path(names[0])} for inspection")
     if cpu_failure is not None:
-        _say(f"warning: {cpu_failure}: written as {cpu_name} for inspection only (model.int8.onnx passed)")
+        log.info(f"warning: {cpu_failure}: written as {cpu_name} for inspection only (model.int8.onnx passed)")
         if run.path(CPU_INT8).is_file():
             run.path(CPU_INT8).unlink()  # a stale CPU variant from an earlier calibration must not stay
     else:
         outputs.append(CPU_INT8)
     seconds = time.perf_counter() - start
     run.record("int8", params, inputs, outputs, seconds)
-    _say(f"stage int8 ({method}, {calib.samples} images): model.int8.onnx top-1 agreement "
+    log.info(f"stage int8 ({method}, {calib.samples} images): model.int8.onnx top-1 agreement "
          f"{100 * cmp.top1_agreement:.2f}%, accuracy drop {cmp.accuracy_drop_points} points; "
          f"model.int8.cpu.onnx agreement {100 * cmp_cpu.top1_agreement:.2f}% on {cmp.source}")
     return {"stage": "int8", "skipped": False, "method": method, "calibration_samples": calib.samples,

@@ -14,7 +14,6 @@ Order of reuse, cheapest first (none of them with ``force``):
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,8 @@ from bninception.engines.store import (
 )
 from bninception.errors import BninceptionError
 from bninception.rundir import RunDir
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def build_engine_stage(run: RunDir, precision: str, min_batch: int = 1, opt_batc
                                "profile": profile.to_dict(), "host": env.describe()}
 
     if not force and run.is_fresh(stage, params, [source], outputs):
-        print(f"stage {stage}: up to date, skipped", file=sys.stderr)
+        log.info("stage %s: up to date, skipped", stage)
         return {**summary, "status": "skipped"}
 
     start = time.perf_counter()
@@ -133,7 +134,7 @@ def build_engine_stage(run: RunDir, precision: str, min_batch: int = 1, opt_batc
         onnx_input = read_onnx_input(source_path)
         _check_source(onnx_input, source_path)
         profile_shapes(onnx_input.shape, profile, onnx_input.name)  # fail before TensorRT does
-        print(f"stage {stage}: building {key} from {source} ({env.describe()})", file=sys.stderr)
+        log.info("stage %s: building %s from %s (%s)", stage, key, source, env.describe())
         if builder is None:
             from bninception.engines.build import build_plan
 
@@ -151,7 +152,7 @@ def build_engine_stage(run: RunDir, precision: str, min_batch: int = 1, opt_batc
             store_in_cache(cache_path, key, engines)
     seconds = time.perf_counter() - start
     run.record(stage, params, [source], outputs, seconds)
-    print(f"stage {stage}: {status} {outputs[0]} in {seconds:.1f} s", file=sys.stderr)
+    log.info("stage %s: %s %s in %.1f s", stage, status, outputs[0], seconds)
     return {**summary, "status": status, "seconds": round(seconds, 3),
             "plan_bytes": sidecar.plan_bytes, "build_seconds": sidecar.build_seconds}
 

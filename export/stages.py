@@ -8,7 +8,7 @@ records itself in the manifest.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from typing import Any
 
@@ -18,12 +18,10 @@ from bninception.artifacts import atomic_path, atomic_write_json
 from bninception.errors import BninceptionError
 from bninception.rundir import RunDir
 
+log = logging.getLogger(__name__)
+
 EXPORTER = "torchscript-preserve/1"
 FOLD_PASS = "fold_batchnorm/1"
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _torch_logits(model: Any, images: np.ndarray, batch: int = 8) -> np.ndarray:
@@ -46,7 +44,7 @@ def export_stage(run: RunDir, opset: int = 17, force: bool = False) -> dict[str,
     inputs, outputs = ["model.pt"], ["model.onnx"]
     run.require("model.pt", "run `bninception train` + `bninception population`, or `import-weights`")
     if not force and run.is_fresh("export", params, inputs, outputs):
-        _say("stage export: up to date, skipped")
+        log.info("stage export: up to date, skipped")
         return {"stage": "export", "skipped": True}
     from bninception.model.checkpoint import load_model
 
@@ -67,7 +65,7 @@ def export_stage(run: RunDir, opset: int = 17, force: bool = False) -> dict[str,
         nodes = len(proto.graph.node)
     seconds = time.perf_counter() - start
     run.record("export", params, inputs, outputs, seconds)
-    _say(f"stage export: model.onnx (opset {opset}, {nodes} nodes, {bn_nodes} BatchNormalization); "
+    log.info(f"stage export: model.onnx (opset {opset}, {nodes} nodes, {bn_nodes} BatchNormalization); "
          f"parity vs PyTorch max abs diff {result.max_abs_diff:.3g} on {result.source}")
     return {"stage": "export", "skipped": False, "opset": opset, "nodes": nodes, "bn_nodes": bn_nodes,
             "parity": result.to_dict(), "seconds": round(seconds, 3)}
@@ -96,7 +94,7 @@ def fold_stage(run: RunDir, force: bool = False) -> dict[str, Any]:
     inputs, outputs = ["model.onnx"], ["model.folded.onnx", "fold_report.json"]
     source_path = run.require("model.onnx", "run `bninception export` first")
     if not force and run.is_fresh("fold", params, inputs, outputs):
-        _say("stage fold: up to date, skipped")
+        log.info("stage fold: up to date, skipped")
         return {"stage": "fold", "skipped": True}
     start = time.perf_counter()
     model = load_onnx(source_path)
@@ -121,9 +119,9 @@ def fold_stage(run: RunDir, force: bool = False) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     run.record("fold", params, inputs, outputs, seconds)
     lines = report.summary().splitlines()
-    _say(f"stage fold: {lines[0]}; parity max abs diff {result.max_abs_diff:.3g} on {result.source}")
+    log.info(f"stage fold: {lines[0]}; parity max abs diff {result.max_abs_diff:.3g} on {result.source}")
     for line in lines[2:]:  # BN nodes left, with their reasons
-        _say(f"  {line}")
+        log.info(f"  {line}")
     return {"stage": "fold", "skipped": False, "bn_before": report.bn_before, "bn_after": report.bn_after,
             "folded": report.folded_total, "left": len(report.left), "parity": result.to_dict(),
             "seconds": round(seconds, 3)}

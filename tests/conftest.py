@@ -10,6 +10,14 @@ import pytest
 from bninception.rundir import RunDir
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in the test process: with 2 cores, any second busy process (a spawned server,
+    a DDP rank) makes OpenMP's spinning threads 10-100x slower; one thread costs ~1.3x at most."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     """A run trained with the default demo recipe, with population statistics (model.pt).

@@ -36,9 +36,10 @@ def int8_summary(folded_run: RunDir) -> dict:
     return summary
 
 
-def test_fp16_stage_gate_and_skip(folded_run: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fp16_stage_gate_and_skip(folded_run: RunDir, caplog: pytest.LogCaptureFixture) -> None:
     from bninception.calibrate.stages import fp16_stage
 
+    caplog.set_level("INFO")
     summary = fp16_stage(folded_run)
     if summary.get("skipped"):  # made earlier in this session: the recorded report holds the numbers
         report = json.loads(folded_run.path("fp16_report.json").read_text())
@@ -50,7 +51,7 @@ def test_fp16_stage_gate_and_skip(folded_run: RunDir, capsys: pytest.CaptureFixt
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) > 50
     assert fp16_stage(folded_run) == {"stage": "fp16", "skipped": True}
-    assert "stage fp16: up to date, skipped" in capsys.readouterr().err
+    assert "stage fp16: up to date, skipped" in caplog.text
 
 
 def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: dict) -> None:

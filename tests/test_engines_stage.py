@@ -77,12 +77,13 @@ def test_build_writes_plan_sidecar_and_manifest(run: RunDir, capsys) -> None:
     assert not list(run.path("engines").glob(".*.tmp"))  # atomic writes left nothing behind
 
 
-def test_second_run_is_skipped_then_force_rebuilds(run: RunDir, capsys) -> None:
+def test_second_run_is_skipped_then_force_rebuilds(run: RunDir, caplog) -> None:
+    caplog.set_level("INFO")
     builder = FakeBuilder()
     build_engine_stage(run, "fp32", env=A10, builder=builder)
-    capsys.readouterr()
+    caplog.clear()
     assert build_engine_stage(run, "fp32", env=A10, builder=builder)["status"] == "skipped"
-    assert "stage build-engine-fp32: up to date, skipped" in capsys.readouterr().err
+    assert "stage build-engine-fp32: up to date, skipped" in caplog.text
     assert build_engine_stage(run, "fp32", env=A10, builder=builder, force=True)["status"] == "built"
     assert len(builder.calls) == 2
 

@@ -43,7 +43,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_stages_write_record_and_skip(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stages_write_record_and_skip(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
     run = RunDir(run_dir)
     manifest = run.manifest()
     assert set(manifest["stages"]) >= {"export", "fold"}
@@ -56,10 +57,10 @@ def test_stages_write_record_and_skip(run_dir: Path, capsys: pytest.CaptureFixtu
     report = json.loads((run_dir / "fold_report.json").read_text())
     assert report["bn_before"] == 69 and report["bn_after"] == 0 and report["folded"]["Conv"] == 69
     assert report["parity"]["max_abs_diff"] <= 1e-4 and "photographs" in report["parity"]["source"]
-    capsys.readouterr()
+    caplog.clear()
     assert stages.export_stage(run)["skipped"] is True
     assert stages.fold_stage(run)["skipped"] is True
-    assert "stage export: up to date, skipped" in capsys.readouterr().err
+    assert "stage export: up to date, skipped" in caplog.text
 
 
 def test_cli_json_and_force(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,8 +23,11 @@ def test_plain_model_is_not_importable_outside_the_repo(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_wheel_maps_folders_into_the_package(tmp_path: Path) -> None:
+    source = tmp_path / "src"  # setuptools builds in the source tree: build a copy, leave the repo clean
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info",
+                                                                "__pycache__", ".*_cache"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                            "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next(tmp_path.glob("bninception-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
