@@ -11,7 +11,6 @@ passing version (or stays absent); the stage is not recorded and ``GateFailure``
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from bninception.artifacts import atomic_path, atomic_write_json
 from bninception.errors import BninceptionError, GateFailure
+from bninception.export.to_onnx import read_preprocess
 from bninception.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -42,26 +42,13 @@ DEFAULT_PERCENTILE = 99.99
 FP16_PROBE_SAMPLES = 128  # training images used to measure activation magnitudes for FP16
 
 
-def _preprocess(model: onnx.ModelProto) -> Any:
-    from bninception.export.to_onnx import META_PREPROCESS, read_metadata
-    from bninception.model.preprocess import Preprocess
-
-    raw = read_metadata(model).get(META_PREPROCESS)
-    if not raw:
-        return None
-    try:
-        return Preprocess.from_dict(json.loads(raw))
-    except (ValueError, TypeError) as exc:
-        raise BninceptionError(f"{FOLDED} metadata {META_PREPROCESS} is not valid: {exc}") from exc
-
-
 def calibration_reader(bundle: Any, model: onnx.ModelProto, samples: int, seed: int = 0) -> Any:
     """The run's training split (no augmentation), or photo crops for runs without a dataset."""
     from bninception.calibrate.data import CalibrationReader, PhotoCrops
 
     if bundle is not None:
         return CalibrationReader(bundle.train, samples, seed=seed, source=f"{bundle.name} train split")
-    preprocess = _preprocess(model)
+    preprocess = read_preprocess(model, FOLDED)
     if preprocess is None:
         raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
                                "no calibration images")
@@ -130,7 +117,7 @@ def fp16_stage(run: RunDir, keep_fp32_ops: list[str] | tuple[str, ...] | None = 
     reader = calibration_reader(bundle, model, FP16_PROBE_SAMPLES)
     magnitudes = collect(model, float_tensors(model), lambda: iter(reader), histograms=False).amax
     fp16, report = convert_fp16(model, keep_fp32_ops=keep, activation_amax=magnitudes)
-    evalset = evaluation_set(bundle, _preprocess(model))
+    evalset = evaluation_set(bundle, read_preprocess(model, FOLDED))
     out, labels = run_models({"fp32": model, "fp16": fp16}, evalset)
     cmp = compare(out["fp32"], out["fp16"], labels, evalset.source)
     for entry in report.out_of_range_weights:
@@ -219,7 +206,7 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
     if problems:
         raise BninceptionError(f"INT8 Q/DQ layout breaks TensorRT rules: {problems[:3]}")
     cpu = ort_cpu_int8(model, calib.minmax, calib.minimum)  # observed max: see ort_cpu's docstring
-    evalset = evaluation_set(bundle, _preprocess(model))
+    evalset = evaluation_set(bundle, read_preprocess(model, FOLDED))
     out, labels = run_models({"fp32": model, "int8": qdq, "cpu": cpu}, evalset)
     cmp = compare(out["fp32"], out["int8"], labels, evalset.source)
     cmp_cpu = compare(out["fp32"], out["cpu"], labels, evalset.source)

@@ -7,7 +7,6 @@ records itself in the manifest.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from bninception.artifacts import atomic_path, atomic_write_json
 from bninception.errors import BninceptionError
+from bninception.export.to_onnx import read_preprocess
 from bninception.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -71,19 +71,6 @@ def export_stage(run: RunDir, opset: int = 17, force: bool = False) -> dict[str,
             "parity": result.to_dict(), "seconds": round(seconds, 3)}
 
 
-def _preprocess_of(model: Any) -> Any:
-    from bninception.export.to_onnx import META_PREPROCESS, read_metadata
-    from bninception.model.preprocess import Preprocess
-
-    raw = read_metadata(model).get(META_PREPROCESS)
-    if not raw:
-        return None
-    try:
-        return Preprocess.from_dict(json.loads(raw))
-    except (ValueError, TypeError) as exc:
-        raise BninceptionError(f"model.onnx metadata {META_PREPROCESS} is not valid: {exc}") from exc
-
-
 def fold_stage(run: RunDir, force: bool = False) -> dict[str, Any]:
     """model.onnx -> model.folded.onnx + fold_report.json, gated on ORT parity vs model.onnx <= 1e-4."""
     from bninception.export import parity
@@ -104,7 +91,7 @@ def fold_stage(run: RunDir, force: bool = False) -> dict[str, Any]:
     shape = spec.get_inputs()[0].shape
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
         raise BninceptionError(f"{source_path}: input must be (N, C, H, W), got {shape}")
-    preprocess = _preprocess_of(model)
+    preprocess = read_preprocess(model, "model.onnx")
     if preprocess is not None and preprocess.size == shape[2] == shape[3]:
         images, source = parity.run_images(run, preprocess, shape[1], shape[2])
     else:

@@ -134,3 +134,16 @@ def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def read_preprocess(model: onnx.ModelProto, source: str) -> Preprocess | None:
+    """The preprocessing recorded at export, None when absent, a clear error when malformed."""
+    from bninception.model.preprocess import Preprocess
+
+    raw = read_metadata(model).get(META_PREPROCESS)
+    if not raw:
+        return None
+    try:
+        return Preprocess.from_dict(json.loads(raw))
+    except (ValueError, TypeError) as exc:
+        raise BninceptionError(f"{source} metadata {META_PREPROCESS} is not valid: {exc}") from exc
