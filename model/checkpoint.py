@@ -36,7 +36,8 @@ def load(path: str | os.PathLike[str], expected_format: str | None = None) -> di
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights_only errors have many types
-        raise BninceptionError(f"{path} is not a loadable PyTorch file (weights_only): {exc}") from exc
+        raise BninceptionError(f"{path} is not a PyTorch file loadable with weights_only=True "
+                               f"({type(exc).__name__}: {exc})") from exc
     if expected_format is not None and (not isinstance(data, dict) or data.get("format") != expected_format):
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise BninceptionError(f"{path}: expected a {expected_format} file, found {found!r}")
