@@ -2,16 +2,13 @@
 
 Run with ``make gpu-test`` (``pytest -m gpu``). Uses ``$BNINCEPTION_GPU_RUN`` when it names a run
 directory with the artifacts (e.g. ``runs/demo`` after ``make demo``); otherwise builds a small
-self-contained run: the demo BN-Inception (width 0.25, 32x32 digits) trained briefly on the GPU,
-saved as model.pt, exported and folded by the export stages, and FP16/INT8 models made by
-``bninception calibrate`` when that command is available (else those precisions are skipped,
-naming what is missing). Each engine is compared with PyTorch (TF32 off) at batch sizes
-min, opt and max of its profile.
+self-contained run with the project's own stages: the demo recipe (train, population statistics),
+export, fold, FP16 and INT8. Each engine is compared with PyTorch (TF32 off) at batch sizes min,
+opt and max of its profile.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -31,47 +28,24 @@ GATES = {  # DESIGN.md: TensorRT FP32 (TF32 off) / FP16 / INT8 as the ONNX rows 
 }
 
 
-def _train_small_model(run_root: Path) -> None:
-    """The demo model, briefly trained on digits on the GPU, saved as model.pt (inference form)."""
-    import torch
-
-    from bninception.model.architecture import ModelConfig, build_model
-    from bninception.model.checkpoint import save_model
-    from bninception.model.data import load_bundle, stack_split
-
-    torch.manual_seed(0)
-    bundle = load_bundle("digits", image_size=32, seed=0)
-    images, labels = stack_split(bundle.train)
-    model = build_model(ModelConfig(num_classes=10, in_channels=1, width=0.25)).cuda().train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x_all, y_all = torch.from_numpy(images).cuda(), torch.from_numpy(labels).cuda()
-    for _ in range(400):
-        idx = torch.randint(0, len(x_all), (64,), device="cuda", generator=None)
-        loss = torch.nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    save_model(run_root / "model.pt", model.cpu().eval(), bundle.preprocess, bundle.labels,
-               statistics="ema", extra={"note": "tests/test_engines_gpu.py small model"})
-
-
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory: pytest.TempPathFactory):
-    from bninception.cli import main
+    from bninception.calibrate.stages import fp16_stage, int8_stage
+    from bninception.export.stages import export_stage, fold_stage
+    from bninception.model.stages import population_stage, train_stage
+    from bninception.model.train import TrainConfig
     from bninception.rundir import RunDir
 
     given = os.environ.get("BNINCEPTION_GPU_RUN")
     if given and Path(given, "model.pt").is_file():
         return RunDir(given, create=False)
     run = RunDir(tmp_path_factory.mktemp("gpu-run"))
-    _train_small_model(run.root)
-    from bninception.export.stages import export_stage, fold_stage
-
+    train_stage(run, TrainConfig(), progress=False)
+    population_stage(run)
     export_stage(run)
     fold_stage(run)
-    for precision in ("fp16", "int8"):
-        with contextlib.suppress(SystemExit):  # argparse exits: no `calibrate` command here yet
-            main(["calibrate", "--run", str(run.root), "--precision", precision])
+    fp16_stage(run)
+    int8_stage(run)
     return run
 
 
@@ -101,15 +75,11 @@ def _engine_logits(runner, images: np.ndarray, batch: int) -> np.ndarray:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_matches_pytorch_at_min_opt_max_batch(gpu_run, reference, precision: str) -> None:
-    from bninception.engines.key import PRECISION_SOURCES
     from bninception.engines.runner import TensorRTRunner
     from bninception.engines.stages import build_engine_stage
     from bninception.errors import BninceptionError
     from bninception.runner import Runner
 
-    if not gpu_run.path(PRECISION_SOURCES[precision]).is_file():
-        pytest.skip(f"{PRECISION_SOURCES[precision]} is missing and `bninception calibrate` "
-                    "could not make it")
     summary = build_engine_stage(gpu_run, precision, min_batch=MIN, opt_batch=OPT, max_batch=MAX)
     runner = TensorRTRunner(summary["plan"])
     assert isinstance(runner, Runner)

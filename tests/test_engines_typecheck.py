@@ -31,9 +31,8 @@ def test_sanitize_repairs_only_the_unparseable_lines() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not stubs_installed(), reason="tensorrt-stubs is not installed (pip install --no-deps "
-                                                  "tensorrt-stubs)")
 def test_engines_type_check_against_tensorrt_stubs() -> None:
+    assert stubs_installed(), "tensorrt-stubs is not installed: pip install --no-deps tensorrt-stubs (make setup does)"
     workdir = ROOT / typecheck.DEFAULT_WORKDIR  # persistent: a warm run takes under a second
     workdir.mkdir(parents=True, exist_ok=True)
     ok, report = typecheck.typecheck([str(ROOT / "engines")], workdir)
