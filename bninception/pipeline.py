@@ -47,13 +47,11 @@ class PipelineResult:
 
 
 def _train_config(options: PipelineOptions) -> Any:
+    from bninception.model.data import default_image_size
     from bninception.model.train import TrainConfig
 
-    values: dict[str, Any] = {"data": options.data, **options.extra_train}
-    if options.image_size is not None:
-        values["image_size"] = options.image_size
-    elif options.data != "digits":
-        values["image_size"] = 224
+    values: dict[str, Any] = {"data": options.data, **options.extra_train,
+                              "image_size": options.image_size or default_image_size(options.data)}
     if options.epochs is not None:
         values["epochs"] = options.epochs
     if options.width is not None:

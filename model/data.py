@@ -207,12 +207,17 @@ def load_image_folder_bundle(path: str, image_size: int = 224, seed: int = 0,
                          test=subset(test_idx, False), labels=names, preprocess=pre)
 
 
+def default_image_size(data: str) -> int:
+    """32 for the built-in digits (8x8 upsampled), 224 (the paper's size) for an ImageFolder."""
+    return 32 if data == "digits" else 224
+
+
 def load_bundle(data: str, image_size: int | None = None, seed: int = 0,
                 preprocess: Preprocess | None = None) -> DatasetBundle:
     """``digits`` (built-in) or a path to an ImageFolder tree."""
     if data == "digits":
-        return load_digits_bundle(image_size or 32, seed)
-    return load_image_folder_bundle(data, image_size or 224, seed, preprocess)
+        return load_digits_bundle(image_size or default_image_size(data), seed)
+    return load_image_folder_bundle(data, image_size or default_image_size(data), seed, preprocess)
 
 
 def stack_split(dataset: Dataset, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

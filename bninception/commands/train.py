@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_run_argument(parser)
     parser.add_argument("--data", default="digits", help="'digits' (built-in) or an ImageFolder path")
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, help="default: 32 for digits, 224 for an ImageFolder")
     parser.add_argument("--width", type=float, default=0.25, help="channel width multiplier")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64, help="per process")
@@ -31,11 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bninception.model.data import default_image_size
     from bninception.model.stages import train_stage
     from bninception.model.train import TrainConfig
     from bninception.rundir import RunDir
 
-    cfg = TrainConfig(data=args.data, image_size=args.image_size, width=args.width, epochs=args.epochs,
+    cfg = TrainConfig(data=args.data, image_size=args.image_size or default_image_size(args.data),
+                      width=args.width, epochs=args.epochs,
                       batch_size=args.batch_size, lr_scale=args.lr_scale, base_lr=args.base_lr,
                       lr_decay=args.lr_decay, activation=args.activation,
                       batchnorm=not args.no_batchnorm, dropout=args.dropout, seed=args.seed,
