@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
-from bninception.runner import InputSpec, Runner
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
+from bninception.core.runner import InputSpec, Runner
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ArtifactRunner:
 
 # -- PyTorch -------------------------------------------------------------------------------------
 def _spec_for(preprocess: dict[str, Any] | Any) -> InputSpec:
-    from bninception.model.preprocess import Preprocess
+    from bninception.core.preprocess import Preprocess
 
     pre = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
     return InputSpec(name="data", channels=pre.channels, height=pre.size, width=pre.size)
@@ -97,8 +97,8 @@ def _spec_for(preprocess: dict[str, Any] | Any) -> InputSpec:
 
 def _torch_reference(run: RunDir, device: str) -> Callable[[], Runner]:
     def make() -> Runner:
+        from bninception.core.runner import TorchRunner
         from bninception.model.checkpoint import load_model
-        from bninception.runner import TorchRunner
 
         model, pre, _, _ = load_model(run.path("model.pt"))
         return TorchRunner(model, _spec_for(pre), name="pytorch", device=device)
@@ -108,8 +108,8 @@ def _torch_reference(run: RunDir, device: str) -> Callable[[], Runner]:
 
 def _torch_ema(run: RunDir, device: str) -> Callable[[], Runner]:
     def make() -> Runner:
+        from bninception.core.runner import TorchRunner
         from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state
-        from bninception.runner import TorchRunner
 
         path = run.path("checkpoint.pt")
         state = load(path, CHECKPOINT_FORMAT)
@@ -127,7 +127,7 @@ def default_optimization(kind: str) -> str:
 
 def _ort(path: str, name: str, optimization: str, threads: int) -> Callable[[], Runner]:
     def make() -> Runner:
-        from bninception.runner import OrtRunner
+        from bninception.core.runner import OrtRunner
 
         return OrtRunner(path, name=name, providers=["CPUExecutionProvider"], optimization=optimization,
                          threads=threads)

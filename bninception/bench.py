@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from bninception.artifact_runners import ArtifactRunner, Skipped, discover
-from bninception.artifacts import atomic_write_json
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_json
+from bninception.core.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import sys
 from types import ModuleType
 
 from bninception import __version__, commands
-from bninception.errors import BninceptionError, GateFailure
+from bninception.core.errors import BninceptionError, GateFailure
 
 DEFAULT_RUN = "runs/demo"
 

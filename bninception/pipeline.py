@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 
 log = logging.getLogger("bninception.pipeline")
 

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bninception.artifacts import atomic_write_json, atomic_write_text
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_json, atomic_write_text
+from bninception.core.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from bninception.artifact_runners import ArtifactRunner, Skipped, discover, run_all
-from bninception.artifacts import atomic_write_json
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_json
+from bninception.core.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,9 @@ def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = Non
     trained on is evaluated on its test split; any other folder on its ``test/`` subfolder when it
     has one, else on every image (e.g. a run made from imported pretrained weights).
     """
+    from bninception.core.preprocess import Preprocess
     from bninception.model.checkpoint import MODEL_FORMAT, load
     from bninception.model.data import ImageFolderDataset, load_bundle, load_run_bundle, stack_split
-    from bninception.model.preprocess import Preprocess
 
     record = load(run.require("model.pt", "the PyTorch inference-form model"), MODEL_FORMAT)
     pre = Preprocess.from_dict(record["preprocess"])

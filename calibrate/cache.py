@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 CACHE_FORMAT = "bninception-calibration/1"
 MAX_CACHE_BYTES = 64 << 20

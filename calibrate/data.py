@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
-    from bninception.model.preprocess import Preprocess
+    from bninception.core.preprocess import Preprocess
 
 MAX_SAMPLES = 100_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
     import onnx

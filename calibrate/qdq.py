@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bninception.calibrate.graph import QDQ_OPSET_RANGE, check_qdq_opset, initializers, weighted_ops
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
     import onnx

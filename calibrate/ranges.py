@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
     import onnx

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception.artifacts import atomic_path, atomic_write_json
-from bninception.errors import BninceptionError, GateFailure
+from bninception.core.errors import BninceptionError, GateFailure
+from bninception.core.files import atomic_path, atomic_write_json
+from bninception.core.rundir import RunDir
 from bninception.export.to_onnx import read_preprocess
-from bninception.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

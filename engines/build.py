@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bninception.artifacts import atomic_write_bytes
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_bytes
 from bninception.engines import shim
 from bninception.engines.key import EngineSpec
 from bninception.engines.profile import OnnxInput, profile_shapes
-from bninception.errors import BninceptionError
 
 if TYPE_CHECKING:
     import tensorrt

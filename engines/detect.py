@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 
 def load_tensorrt() -> ModuleType | None:

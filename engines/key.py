@@ -15,10 +15,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bninception.core.errors import BninceptionError
 from bninception.engines.detect import HostEnv
 from bninception.engines.profile import BatchProfile
 from bninception.engines.shim import HARDWARE_COMPATIBILITY
-from bninception.errors import BninceptionError
 
 SIDECAR_FORMAT = "bninception-engine/1"
 PRECISION_SOURCES = {"fp32": "model.folded.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}

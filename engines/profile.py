@@ -6,7 +6,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 MAX_BATCH_LIMIT = 4096  # bound what a flag may make TensorRT plan for
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bninception.core.errors import BninceptionError
+from bninception.core.runner import InputSpec
 from bninception.engines.detect import host_env, require_tensorrt
 from bninception.engines.key import check_compatible
 from bninception.engines.store import read_plan, read_sidecar, sidecar_path_for
-from bninception.errors import BninceptionError
-from bninception.runner import InputSpec
 
 if TYPE_CHECKING:
     import tensorrt

@@ -19,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bninception.artifacts import sha256_bytes
+from bninception.core.errors import BninceptionError
+from bninception.core.files import sha256_bytes
+from bninception.core.rundir import RunDir
 from bninception.engines.detect import HostEnv, host_env
 from bninception.engines.key import (
     PRECISION_SOURCES,
@@ -42,8 +44,6 @@ from bninception.engines.store import (
     store_in_cache,
     write_engine,
 )
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
 
 log = logging.getLogger(__name__)
 

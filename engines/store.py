@@ -13,9 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bninception.artifacts import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
 from bninception.engines.key import PRECISION_SOURCES, Sidecar, is_engine_key
-from bninception.errors import BninceptionError
 
 ENGINES_DIR = "engines"
 CACHE_ENV = "BNINCEPTION_ENGINE_CACHE"

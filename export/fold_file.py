@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
     import onnx
@@ -52,7 +52,7 @@ def random_feeds(model: onnx.ModelProto, seed: int = 0,
 
 def parity_on_random(model: onnx.ModelProto, folded: onnx.ModelProto) -> dict[str, Any]:
     """Max abs diff over all outputs on random inputs (ORT, optimizations off), gated relatively."""
-    from bninception.errors import GateFailure
+    from bninception.core.errors import GateFailure
     from bninception.export import parity
 
     feeds, why = random_feeds(model)
@@ -76,7 +76,7 @@ def parity_on_random(model: onnx.ModelProto, folded: onnx.ModelProto) -> dict[st
 def fold_file(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None,
               check: bool = True) -> dict[str, Any]:
     """Fold ``src`` into ``dst`` (default ``*.folded.onnx``); nothing is written on any error."""
-    from bninception.artifacts import atomic_write_bytes
+    from bninception.core.files import atomic_write_bytes
     from bninception.export.fold import fold_batchnorm
     from bninception.export.onnx_io import check_full, load_onnx
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from bninception.artifacts import atomic_write_bytes
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     import onnx

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception.errors import BninceptionError, GateFailure
+from bninception.core.errors import BninceptionError, GateFailure
 
 if TYPE_CHECKING:
     import onnx
     import onnxruntime as ort
 
-    from bninception.model.preprocess import Preprocess
-    from bninception.rundir import RunDir
+    from bninception.core.preprocess import Preprocess
+    from bninception.core.rundir import RunDir
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins")
 PARITY_TOL = 1e-4

@@ -14,14 +14,14 @@ import os
 import warnings
 from typing import TYPE_CHECKING
 
-from bninception.artifacts import atomic_write_bytes
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     import onnx
     import torch
 
-    from bninception.model.preprocess import Preprocess
+    from bninception.core.preprocess import Preprocess
 
 INPUT_NAME = "data"
 OUTPUT_NAME = "logits"
@@ -138,7 +138,7 @@ def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
 
 def read_preprocess(model: onnx.ModelProto, source: str) -> Preprocess | None:
     """The preprocessing recorded at export, None when absent, a clear error when malformed."""
-    from bninception.model.preprocess import Preprocess
+    from bninception.core.preprocess import Preprocess
 
     raw = read_metadata(model).get(META_PREPROCESS)
     if not raw:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 Activation = Literal["relu", "sigmoid"]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from bninception.artifacts import atomic_path
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_path
+from bninception.core.preprocess import Preprocess
 from bninception.model.architecture import BNInception, ModelConfig, build_model
-from bninception.model.preprocess import Preprocess
 
 CHECKPOINT_FORMAT = "bninception-checkpoint/1"
 MODEL_FORMAT = "bninception-model/1"

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from bninception.errors import BninceptionError
-from bninception.model.preprocess import Preprocess, load_image
+from bninception.core.errors import BninceptionError
+from bninception.core.preprocess import Preprocess, load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 DIGITS_PAD = 2  # random translation of up to 2 px (the digits analogue of random crops)

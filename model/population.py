@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.model.data import AugmentedDataset
 from bninception.model.distributed import DistContext, all_reduce_sum, init_distributed
 from bninception.model.train import epoch_order, iterate_batches

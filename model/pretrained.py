@@ -10,10 +10,10 @@ import os
 
 import torch
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.preprocess import Preprocess
 from bninception.model.architecture import TABLE5, BNInception, ModelConfig, build_model
 from bninception.model.checkpoint import load
-from bninception.model.preprocess import Preprocess
 
 # BGR, 0..255, mean (104, 117, 128) subtracted: the Caffe convention of these weights.
 CAFFE_PREPROCESS = Preprocess(size=224, resize=256, channel_order="BGR", input_range=255.0,

@@ -11,14 +11,14 @@ import logging
 import time
 from typing import Any
 
-from bninception.artifacts import atomic_write_json
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_json
+from bninception.core.preprocess import Preprocess
+from bninception.core.rundir import RunDir
 from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state, save_model
 from bninception.model.data import load_bundle
 from bninception.model.distributed import init_distributed
-from bninception.model.preprocess import Preprocess
 from bninception.model.train import TrainConfig, evaluate, train
-from bninception.rundir import RunDir
 
 log = logging.getLogger(__name__)
 METRICS = "metrics.json"
@@ -100,7 +100,7 @@ def population_stage(run: RunDir, batches: int = 16, batch_size: int = 64, force
 def import_weights_stage(run: RunDir, path: str, fmt: str = "pretrainedmodels",
                          labels: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     """A pretrained state dict file -> model.pt (conv biases absorbed, Caffe input convention)."""
-    from bninception.artifacts import sha256_file
+    from bninception.core.files import sha256_file
     from bninception.model.pretrained import CAFFE_PREPROCESS, import_pretrainedmodels
 
     if fmt != "pretrainedmodels":

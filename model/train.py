@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.model.architecture import BNInception, ModelConfig, build_model, check_input_size, count_parameters
 from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state, save
 from bninception.model.data import AugmentedDataset, DatasetBundle

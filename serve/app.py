@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bninception import __version__
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
 from bninception.serve.metrics import ServerMetrics
 from bninception.serve.model_info import META_PREPROCESS, ModelInfo, read_model_info
@@ -321,7 +321,7 @@ def create_app(model_path: "str | os.PathLike[str]", model_name: str = "bnincept
             raise ProtocolError(400, "no image: send a JPEG or PNG as the body or as a multipart file")
 
         def prepare() -> np.ndarray:
-            from bninception.model.preprocess import decode_image
+            from bninception.core.preprocess import decode_image
 
             return pre(decode_image(data, source="uploaded image"))[None]
 

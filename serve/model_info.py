@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bninception.errors import BninceptionError
-from bninception.runner import InputSpec
+from bninception.core.errors import BninceptionError
+from bninception.core.runner import InputSpec
 from bninception.serve.session import input_spec_of
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
-    from bninception.model.preprocess import Preprocess
+    from bninception.core.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _labels(raw: str | None, num_classes: int, path: Path) -> list[str]:
 def _preprocess(raw: str | None, spec: InputSpec, path: Path) -> Preprocess | None:
     if raw is None:
         return None
-    from bninception.model.preprocess import Preprocess
+    from bninception.core.preprocess import Preprocess
 
     try:
         data: Any = json.loads(raw)

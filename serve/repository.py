@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bninception.artifacts import atomic_write_text, atomic_write_with, sha256_file
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_text, atomic_write_with, sha256_file
 from bninception.serve.model_info import ModelInfo, model_path_for, read_model_info
 from bninception.serve.session import create_session
 from bninception.serve.triton import model_config, to_pbtxt

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

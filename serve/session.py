@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from bninception.errors import BninceptionError
-from bninception.runner import InputSpec
+from bninception.core.errors import BninceptionError
+from bninception.core.runner import InputSpec
 
 if TYPE_CHECKING:
     import onnxruntime as ort

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bninception.rundir import RunDir
+from bninception.core.rundir import RunDir
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -31,7 +31,7 @@ def serve_bare_model_path(tmp_path_factory: pytest.TempPathFactory, serve_model_
 @pytest.fixture(scope="session")
 def serve_reference(serve_model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """In-process ONNX Runtime logits for a batch (the numbers the server must reproduce)."""
-    from bninception.runner import OrtRunner
+    from bninception.core.runner import OrtRunner
 
     return OrtRunner(str(serve_model_path)).run
 

@@ -9,8 +9,8 @@ import pytest
 from test_validate_support import copy_run, full_copy
 
 from bninception.bench import BenchReport, BenchSettings, bench_run, machine_info, parse_batch_sizes, time_calls
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

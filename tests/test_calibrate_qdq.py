@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bninception.calibrate.qdq import check_trt_layout, insert_qdq, quantize_weight
 from bninception.calibrate.ranges import collect, compute_amax
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 
 def tiny_model(opset: int = 17, seed: int = 0, big_weight: float | None = None,

@@ -10,7 +10,7 @@ import pytest
 from bninception.calibrate.cache import Calibration, load_calibration
 from bninception.calibrate.data import CalibrationReader
 from bninception.calibrate.ranges import TensorStats, compute_amax, entropy_amax, percentile_amax
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 
 def entropy_reference(hist: np.ndarray, top: float, levels: int = 128, start: int = 128) -> float:

@@ -8,8 +8,8 @@ import onnx
 import pytest
 
 from bninception.calibrate.qdq import check_trt_layout
-from bninception.errors import BninceptionError, GateFailure
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError, GateFailure
+from bninception.core.rundir import RunDir
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_fp16_stage_gate_and_skip(folded_run: RunDir, caplog: pytest.LogCaptureF
 
 
 def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: dict) -> None:
-    from bninception.artifacts import sha256_file
+    from bninception.core.files import sha256_file
 
     assert int8_summary["top1_agreement"] >= 0.99
     assert int8_summary["accuracy_drop_points"] <= 0.5

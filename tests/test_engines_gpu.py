@@ -31,10 +31,10 @@ GATES = {  # DESIGN.md: TensorRT FP32 (TF32 off) / FP16 / INT8 as the ONNX rows 
 @pytest.fixture(scope="module")
 def gpu_run(tmp_path_factory: pytest.TempPathFactory):
     from bninception.calibrate.stages import fp16_stage, int8_stage
+    from bninception.core.rundir import RunDir
     from bninception.export.stages import export_stage, fold_stage
     from bninception.model.stages import population_stage, train_stage
     from bninception.model.train import TrainConfig
-    from bninception.rundir import RunDir
 
     given = os.environ.get("BNINCEPTION_GPU_RUN")
     if given and Path(given, "model.pt").is_file():
@@ -75,10 +75,10 @@ def _engine_logits(runner, images: np.ndarray, batch: int) -> np.ndarray:
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_matches_pytorch_at_min_opt_max_batch(gpu_run, reference, precision: str) -> None:
+    from bninception.core.errors import BninceptionError
+    from bninception.core.runner import Runner
     from bninception.engines.runner import TensorRTRunner
     from bninception.engines.stages import build_engine_stage
-    from bninception.errors import BninceptionError
-    from bninception.runner import Runner
 
     summary = build_engine_stage(gpu_run, precision, min_batch=MIN, opt_batch=OPT, max_batch=MAX)
     runner = TensorRTRunner(summary["plan"])

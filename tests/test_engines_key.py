@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from bninception.core.errors import BninceptionError
 from bninception.engines.detect import HostEnv
 from bninception.engines.key import (
     BuildOptions,
@@ -16,7 +17,6 @@ from bninception.engines.key import (
     is_engine_key,
 )
 from bninception.engines.profile import BatchProfile, profile_shapes
-from bninception.errors import BninceptionError
 
 A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
 A10_NEWER_TRT = HostEnv("10.9.0.34", "NVIDIA A10", "8.6")

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from bninception.core.errors import BninceptionError
 from bninception.engines import shim
-from bninception.errors import BninceptionError
 
 WEAK_10X = {"FP16": 0, "INT8": 1, "BF16": 17, "FP8": 15, "INT4": 22, "FP4": 26,
             "OBEY_PRECISION_CONSTRAINTS": 9, "PREFER_PRECISION_CONSTRAINTS": 10}

@@ -14,14 +14,14 @@ import pytest
 from onnx import TensorProto, helper
 
 from bninception.cli import main
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 from bninception.engines import available, list_engines
 from bninception.engines.build import format_parser_errors
 from bninception.engines.detect import HostEnv, load_tensorrt
 from bninception.engines.profile import read_onnx_input
 from bninception.engines.stages import build_engine_stage, select_engine, stage_name
 from bninception.engines.store import read_plan, read_sidecar
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
 
 A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
 H100 = HostEnv("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")

@@ -10,13 +10,13 @@ import onnx
 import pytest
 import torch
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.preprocess import Preprocess
 from bninception.export import parity
 from bninception.export.synthetic import save_random_model
 from bninception.export.to_onnx import METADATA_KEYS, export_onnx, remove_identities, to_model_proto
 from bninception.model.architecture import ModelConfig, build_model
 from bninception.model.checkpoint import load_model
-from bninception.model.preprocess import Preprocess
 
 DEMO = ModelConfig(num_classes=10, in_channels=1, width=0.25)
 GRAY = Preprocess(size=32, resize=32, channel_order="GRAY", mean=(0.3,), std=(0.3,))

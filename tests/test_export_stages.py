@@ -11,12 +11,12 @@ import pytest
 from onnx import helper, numpy_helper
 
 from bninception.cli import main
-from bninception.errors import GateFailure
+from bninception.core.errors import GateFailure
+from bninception.core.preprocess import Preprocess
+from bninception.core.rundir import RunDir
 from bninception.export import stages
 from bninception.export.synthetic import save_random_model
 from bninception.model.architecture import ModelConfig
-from bninception.model.preprocess import Preprocess
-from bninception.rundir import RunDir
 
 DEMO = ModelConfig(num_classes=10, in_channels=1, width=0.25)
 GRAY = Preprocess(size=32, resize=32, channel_order="GRAY", mean=(0.3,), std=(0.3,))

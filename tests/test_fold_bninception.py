@@ -9,13 +9,13 @@ import onnx
 import pytest
 import torch
 
+from bninception.core.preprocess import Preprocess
 from bninception.export import parity
 from bninception.export.fold import fold_batchnorm
 from bninception.export.synthetic import save_random_model
 from bninception.export.to_onnx import export_onnx
 from bninception.model.architecture import ModelConfig
 from bninception.model.checkpoint import load_model
-from bninception.model.preprocess import Preprocess
 
 pytestmark = pytest.mark.slow
 IMAGENET = Preprocess(size=224, resize=256)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.model.architecture import MIN_INPUT_SIZE, TABLE5, ModelConfig, build_model, count_parameters
 from bninception.model.pretrained import layer_names
 from tests.reference_bninception import reference_module

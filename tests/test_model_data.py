@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.model.data import load_bundle, load_digits_bundle, stack_split, stratified_split
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.model.architecture import ModelConfig, build_model
 from bninception.model.data import DigitsDataset
 from bninception.model.distributed import DistContext

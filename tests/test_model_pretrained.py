@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 from bninception.model.checkpoint import load_model
 from bninception.model.pretrained import import_pretrainedmodels
 from bninception.model.stages import import_weights_stage
-from bninception.rundir import RunDir
 from tests.reference_bninception import reference_module
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 from bninception.model.checkpoint import CHECKPOINT_FORMAT, load
 from bninception.model.stages import train_stage
 from bninception.model.train import TrainConfig
-from bninception.rundir import RunDir
 
 SMALL = TrainConfig(width=0.125, epochs=2, batch_size=64)
 

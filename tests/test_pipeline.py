@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 from bninception.pipeline import STAGES, PipelineOptions, run_pipeline
-from bninception.rundir import RunDir
 
 FAST = {"batch_sizes": (1,), "engines": True}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_validate_support import full_copy
 
-from bninception.rundir import RunDir
+from bninception.core.rundir import RunDir
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bninception.cli import main
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.reproduce.fig1 import (
     Fig1Config,
     batch_order,

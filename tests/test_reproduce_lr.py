@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bninception.cli import main
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.reproduce.lr import SLOW_DECAY, LrConfig, LrResult, RunCurve, paper_runs, run_lr
 from bninception.reproduce.outputs import lr_csv, lr_markdown, write_lr
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bninception.artifacts import atomic_path, atomic_write_text
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_path, atomic_write_text
+from bninception.core.rundir import RunDir
 
 
 def test_a_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import tritonclient.http as triton
 from serve_helpers import digits_images
 
 from bninception.cli import main
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 from bninception.serve.model_info import model_path_for
 from bninception.serve.server import bind_socket
 

@@ -11,9 +11,9 @@ from google.protobuf import json_format, text_format
 from serve_helpers import LABELS
 from tritonclient.grpc import model_config_pb2
 
-from bninception.artifacts import sha256_file
 from bninception.cli import main
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import sha256_file
 from bninception.serve.repository import find_engine, write_repository
 
 pytest_plugins = ["serve_fixtures"]

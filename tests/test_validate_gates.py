@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_validate_support import copy_run, full_copy, perturb_final_bias
 
-from bninception.rundir import RunDir
+from bninception.core.rundir import RunDir
 from bninception.validate import (
     GATES,
     ValidationReport,

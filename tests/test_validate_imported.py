@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_validate_support import make_image_folder, make_pretrained_file
 
-from bninception.errors import BninceptionError
-from bninception.rundir import RunDir
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 
 LABELS = ["cat", "coffee", "rocket"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bninception.rundir import RunDir
+from bninception.core.rundir import RunDir
 
 
 def copy_run(run: RunDir, target: Path) -> RunDir:

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.bench import BENCH_JSON, bench_run, parse_batch_sizes
-    from bninception.rundir import RunDir
+    from bninception.core.rundir import RunDir
 
     run_dir = RunDir(args.run, create=False)
     report = bench_run(run_dir, parse_batch_sizes(args.batch_sizes), min_seconds=args.min_seconds,

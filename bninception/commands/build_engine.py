@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from bninception.core.rundir import RunDir
     from bninception.engines import PRECISIONS, available, list_engines
     from bninception.engines.key import PRECISION_SOURCES
-    from bninception.rundir import RunDir
 
     run_dir = RunDir(args.run, create=False)
     if args.list:

@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from bninception.calibrate.stages import fp16_stage, int8_stage
-    from bninception.errors import BninceptionError
-    from bninception.rundir import RunDir
+    from bninception.core.errors import BninceptionError
+    from bninception.core.rundir import RunDir
 
     run_dir = RunDir(args.run, create=False)
     if args.precision == "fp16":

@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from bninception.core.rundir import RunDir
     from bninception.export.stages import export_stage
-    from bninception.rundir import RunDir
 
     summary = export_stage(RunDir(args.run, create=False), opset=args.opset, force=args.force)
     if args.json:

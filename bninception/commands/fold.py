@@ -23,15 +23,15 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.errors import BninceptionError
+    from bninception.core.errors import BninceptionError
 
     if bool(args.input) == bool(args.run):
         raise BninceptionError("give either IN.onnx or --run RUN (one of them)")
     if args.run:
         if args.output:
             raise BninceptionError("-o is not used with --run (the output is RUN/model.folded.onnx)")
+        from bninception.core.rundir import RunDir
         from bninception.export.stages import fold_stage
-        from bninception.rundir import RunDir
 
         summary = fold_stage(RunDir(args.run, create=False), force=args.force)
         if args.json:

@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bninception.errors import BninceptionError
+    from bninception.core.errors import BninceptionError
+    from bninception.core.rundir import RunDir
     from bninception.model.stages import import_weights_stage
-    from bninception.rundir import RunDir
 
     labels = None
     if args.labels:

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.bench import parse_batch_sizes
+    from bninception.core.rundir import RunDir
     from bninception.pipeline import PipelineOptions, run_pipeline
-    from bninception.rundir import RunDir
 
     run_dir = RunDir(args.run)
     options = PipelineOptions(data=args.data, image_size=args.image_size, epochs=args.epochs,

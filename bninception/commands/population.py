@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bninception.core.rundir import RunDir
     from bninception.model.stages import population_stage
-    from bninception.rundir import RunDir
 
     population_stage(RunDir(args.run), batches=args.batches, batch_size=args.batch_size, force=args.force)
     return 0

@@ -16,8 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bninception.core.rundir import RunDir
     from bninception.report import write_report
-    from bninception.rundir import RunDir
 
     for path in write_report(RunDir(args.run, create=False)):
         print(path)

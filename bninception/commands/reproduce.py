@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bninception.errors import BninceptionError
+    from bninception.core.errors import BninceptionError
 
     if args.threads < 1:
         raise BninceptionError(f"--threads must be >= 1, got {args.threads}")

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        from bninception.errors import BninceptionError
+        from bninception.core.errors import BninceptionError
 
         raise BninceptionError(f"serving needs the serve extra: pip install 'bninception[serve]' ({exc})"
                                ) from exc

@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bninception.core.rundir import RunDir
     from bninception.model.data import default_image_size
     from bninception.model.stages import train_stage
     from bninception.model.train import TrainConfig
-    from bninception.rundir import RunDir
 
     cfg = TrainConfig(data=args.data, image_size=args.image_size or default_image_size(args.data),
                       width=args.width, epochs=args.epochs,

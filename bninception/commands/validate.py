@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.errors import BninceptionError, GateFailure
-    from bninception.rundir import RunDir
+    from bninception.core.errors import BninceptionError, GateFailure
+    from bninception.core.rundir import RunDir
     from bninception.validate import VALIDATE_JSON, validate_run
 
     if args.limit is not None and args.limit < 1:

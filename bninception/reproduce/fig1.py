@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 PERCENTILES = (15, 50, 85)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 FAST_DECAY = 0.9  # per epoch: the BN recipe ("accelerate the learning rate decay 6x")
 SLOW_DECAY = FAST_DECAY ** (1 / 6)  # Inception's decay, 6x slower

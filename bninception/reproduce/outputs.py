@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bninception.artifacts import atomic_write_text
+from bninception.core.files import atomic_write_text
 
 if TYPE_CHECKING:
     from bninception.reproduce.fig1 import Fig1Result

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bninception.artifacts import atomic_write_with
+from bninception.core.files import atomic_write_with
 
 if TYPE_CHECKING:
     from bninception.reproduce.fig1 import Fig1Result

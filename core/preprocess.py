@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
 
 ChannelOrder = Literal["RGB", "BGR", "GRAY"]
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bninception.artifacts import atomic_write_json, sha256_file
-from bninception.errors import BninceptionError
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_json, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bninception-manifest/1"

@@ -27,7 +27,7 @@ class InputSpec:
     max_batch: int | None = None
 
     def check(self, batch: np.ndarray) -> None:
-        from bninception.errors import BninceptionError
+        from bninception.core.errors import BninceptionError
 
         expected = (self.channels, self.height, self.width)
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
