@@ -83,10 +83,10 @@ def build_models(small_only: bool) -> dict[str, tuple[onnx.ModelProto, tuple[int
 
 
 def max_diff(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np.ndarray) -> float:
-    from bninception.export import parity
+    from bninception.core.ort import create_session
 
-    ref = parity.session(reference)
-    cand = parity.session(candidate)
+    ref = create_session(reference, optimization="disable")
+    cand = create_session(candidate, optimization="disable")
     a = ref.run(None, {ref.get_inputs()[0].name: x})[0]
     b = cand.run(None, {cand.get_inputs()[0].name: x})[0]
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())

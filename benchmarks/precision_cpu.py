@@ -56,7 +56,7 @@ class PhotoDataset:
     """Photo crops as an AugmentedDataset-like object for apply_population_statistics."""
 
     def __init__(self, preprocess: Any, count: int) -> None:
-        from bninception.calibrate.data import PhotoCrops
+        from bninception.model.photos import PhotoCrops
 
         self.crops = PhotoCrops(preprocess, count, seed=11)
         self.augment = False
@@ -91,8 +91,7 @@ def make_variants(folded: onnx.ModelProto, calibration: np.ndarray, out_dir: Pat
     ranges; ORT CPU layout: max ranges) over ``calibration``."""
     from bninception.calibrate.fp16 import convert_fp16
     from bninception.calibrate.graph import weighted_ops
-    from bninception.calibrate.ort_cpu import ort_cpu_int8
-    from bninception.calibrate.qdq import insert_qdq
+    from bninception.calibrate.qdq import CPU, TENSORRT, cpu_ranges, quantize, symmetric
     from bninception.calibrate.ranges import collect, compute_amax
     from bninception.calibrate.stages import float_tensors
 
@@ -107,28 +106,27 @@ def make_variants(folded: onnx.ModelProto, calibration: np.ndarray, out_dir: Pat
     amax = compute_amax(stats, "percentile", 99.99, keep_max=[v.name for v in folded.graph.input])
     assert {op.activation for op in weighted_ops(folded)} <= set(amax)
     paths["int8-trt"] = out_dir / "int8_trt.onnx"
-    onnx.save(insert_qdq(folded, amax)[0], paths["int8-trt"])
+    onnx.save(quantize(folded, symmetric(amax), TENSORRT), paths["int8-trt"])
     paths["int8-cpu"] = out_dir / "int8_cpu.onnx"
-    onnx.save(ort_cpu_int8(folded, stats.amax, stats.amin), paths["int8-cpu"])
+    onnx.save(quantize(folded, cpu_ranges(stats.amax, stats.amin), CPU), paths["int8-cpu"])
     return paths
 
 
-def session(path: Path, threads: int, optimized: Path | None = None) -> Any:
-    import onnxruntime as ort
+def session(path: Path, threads: int) -> Any:
+    from bninception.core.ort import create_session
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    if optimized is not None:
-        options.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return create_session(path, threads=threads)
 
 
 def kernels(path: Path, threads: int, tmp: Path) -> dict[str, int]:
+    """The ops ONNX Runtime runs after its optimizations (what the CPU really executes)."""
+    import onnxruntime as ort
+
     optimized = tmp / f"{path.stem}.optimized.onnx"
-    session(path, threads, optimized)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     counts = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
     return {k: counts[k] for k in KERNELS if counts.get(k)}
 

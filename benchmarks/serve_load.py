@@ -171,15 +171,14 @@ def in_process(model: Path, batch: int, shape: list[int], seconds: float, thread
 
 def measure(model: Path, batch: int, shape: list[int], seconds: float, threads: int) -> float:
     """ONNX Runtime images per second with the server's session settings, in this process."""
-    from bninception.serve.session import create_session
+    from bninception.core.runner import OrtRunner
 
-    session = create_session(model, threads=threads, spinning=False)
-    feed = {session.get_inputs()[0].name:
-            np.random.default_rng(0).standard_normal([batch, *shape[1:]]).astype(np.float32)}
-    session.run(None, feed)
+    runner = OrtRunner(model, threads=threads, spinning=False)
+    rows = np.random.default_rng(0).standard_normal([batch, *shape[1:]]).astype(np.float32)
+    runner.run(rows)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        session.run(None, feed)
+        runner.run(rows)
         count += batch
     return count / (time.perf_counter() - start)
 
@@ -230,12 +229,12 @@ def main() -> None:
         return
     args.duration = min(args.duration, MAX_SECONDS_PER_PHASE)
 
-    from bninception.serve.session import create_session, input_spec_of
+    from bninception.core.runner import OrtRunner
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or export_demo_model(Path(tmp) / "demo.onnx", args.width, args.image_size)
-        spec = input_spec_of(create_session(model, providers=["CPUExecutionProvider"]))
+        spec = OrtRunner(model).input_spec
         args.input_name = spec.name
         shape = [1, spec.channels, spec.height, spec.width]
         print(f"model {model} input {shape}, {args.concurrency} clients x {args.duration:g} s per phase, "

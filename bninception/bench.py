@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from bninception.artifact_runners import ArtifactRunner, Skipped, discover
+from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json
 from bninception.core.rundir import RunDir
+from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
 log = logging.getLogger(__name__)
 
-BENCH_JSON = "bench.json"
-BENCH_PNG = "bench_throughput.png"
-REPORT_FORMAT = "bninception-bench/1"
+REPORT_FORMAT = "bninception-bench/2"
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 
 
@@ -64,6 +64,7 @@ class BenchResult:
     artifact: str
     kind: str
     backend: str
+    provider: str
     precision: str
     optimization: str | None
     batch_size: int
@@ -104,14 +105,14 @@ class BenchReport:
                    seconds=float(data.get("seconds", 0.0)))
 
     def table(self, markdown: bool = False) -> str:
-        head = ["backend", "file", "ORT opt", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "calls"]
+        head = ["backend", "file", "provider", "ORT opt", "batch", "p50 ms", "p90 ms", "p99 ms", "images/s", "calls"]
         body = []
         for r in self.results:
             if r.error:
-                body.append([r.name, r.artifact, r.optimization or "-", str(r.batch_size), "error", "", "",
+                body.append([r.name, r.artifact, r.provider, r.optimization or "-", str(r.batch_size), "error", "", "",
                              "", r.error[:60]])
                 continue
-            body.append([r.name, r.artifact, r.optimization or "-", str(r.batch_size), _ms(r.p50_ms),
+            body.append([r.name, r.artifact, r.provider, r.optimization or "-", str(r.batch_size), _ms(r.p50_ms),
                          _ms(r.p90_ms), _ms(r.p99_ms), f"{r.images_per_second:,.0f}", str(r.reps)])
         if markdown:
             lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
@@ -212,8 +213,8 @@ def bench_runner(art: ArtifactRunner, settings: BenchSettings) -> list[BenchResu
     results = []
     rng = np.random.default_rng(settings.seed)
     for batch_size in settings.batch_sizes:
-        result = BenchResult(art.name, art.artifact, art.kind, art.backend, art.precision, art.optimization,
-                             int(batch_size))
+        result = BenchResult(art.name, art.artifact, art.kind, art.backend, art.provider, art.precision,
+                             art.optimization, int(batch_size))
         tick = time.perf_counter()
         try:
             spec = art.input_spec
@@ -252,7 +253,7 @@ def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool =
             art.name = "PyTorch eager" if device == "cpu" else f"PyTorch eager ({device})"
     if settings.include_unoptimized:
         extra, _ = discover(run, include_engines=False, include_ema=False, optimization="disable",
-                            threads=settings.threads)
+                            threads=settings.threads, providers=["cpu"])
         for art in extra:
             if art.kind in ("onnx", "onnx-folded"):
                 art.name = f"{art.name}, opt off"
@@ -261,8 +262,8 @@ def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool =
 
 
 def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BATCH_SIZES,
-              min_seconds: float = 0.5, max_seconds: float = 3.0, include_engines: bool = True,
-              include_unoptimized: bool = True, threads: int = 0, save: bool = True,
+              min_seconds: float = BenchSettings.min_seconds, max_seconds: float = BenchSettings.max_seconds,
+              include_engines: bool = True, include_unoptimized: bool = True, threads: int = 0, save: bool = True,
               plot: bool = True) -> BenchReport:
     """Benchmark every backend of ``run``; save ``bench.json`` and the throughput plot."""
     settings = BenchSettings(batch_sizes=tuple(int(b) for b in batch_sizes), min_seconds=min_seconds,
@@ -279,30 +280,30 @@ def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BA
     report = BenchReport(results=results, skipped=skipped, machine=machine_info(),
                          settings=asdict(settings), seconds=time.perf_counter() - started)
     if save:
-        atomic_write_json(run.path(BENCH_JSON), report.to_dict())
+        atomic_write_json(run.path(layout.BENCH_JSON), report.to_dict())
         if plot:
             from bninception.plots import throughput_plot
 
-            throughput_plot(report.to_dict(), run.path(BENCH_PNG))
+            throughput_plot(report.to_dict(), run.path(layout.BENCH_PNG))
     return report
 
 
 def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, force: bool = False,
-                include_engines: bool = True, **kwargs: Any) -> BenchReport:
+                include_engines: bool = True, **kwargs: Any) -> StageResult:
     """:func:`bench_run` as a pipeline stage: skipped (bench.json re-read) when nothing changed."""
     import json
 
-    params = {"batch_sizes": list(batch_sizes), **kwargs}
+    params = {"format": REPORT_FORMAT, "batch_sizes": list(batch_sizes), **kwargs}
     arts, _ = bench_backends(run, BenchSettings(batch_sizes=tuple(batch_sizes)), include_engines)
-    inputs = list(dict.fromkeys(a.artifact for a in arts))
-    outputs = [BENCH_JSON, BENCH_PNG]
-    if not force and run.is_fresh("bench", params, inputs, outputs):
-        log.info("stage bench: up to date, skipped")
-        return BenchReport.from_dict(json.loads(run.path(BENCH_JSON).read_text()))
-    started = time.perf_counter()
-    report = bench_run(run, batch_sizes, include_engines=include_engines, **kwargs)
-    run.record("bench", params, inputs, outputs, time.perf_counter() - started)
-    return report
+    spec = StageSpec("bench", params, list(dict.fromkeys(a.artifact for a in arts)),
+                     [layout.BENCH_JSON, layout.BENCH_PNG])
+
+    def body() -> Done:
+        report = bench_run(run, batch_sizes, include_engines=include_engines, **kwargs)
+        return Done({"results": len(report.results)}, report, f"{len(report.backends())} backends timed")
+
+    return run_stage(run, spec, body, force=force, on_skip=lambda: BenchReport.from_dict(
+        json.loads(run.path(layout.BENCH_JSON).read_text())))
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

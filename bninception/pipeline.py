@@ -17,6 +17,7 @@ from typing import Any
 
 from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
+from bninception.core.stage import StageResult
 
 log = logging.getLogger("bninception.pipeline")
 
@@ -25,13 +26,15 @@ STAGES = ("train", "population", "export", "fold", "fp16", "int8", "engines", "v
 
 @dataclass
 class PipelineOptions:
+    """What the pipeline command may change; None means the stage's own default."""
+
     data: str = "digits"
     image_size: int | None = None
     epochs: int | None = None
     width: float | None = None
-    int8_method: str = "percentile"
-    calibration_samples: int = 512
-    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    int8_method: str | None = None
+    calibration_samples: int | None = None
+    batch_sizes: tuple[int, ...] | None = None
     force_from: str | None = None
     engines: bool = True
     extra_train: dict[str, Any] = field(default_factory=dict)
@@ -40,15 +43,32 @@ class PipelineOptions:
 @dataclass
 class PipelineResult:
     seconds: float
-    stages: dict[str, float]
-    passed: bool
-    validation: Any = None
-    bench: Any = None
+    results: list[StageResult] = field(default_factory=list)
+
+    @property
+    def validation(self) -> Any:
+        return next((r.value for r in self.results if r.stage == "validate"), None)
+
+    @property
+    def bench(self) -> Any:
+        return next((r.value for r in self.results if r.stage == "bench"), None)
+
+    @property
+    def passed(self) -> bool:
+        return self.validation is not None and bool(self.validation.passed)
+
+    def statuses(self) -> dict[str, str]:
+        return {r.stage: r.status for r in self.results}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seconds": round(self.seconds, 2), "passed": self.passed,
+                "stages": [{"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)}
+                           for r in self.results],
+                "validate": self.validation.to_dict() if self.validation is not None else None}
 
 
 def _train_config(options: PipelineOptions) -> Any:
-    from bninception.model.data import default_image_size
-    from bninception.model.train import TrainConfig
+    from bninception.model.config import TrainConfig, default_image_size
 
     values: dict[str, Any] = {"data": options.data, **options.extra_train,
                               "image_size": options.image_size or default_image_size(options.data)}
@@ -59,20 +79,25 @@ def _train_config(options: PipelineOptions) -> Any:
     return TrainConfig(**values)
 
 
-def _engine_stages(run: RunDir, force: bool) -> None:
+def _engine_stages(run: RunDir, force: bool) -> list[StageResult]:
+    from bninception.core.layout import PRECISIONS
     from bninception.engines import available
     from bninception.engines.stages import build_engine_stage
 
     ok, reason = available()
     if not ok:
-        log.info("engines: skipped: %s", reason)
-        return
-    for precision in ("fp32", "fp16", "int8"):
-        build_engine_stage(run, precision, force=force)
+        log.info("stage engines: skipped: %s", reason)
+        return [StageResult("engines", "skipped", 0.0, {"reason": reason})]
+    results = []
+    for precision in PRECISIONS:
+        started = time.perf_counter()
+        summary = build_engine_stage(run, precision, force=force)
+        results.append(StageResult(summary["stage"], summary["status"], time.perf_counter() - started, summary))
+    return results
 
 
 def run_pipeline(run: RunDir, options: PipelineOptions) -> PipelineResult:
-    """Run every stage; returns timings and whether every parity/accuracy gate passed."""
+    """Run every stage; the result says which ran, which were skipped, and whether every gate passed."""
     from bninception.bench import bench_stage
     from bninception.calibrate.stages import fp16_stage, int8_stage
     from bninception.export.stages import export_stage, fold_stage
@@ -86,34 +111,31 @@ def run_pipeline(run: RunDir, options: PipelineOptions) -> PipelineResult:
     stages = run.manifest()["stages"]
     imported = "import-weights" in stages and "train" not in stages
     validation_data = None if not imported or options.data == "digits" else options.data
-    result = PipelineResult(seconds=0.0, stages={}, passed=True)
+    int8_options = {k: v for k, v in (("method", options.int8_method), ("samples", options.calibration_samples))
+                    if v is not None}
+    bench_options = {"batch_sizes": options.batch_sizes} if options.batch_sizes else {}
 
-    steps: list[tuple[str, Callable[[bool], Any]]] = [
-        ("train", lambda f: train_stage(run, _train_config(options), force=f)),
-        ("population", lambda f: population_stage(run, force=f)),
-        ("export", lambda f: export_stage(run, force=f)),
-        ("fold", lambda f: fold_stage(run, force=f)),
-        ("fp16", lambda f: fp16_stage(run, force=f)),
-        ("int8", lambda f: int8_stage(run, method=options.int8_method,
-                                      samples=options.calibration_samples, force=f)),
-        ("engines", lambda f: _engine_stages(run, f) if options.engines else
-         log.info("engines: skipped (--no-engines)")),
-        ("validate", lambda f: validate_stage(run, data=validation_data, force=f)),
-        ("bench", lambda f: bench_stage(run, options.batch_sizes, force=f)),
-        ("report", lambda f: report_stage(run, force=f)),
-    ]
+    steps: dict[str, Callable[[bool], StageResult | list[StageResult]]] = {
+        "train": lambda f: train_stage(run, _train_config(options), force=f),
+        "population": lambda f: population_stage(run, force=f),
+        "export": lambda f: export_stage(run, force=f),
+        "fold": lambda f: fold_stage(run, force=f),
+        "fp16": lambda f: fp16_stage(run, force=f),
+        "int8": lambda f: int8_stage(run, force=f, **int8_options),
+        "engines": lambda f: _engine_stages(run, f) if options.engines else
+        [StageResult("engines", "skipped", 0.0, {"reason": "--no-engines"})],
+        "validate": lambda f: validate_stage(run, data=validation_data, force=f),
+        "bench": lambda f: bench_stage(run, force=f, **bench_options),
+        "report": lambda f: report_stage(run, force=f),
+    }
+    result = PipelineResult(seconds=0.0)
     started = time.perf_counter()
-    for index, (name, step) in enumerate(steps):
+    for index, name in enumerate(STAGES):
         if imported and name in ("train", "population"):
-            log.info("%s: skipped (the run holds imported weights)", name)
+            log.info("stage %s: skipped (the run holds imported weights)", name)
+            result.results.append(StageResult(name, "skipped", 0.0, {"reason": "imported weights"}))
             continue
-        stage_started = time.perf_counter()
-        output = step(index >= first_forced)
-        result.stages[name] = round(time.perf_counter() - stage_started, 2)
-        if name == "validate":
-            result.validation = output
-            result.passed = bool(output.passed)
-        elif name == "bench":
-            result.bench = output
+        output = steps[name](index >= first_forced)
+        result.results += output if isinstance(output, list) else [output]
     result.seconds = time.perf_counter() - started
     return result

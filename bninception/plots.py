@@ -120,7 +120,9 @@ def throughput_plot(bench: Mapping[str, Any], path: str | os.PathLike[str]) -> P
 
 def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Top-1 accuracy and agreement with the reference, per artifact."""
-    rows = [r for r in validate.get("rows", []) if r.get("top1") is not None]
+    rows = [{"name": r["name"], "status": r["status"], "top1": r["comparison"]["accuracy"],
+             "agreement": r["comparison"]["top1_agreement"]}
+            for r in validate.get("rows", []) if (r.get("comparison") or {}).get("accuracy") is not None]
     if not rows:
         raise BninceptionError("no validation rows to plot")
     plt = _pyplot()
@@ -130,11 +132,11 @@ def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     accuracy = ax.bar([i - width / 2 for i in x], [100 * r["top1"] for r in rows], width,
                       label="top-1 accuracy")
     agreement = ax.bar([i + width / 2 for i in x],
-                       [100 * (r["agreement"] if r.get("agreement") is not None else 1.0) for r in rows],
+                       [100 * r["agreement"] for r in rows],
                        width, label="top-1 agreement with model.pt")
     for bars in (accuracy, agreement):
         ax.bar_label(bars, fmt="%.2f", fontsize=6.5, padding=1)
-    low = min(min(100 * r["top1"] for r in rows), min(100 * (r.get("agreement") or 1.0) for r in rows))
+    low = min(min(100 * r["top1"] for r in rows), min(100 * r["agreement"] for r in rows))
     ax.set_ylim(max(0.0, low - 5), 102.5)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['name']}\n[{r['status']}]" for r in rows], rotation=20, ha="right", fontsize=8)

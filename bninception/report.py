@@ -13,19 +13,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json, atomic_write_text
 from bninception.core.rundir import RunDir
+from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
 log = logging.getLogger(__name__)
 
-REPORT_MD = "report.md"
-REPORT_JSON = "report.json"
 REPORT_FORMAT = "bninception-report/1"
 TRAINING_PNG = "training_curves.png"
 BN_STATS_PNG = "bn_statistics.png"
 ACCURACY_PNG = "validate_accuracy.png"
-SOURCES = ("metrics.json", "validate.json", "bench.json", "fold_report.json", "calibration.json")
+SOURCES = (layout.METRICS, layout.VALIDATE_JSON, layout.BENCH_JSON, layout.FOLD_REPORT, layout.CALIBRATION)
+FIGURES = (TRAINING_PNG, BN_STATS_PNG, ACCURACY_PNG)
 
 
 def _read_json(run: RunDir, name: str) -> dict[str, Any] | None:
@@ -164,7 +165,7 @@ def _bench_section(bench: dict[str, Any] | None, run: RunDir, figures: list[Path
     lines = ["## Benchmark", ""]
     if not bench:
         return [*lines, "Not benchmarked yet: run `bninception bench`.", ""]
-    from bninception.bench import BENCH_PNG, BenchReport
+    from bninception.bench import BenchReport
 
     try:
         report = BenchReport.from_dict(bench)
@@ -176,11 +177,11 @@ def _bench_section(bench: dict[str, Any] | None, run: RunDir, figures: list[Path
               f"all graph optimizations (as served) unless marked `opt off`.", "",
               report.table(markdown=True)]
     try:
-        if not run.path(BENCH_PNG).is_file():  # bench draws it (and owns it in the manifest)
+        if not run.path(layout.BENCH_PNG).is_file():  # bench draws it (and owns it in the manifest)
             from bninception.plots import throughput_plot
 
-            figures.append(throughput_plot(bench, run.path(BENCH_PNG)))
-        lines += ["", f"![throughput vs batch size]({BENCH_PNG})"]
+            figures.append(throughput_plot(bench, run.path(layout.BENCH_PNG)))
+        lines += ["", f"![throughput vs batch size]({layout.BENCH_PNG})"]
     except (BninceptionError, KeyError, TypeError, ValueError) as exc:
         lines.append(f"(figure not drawn: {exc})")
     return [*lines, ""]
@@ -222,11 +223,11 @@ def write_report(run: RunDir) -> list[Path]:
     """Write ``report.md``, ``report.json`` and the PNG figures into ``run``; return their paths."""
     if not run.root.is_dir():
         raise BninceptionError(f"run directory {run.root} does not exist")
-    metrics = _read_json(run, "metrics.json")
-    validate = _read_json(run, "validate.json")
-    bench = _read_json(run, "bench.json")
-    fold = _read_json(run, "fold_report.json")
-    calibration = _read_json(run, "calibration.json")
+    metrics = _read_json(run, layout.METRICS)
+    validate = _read_json(run, layout.VALIDATE_JSON)
+    bench = _read_json(run, layout.BENCH_JSON)
+    fold = _read_json(run, layout.FOLD_REPORT)
+    calibration = _read_json(run, layout.CALIBRATION)
     figures: list[Path] = []
     artifacts_lines, artifacts = _artifacts_section(run)
     overall = None if not validate else bool(validate.get("passed"))
@@ -252,21 +253,18 @@ def write_report(run: RunDir) -> list[Path]:
         "validate": validate, "bench": bench, "artifacts": artifacts,
         "figures": [p.name for p in figures],
     }
-    atomic_write_json(run.path(REPORT_JSON), document)
-    atomic_write_text(run.path(REPORT_MD), "\n".join(md).rstrip() + "\n")
-    return [run.path(REPORT_MD), run.path(REPORT_JSON), *figures]
+    atomic_write_json(run.path(layout.REPORT_JSON), document)
+    atomic_write_text(run.path(layout.REPORT_MD), "\n".join(md).rstrip() + "\n")
+    return [run.path(layout.REPORT_MD), run.path(layout.REPORT_JSON), *figures]
 
 
-def report_stage(run: RunDir, force: bool = False) -> list[Path]:
+def report_stage(run: RunDir, force: bool = False) -> StageResult:
     """:func:`write_report` as a pipeline stage: skipped when its source files are unchanged."""
-    inputs = [name for name in SOURCES if run.path(name).is_file()]
-    record = run.manifest()["stages"].get("report")
-    outputs = list(record["outputs"]) if record else [REPORT_MD, REPORT_JSON]
-    if not force and run.is_fresh("report", {}, inputs, outputs):
-        log.info("stage report: up to date, skipped")
-        return [run.path(name) for name in outputs]
-    started = time.perf_counter()
-    paths = write_report(run)
-    names = [str(p.relative_to(run.root)) for p in paths]
-    run.record("report", {}, inputs, names, time.perf_counter() - started)
-    return paths
+    spec = StageSpec("report", {}, [name for name in SOURCES if run.path(name).is_file()],
+                     [layout.REPORT_MD, layout.REPORT_JSON], optional_outputs=FIGURES)
+
+    def body() -> Done:
+        paths = write_report(run)
+        return Done({"files": [str(p) for p in paths]}, paths, f"wrote {run.path(layout.REPORT_MD)}")
+
+    return run_stage(run, spec, body, force=force)

@@ -10,7 +10,6 @@ how far the EMA approximation is from the paper's population statistics (Algorit
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,68 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from bninception.artifact_runners import ArtifactRunner, Skipped, discover, run_all
+from bninception.artifact_runners import ArtifactRunner, Skipped, discover, onnx_providers
+from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json
+from bninception.core.gates import GATES, Comparison, compare, gate_for
 from bninception.core.rundir import RunDir
+from bninception.core.runner import run_all
+from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
 log = logging.getLogger(__name__)
 
-VALIDATE_JSON = "validate.json"
-REPORT_FORMAT = "bninception-validate/1"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A parity gate: every bound that is set must hold."""
-
-    max_abs_diff: float | None = None
-    min_agreement: float | None = None  # fraction of images whose top-1 equals the reference's
-    max_accuracy_drop: float | None = None  # fraction (0.005 = 0.5 points of top-1)
-
-    def describe(self) -> str:
-        parts = []
-        if self.max_abs_diff is not None:
-            parts.append(f"max diff<={self.max_abs_diff:g}")
-        if self.min_agreement is not None:
-            parts.append(f"agree>={self.min_agreement * 100:g}%")
-        if self.max_accuracy_drop is not None:
-            parts.append(f"drop<={self.max_accuracy_drop * 100:g}pt")
-        return ", ".join(parts)
-
-    def failures(self, row: ValidationRow, reference_top1: float) -> list[str]:
-        """Why ``row`` fails this gate (empty when it passes); NaN never passes."""
-        out = []
-        if self.max_abs_diff is not None and not _le(row.max_abs_diff, self.max_abs_diff):
-            out.append(f"max abs logit diff {_num(row.max_abs_diff)} > {self.max_abs_diff:g}")
-        if self.min_agreement is not None and not _ge(row.agreement, self.min_agreement):
-            out.append(f"top-1 agreement {_pct(row.agreement)} < {self.min_agreement * 100:g}%")
-        if self.max_accuracy_drop is not None:
-            drop = None if row.top1 is None else reference_top1 - row.top1
-            if not _le(drop, self.max_accuracy_drop + 1e-12):
-                out.append(f"top-1 drop {_num(None if drop is None else drop * 100)} points > "
-                           f"{self.max_accuracy_drop * 100:g}")
-        return out
-
-
-# DESIGN.md "Tolerances": the same gate for an ONNX file and a TensorRT engine of a precision.
-GATES: dict[str, Gate] = {
-    "fp32": Gate(max_abs_diff=1e-4, min_agreement=1.0),
-    "fp16": Gate(min_agreement=0.995),
-    "int8": Gate(min_agreement=0.99, max_accuracy_drop=0.005),
-}
-
-
-def _le(value: float | None, bound: float) -> bool:
-    return value is not None and math.isfinite(value) and value <= bound
-
-
-def _ge(value: float | None, bound: float) -> bool:
-    return value is not None and math.isfinite(value) and value >= bound
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
+REPORT_FORMAT = "bninception-validate/2"
 
 
 def _pct(value: float | None) -> str:
@@ -88,19 +37,19 @@ def _pct(value: float | None) -> str:
 
 @dataclass
 class ValidationRow:
-    """One artifact's numbers and verdict. status: REF, INFO, PASS, FAIL or ERROR."""
+    """One artifact (on one provider): its comparison with the reference and its verdict.
+
+    status: REF, INFO, PASS, FAIL or ERROR.
+    """
 
     name: str
     artifact: str
     kind: str
     backend: str
+    provider: str
     precision: str
     optimization: str | None = None
-    top1: float | None = None
-    top5: float | None = None
-    agreement: float | None = None
-    max_abs_diff: float | None = None
-    mean_abs_diff: float | None = None
+    comparison: Comparison | None = None
     gate: str = ""
     status: str = "ERROR"
     failures: list[str] = field(default_factory=list)
@@ -110,6 +59,16 @@ class ValidationRow:
     @property
     def failed(self) -> bool:
         return self.status in ("FAIL", "ERROR")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["comparison"] = self.comparison.to_dict() if self.comparison else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationRow:
+        cmp = data.get("comparison")
+        return cls(**{**data, "comparison": Comparison.from_dict(cmp) if cmp else None})
 
 
 @dataclass
@@ -143,32 +102,34 @@ class ValidationReport:
         return [f"{row.name} ({row.artifact}): {'; '.join(row.failures) or row.status}"
                 for row in self.rows if row.failed]
 
-    def row(self, kind: str) -> ValidationRow | None:
-        return next((r for r in self.rows if r.kind == kind), None)
+    def row(self, kind: str, provider: str = "cpu") -> ValidationRow | None:
+        return next((r for r in self.rows if r.kind == kind and r.provider in (provider, "tensorrt")), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": REPORT_FORMAT, "passed": self.passed, "data": self.data,
                 "gates": {p: {**asdict(g), "text": g.describe()} for p, g in GATES.items()},
-                "rows": [asdict(r) for r in self.rows], "skipped": [s.to_dict() for s in self.skipped],
+                "rows": [r.to_dict() for r in self.rows], "skipped": [s.to_dict() for s in self.skipped],
                 "failures": self.failures(), "seconds": round(self.seconds, 3)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
         if data.get("format") != REPORT_FORMAT:
             raise BninceptionError(f"not a {REPORT_FORMAT} document (format {data.get('format')!r})")
-        return cls(rows=[ValidationRow(**r) for r in data["rows"]],
+        return cls(rows=[ValidationRow.from_dict(r) for r in data["rows"]],
                    skipped=[Skipped(**s) for s in data.get("skipped", [])],
                    data=data.get("data", {}), seconds=float(data.get("seconds", 0.0)))
 
     def table(self, markdown: bool = False) -> str:
         """The validate table (plain text, or a Markdown table)."""
-        head = ["artifact", "file", "prec", "top-1", "top-5", "agree", "max diff", "mean diff", "gate",
-                "result"]
+        head = ["artifact", "file", "provider", "prec", "top-1", "top-5", "agree", "max diff", "mean diff",
+                "gate", "result"]
         body = []
         for r in self.rows:
             gate = r.gate or ("reference" if r.status == "REF" else "informational")
-            body.append([r.name, r.artifact, r.precision, _pct(r.top1), _pct(r.top5),
-                         _pct(r.agreement), _sci(r.max_abs_diff), _sci(r.mean_abs_diff), gate, r.status])
+            c = r.comparison
+            body.append([r.name, r.artifact, r.provider, r.precision, _pct(c and c.accuracy), _pct(c and c.top5),
+                         "-" if c is None or r.status == "REF" else _pct(c.top1_agreement),
+                         _sci(c and c.max_abs_diff, r), _sci(c and c.mean_abs_diff, r), gate, r.status])
         lines = _render(head, body, markdown)
         notes = [f"{r.name}: {r.note}" for r in self.rows if r.note]
         notes += [f"{r.name}: {f}" for r in self.rows for f in r.failures]
@@ -182,8 +143,8 @@ class ValidationReport:
         return "\n".join([*lines, caption, *notes])
 
 
-def _sci(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2e}"
+def _sci(value: float | None, row: ValidationRow | None = None) -> str:
+    return "-" if value is None or (row is not None and row.status == "REF") else f"{value:.2e}"
 
 
 def _render(head: list[str], body: list[list[str]], markdown: bool) -> list[str]:
@@ -225,7 +186,7 @@ def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = Non
     from bninception.model.checkpoint import MODEL_FORMAT, load
     from bninception.model.data import ImageFolderDataset, load_bundle, load_run_bundle, stack_split
 
-    record = load(run.require("model.pt", "the PyTorch inference-form model"), MODEL_FORMAT)
+    record = load(run.require(layout.MODEL_PT, "the PyTorch inference-form model"), MODEL_FORMAT)
     pre = Preprocess.from_dict(record["preprocess"])
     model_labels = [str(x) for x in record["labels"]]
     params = _train_params(run)
@@ -267,33 +228,22 @@ def _same_data(recorded: str, given: str) -> bool:
         return False
 
 
-# -- metrics -------------------------------------------------------------------------------------
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    k = min(k, logits.shape[1])
-    top = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else np.tile(
-        np.arange(logits.shape[1]), (len(logits), 1))
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
-
-
-def compare(row: ValidationRow, logits: np.ndarray, reference: np.ndarray | None, labels: np.ndarray) -> None:
-    """Fill the accuracy and parity numbers of ``row``."""
-    finite = bool(np.isfinite(logits).all())
-    row.top1 = float(np.mean(logits.argmax(1) == labels))
-    row.top5 = topk_accuracy(logits, labels, 5) if logits.shape[1] > 5 else None
-    if reference is not None:
-        if logits.shape != reference.shape:
-            raise BninceptionError(f"{row.artifact}: logits of shape {logits.shape}, the reference gives "
-                                   f"{reference.shape}")
-        diff = np.abs(logits.astype(np.float64) - reference.astype(np.float64))
-        row.agreement = float(np.mean(logits.argmax(1) == reference.argmax(1)))
-        row.max_abs_diff = float(diff.max()) if finite else None
-        row.mean_abs_diff = float(diff.mean()) if finite else None
-    if not finite:
-        row.note = "non-finite logits (NaN/Inf)"
-
-
-def _evaluate(art: ArtifactRunner, data: EvalData, batch_size: int) -> np.ndarray:
-    return run_all(art, data.images, batch_size)
+# -- validation ----------------------------------------------------------------------------------
+def _verdict(row: ValidationRow, art: ArtifactRunner, reference_top1: float) -> None:
+    """Set ``row``'s status: REF, INFO (the EMA model, never gated), or its precision's gate."""
+    cmp = row.comparison
+    assert cmp is not None
+    if art.is_reference:
+        row.status = "REF"
+    elif art.informational:
+        row.status = "INFO"
+        row.note = (f"EMA running statistics: top-1 {_pct(cmp.accuracy)} vs population statistics "
+                    f"(model.pt) {_pct(reference_top1)}")
+    else:
+        gate = gate_for(art.precision)
+        row.gate = gate.describe()
+        row.failures = gate.failures(cmp)
+        row.status = "FAIL" if row.failures else "PASS"
 
 
 def validate_run(run: RunDir, data: str | None = None, include_engines: bool = True,
@@ -305,36 +255,20 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
     log.info("validate: %d images (%s, %s split), %d artifacts", len(eval_data.labels), eval_data.source,
              eval_data.split, len(artifacts))
     reference_art = next(a for a in artifacts if a.is_reference)
-    reference = _evaluate(reference_art, eval_data, batch_size)
+    reference = run_all(reference_art, eval_data.images, batch_size)
     reference_top1 = float(np.mean(reference.argmax(1) == eval_data.labels))
+    source = f"{eval_data.source} {eval_data.split} split ({len(eval_data.labels)} images)"
     rows: list[ValidationRow] = []
     for art in artifacts:
         row = ValidationRow(name=art.name, artifact=art.artifact, kind=art.kind, backend=art.backend,
-                            precision=art.precision, optimization=art.optimization)
+                            provider=art.provider, precision=art.precision, optimization=art.optimization)
         tick = time.perf_counter()
         try:
-            logits = reference if art.is_reference else _evaluate(art, eval_data, batch_size)
-            compare(row, logits, None if art.is_reference else reference, eval_data.labels)
+            logits = reference if art.is_reference else run_all(art, eval_data.images, batch_size)
+            row.comparison = compare(reference, logits, source, eval_data.labels)
+            _verdict(row, art, reference_top1)
         except BninceptionError as exc:
             row.status, row.failures = "ERROR", [str(exc)]
-        else:
-            if art.is_reference:
-                row.status = "REF"
-            elif art.informational:
-                row.status = "INFO"
-                row.note = (f"EMA running statistics: top-1 {_pct(row.top1)} vs population statistics "
-                            f"(model.pt) {_pct(reference_top1)}"
-                            + (f"; {row.note}" if row.note else ""))
-            else:
-                gate = GATES.get(art.precision)
-                if gate is None:
-                    row.status, row.failures = "ERROR", [f"no gate for precision {art.precision!r}"]
-                else:
-                    row.gate = gate.describe()
-                    row.failures = gate.failures(row, reference_top1)
-                    if row.note.startswith("non-finite") and not row.failures:
-                        row.failures = [row.note]
-                    row.status = "FAIL" if row.failures else "PASS"
         finally:
             art.close()
         row.seconds = round(time.perf_counter() - tick, 3)
@@ -343,38 +277,39 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
     report = ValidationReport(rows=rows, skipped=skipped, data=eval_data.describe(),
                               seconds=time.perf_counter() - started)
     if save:
-        atomic_write_json(run.path(VALIDATE_JSON), report.to_dict())
+        atomic_write_json(run.path(layout.VALIDATE_JSON), report.to_dict())
     return report
 
 
 def validate_inputs(run: RunDir, include_engines: bool = True) -> list[str]:
     """The artifact files a validation of ``run`` reads (for the manifest record)."""
     artifacts, _ = discover(run, include_engines=include_engines)
-    return [a.artifact for a in artifacts]
+    return list(dict.fromkeys(a.artifact for a in artifacts))
 
 
 def validate_stage(run: RunDir, data: str | None = None, force: bool = False, include_engines: bool = True,
-                   limit: int | None = None) -> ValidationReport:
+                   limit: int | None = None) -> StageResult:
     """:func:`validate_run` as a pipeline stage: skipped (report re-read) when nothing changed.
 
     The report is recorded even when a gate fails, so a re-run reports the same failure; the
-    caller decides the exit status from ``report.passed``.
+    caller decides the exit status from ``result.value.passed``.
     """
-    params = {"data": data, "limit": limit, "gates": {p: asdict(g) for p, g in GATES.items()}}
-    inputs = validate_inputs(run, include_engines)
-    if not force and run.is_fresh("validate", params, inputs, [VALIDATE_JSON]):
-        log.info("stage validate: up to date, skipped")
-        return load_validation(run)
-    started = time.perf_counter()
-    report = validate_run(run, data, include_engines=include_engines, limit=limit)
-    run.record("validate", params, inputs, [VALIDATE_JSON], time.perf_counter() - started)
-    return report
+    params = {"format": REPORT_FORMAT, "data": data, "limit": limit,
+              "gates": {p: g.describe() for p, g in GATES.items()}, "providers": onnx_providers()}
+    spec = StageSpec("validate", params, validate_inputs(run, include_engines), [layout.VALIDATE_JSON])
+
+    def body() -> Done:
+        report = validate_run(run, data, include_engines=include_engines, limit=limit)
+        return Done({"passed": report.passed, "failures": report.failures()}, report,
+                    "all gates PASS" if report.passed else f"{len(report.failures())} gate(s) FAIL")
+
+    return run_stage(run, spec, body, force=force, on_skip=lambda: load_validation(run))
 
 
 def load_validation(run: RunDir) -> ValidationReport:
     import json
 
-    path = run.require(VALIDATE_JSON, "run `bninception validate`")
+    path = run.require(layout.VALIDATE_JSON, "run `bninception validate`")
     try:
         return ValidationReport.from_dict(json.loads(path.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:

@@ -17,7 +17,7 @@ import numpy as np
 from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
-    from bninception.core.preprocess import Preprocess
+    pass
 
 MAX_SAMPLES = 100_000
 
@@ -66,36 +66,3 @@ class CalibrationReader:
             digest.update(batch.tobytes())
             yield batch
         self.sha256 = digest.hexdigest()
-
-
-class PhotoCrops:
-    """A dataset-like list of random crops / flips of scikit-image's sample photos (no labels)."""
-
-    def __init__(self, preprocess: Preprocess, count: int, seed: int = 0) -> None:
-        import skimage.data
-        from PIL import Image
-
-        from bninception.export.parity import PHOTOS
-
-        self.preprocess = preprocess
-        self.photos = [Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
-        rng = np.random.default_rng(seed)
-        self.params = [(int(rng.integers(len(self.photos))), float(rng.uniform(0.5, 1.0)),
-                        float(rng.uniform()), float(rng.uniform()), bool(rng.integers(2)))
-                       for _ in range(count)]
-
-    def __len__(self) -> int:
-        return len(self.params)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        from PIL import Image
-
-        photo, frac, fy, fx, flip = self.params[index]
-        image = self.photos[photo]
-        side = max(8, int(min(image.size) * frac))
-        left = int((image.size[0] - side) * fx)
-        top = int((image.size[1] - side) * fy)
-        crop = image.crop((left, top, left + side, top + side))
-        if flip:
-            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return self.preprocess(crop)

@@ -1,10 +1,15 @@
-"""Reduced-precision model vs the FP32 folded model on ONNX Runtime CPU: agreement, accuracy, logit diff."""
+"""Evaluation images for the FP16 / INT8 gates, and the logits of several models over them.
+
+The images: the run's test split with labels, or (runs without a dataset) photograph crops.
+Every model runs through an ONNX Runtime CPU Runner with all graph optimizations (as served);
+the comparison and the gate are the shared ones in :mod:`bninception.core.gates`.
+"""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,48 +20,6 @@ if TYPE_CHECKING:
     import onnx
 
 AGREEMENT_CROPS = 64
-
-
-@dataclass
-class Comparison:
-    """Candidate vs reference logits; accuracies in [0, 1], ``accuracy_drop`` in percentage points."""
-
-    source: str
-    samples: int
-    top1_agreement: float
-    max_abs_diff: float
-    max_abs_ref: float
-    accuracy_fp32: float | None = None
-    accuracy: float | None = None
-    accuracy_drop_points: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def cpu_session(model: onnx.ModelProto | str, optimization: str = "all"):  # type: ignore[no-untyped-def]
-    """An ONNX Runtime CPU session on a ModelProto or a path (``all``: the fusions serving gets)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[optimization]
-    options.log_severity_level = 3
-    source = model if isinstance(model, str) else model.SerializeToString()
-    try:
-        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types
-        raise BninceptionError(f"ONNX Runtime CPU cannot load the model: {exc}") from exc
-
-
-def logits(model: onnx.ModelProto | str, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    sess = cpu_session(model)
-    name = sess.get_inputs()[0].name
-    outs = [sess.run(None, {name: np.ascontiguousarray(images[i:i + batch])})[0]
-            for i in range(0, len(images), batch)]
-    return np.concatenate(outs).astype(np.float32)
 
 
 @dataclass
@@ -89,7 +52,7 @@ def evaluation_set(bundle: Any, preprocess: Any) -> EvaluationSet:
     if preprocess is None:
         raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
                                "cannot build evaluation images")
-    from bninception.calibrate.data import PhotoCrops
+    from bninception.model.photos import PhotoCrops
 
     crops = PhotoCrops(preprocess, AGREEMENT_CROPS, seed=1)
     return EvaluationSet(crops, False, f"{len(crops)} crops of scikit-image photographs (no labels)")
@@ -98,35 +61,17 @@ def evaluation_set(bundle: Any, preprocess: Any) -> EvaluationSet:
 def run_models(models: dict[str, onnx.ModelProto], evalset: EvaluationSet
                ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Logits of every model over the evaluation set, one batch of images in memory at a time."""
-    sessions = {name: cpu_session(model) for name, model in models.items()}
+    from bninception.core.runner import OrtRunner, run_all
+
+    runners = {name: OrtRunner(model, name=name, what=f"the {name} model") for name, model in models.items()}
     outs: dict[str, list[np.ndarray]] = {name: [] for name in models}
     labels: list[np.ndarray] = []
     for images, batch_labels in evalset.batches():
-        for name, sess in sessions.items():
-            feed = {sess.get_inputs()[0].name: np.ascontiguousarray(images)}
-            outs[name].append(np.asarray(sess.run(None, feed)[0], dtype=np.float32))
+        for name, runner in runners.items():
+            outs[name].append(run_all(runner, images))
         if batch_labels is not None:
             labels.append(batch_labels)
-    if not labels and evalset.labeled:
+    if not any(outs.values()) or (evalset.labeled and not labels):
         raise BninceptionError(f"{evalset.source}: no evaluation images")
     result = {name: np.concatenate(chunks) for name, chunks in outs.items()}
     return result, (np.concatenate(labels) if labels else None)
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None, source: str
-            ) -> Comparison:
-    if reference.shape != candidate.shape:
-        raise BninceptionError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
-    ref = reference.reshape(len(reference), -1).astype(np.float64)
-    cand = candidate.reshape(len(candidate), -1).astype(np.float64)
-    result = Comparison(
-        source=source, samples=len(ref),
-        top1_agreement=float(np.mean(ref.argmax(1) == cand.argmax(1))),
-        max_abs_diff=float(np.max(np.abs(ref - cand))) if np.all(np.isfinite(cand)) else float("inf"),
-        max_abs_ref=float(np.max(np.abs(ref))),
-    )
-    if labels is not None:
-        result.accuracy_fp32 = float(np.mean(ref.argmax(1) == labels))
-        result.accuracy = float(np.mean(cand.argmax(1) == labels))
-        result.accuracy_drop_points = round(100.0 * (result.accuracy_fp32 - result.accuracy), 6)
-    return result

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bninception.core.errors import BninceptionError
+from bninception.export.graph import tensor_types
 
 if TYPE_CHECKING:
     import onnx
@@ -49,23 +50,6 @@ class Fp16Report:
         return asdict(self)
 
 
-def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception as exc:  # onnx raises several types
-        raise BninceptionError(f"FP16 conversion: ONNX shape inference failed: {exc}") from exc
-    types: dict[str, int] = {}
-    graph = inferred.graph
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        if value.type.HasField("tensor_type"):
-            types[value.name] = value.type.tensor_type.elem_type
-    for init in graph.initializer:
-        types[init.name] = init.data_type
-    return types
-
-
 def weight_range_report(name: str, array: np.ndarray) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(overflow entry, underflow entry) for one FP32 weight converted to FP16, or None."""
     magnitude = np.abs(array.astype(np.float64))
@@ -90,7 +74,7 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
     src = onnx.ModelProto()
     src.CopyFrom(model)
     graph = src.graph
-    types = _elem_types(src)
+    types = tensor_types(src, strict=True)
     report = Fp16Report()
     inits = {init.name: init for init in graph.initializer}
     graph_outputs = {value.name for value in graph.output}

@@ -1,4 +1,4 @@
-"""Small ONNX helpers shared by the FP16 and INT8 passes: initializers, consumers, weighted ops."""
+"""The weighted ops the INT8 passes quantize, and the opset range in which Q/DQ is defined."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bninception.core.errors import BninceptionError
+from bninception.export.graph import DEFAULT_DOMAINS, default_opset, get_attr
 
 if TYPE_CHECKING:
     import onnx
@@ -14,32 +15,8 @@ WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 QDQ_OPSET_RANGE = (13, 20)  # per-axis DequantizeLinear needs 13; TensorRT's Q/DQ rules are for <= 20
 
 
-def onnx_opset(model: onnx.ModelProto) -> int:
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
-            return int(entry.version)
-    raise BninceptionError("model has no default-domain opset import")
-
-
 def initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return {init.name: init for init in model.graph.initializer}
-
-
-def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    """Tensor name -> the nodes reading it (in graph order)."""
-    result: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            if name:
-                result.setdefault(name, []).append(node)
-    return result
-
-
-def get_int_attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for attr in node.attribute:
-        if attr.name == name:
-            return int(attr.i)
-    return default
 
 
 @dataclass(frozen=True)
@@ -61,7 +38,7 @@ def weighted_ops(model: onnx.ModelProto) -> list[WeightedOp]:
     inits = initializers(model)
     found = []
     for node in model.graph.node:
-        if node.op_type not in WEIGHTED_OPS or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+        if node.op_type not in WEIGHTED_OPS or node.domain not in DEFAULT_DOMAINS or len(node.input) < 2:
             continue
         weight = inits.get(node.input[1])
         if weight is None:
@@ -70,9 +47,9 @@ def weighted_ops(model: onnx.ModelProto) -> list[WeightedOp]:
         if node.op_type == "Conv":
             axis = 0
         elif node.op_type == "Gemm":
-            if get_int_attr(node, "transA", 0):
+            if get_attr(node, "transA", 0):
                 continue  # a transposed activation: not a classifier layer; left in float
-            axis = 0 if get_int_attr(node, "transB", 0) else 1
+            axis = 0 if get_attr(node, "transB", 0) else 1
         else:
             if rank < 2:
                 continue
@@ -82,7 +59,7 @@ def weighted_ops(model: onnx.ModelProto) -> list[WeightedOp]:
 
 
 def check_qdq_opset(model: onnx.ModelProto, what: str) -> int:
-    opset = onnx_opset(model)
+    opset = default_opset(model)
     low, high = QDQ_OPSET_RANGE
     if not low <= opset <= high:
         raise BninceptionError(f"{what}: opset {opset} is outside {low}..{high}, the range in which "

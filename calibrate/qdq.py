@@ -1,147 +1,140 @@
-"""Explicit INT8 quantization: QuantizeLinear/DequantizeLinear insertion in the layout TensorRT accepts.
+"""Explicit INT8 quantization with ONNX Runtime's Q/DQ writer, in the two layouts we ship, and the
+independent check of TensorRT's explicit-quantization rules.
 
-Rules (checked again by ``check_trt_layout``):
-- symmetric INT8 everywhere: every zero point is an int8 0;
-- weights: int8 initializers with per-channel scales ``amax_c / 127`` along the output axis
-  (Conv axis 0, Gemm/MatMul the output axis), read through a DequantizeLinear;
-- activations: one per-tensor ``QuantizeLinear`` (scale ``amax / 127``) on the input of every
-  Conv / Gemm / MatMul, a dedicated ``DequantizeLinear`` per consumer; other consumers of the same
-  tensor (pools, Concat) keep reading the float tensor;
-- bias stays FP32 (no int32 bias quantization); no Q/DQ on the outputs of weighted ops: a
-  weighted op fed directly by another (no activation between) is left in float, as those two
-  rules cannot both hold for it.
+One writer (``onnxruntime.quantization``'s ``QDQQuantizer``, called with keyword arguments), two
+option sets over the same calibration:
+
+- ``TENSORRT`` (``model.int8.onnx``): symmetric INT8 everywhere (zero points 0), per-channel
+  weights as INT8 initializers read through DequantizeLinear, a dedicated Q/DQ pair on the
+  activation input of every Conv / Gemm / MatMul only, FP32 bias, no Q/DQ on the outputs of
+  weighted ops; a weighted op fed straight by another is left in float, as both rules cannot
+  hold for it. ``check_trt_layout`` walks the result and lists every violation.
+- ``CPU`` (``model.int8.cpu.onnx``): U8 activations on every quantizable op, S8 per-channel
+  symmetric weights, so ONNX Runtime's CPU provider fuses the whole network into QLinear* kernels
+  that use AVX512-VNNI (u8 x s8). The TensorRT layout has no Q after a Conv and, with symmetric
+  int8 activations, no Relu folded into the next Q, so ORT's CPU provider runs it as
+  DequantizeLinear + FP32 Conv: correct, but slower than FP32. No ``reduce_range``: that is for
+  CPUs without VNNI.
+
+Measured on the demo model (512 calibration images, percentile ranges): the TensorRT layout from
+this writer and from the hand-written inserter it replaced passed ``check_trt_layout`` alike and
+gave the same test accuracy and agreement (98.05%, 99.72%), with the same scales (``amax / 127``);
+logits differed by at most 0.053, because here a pool that shares its input with a Conv reads the
+dequantized tensor, where the old inserter gave it the float one (TensorRT accepts both, and can
+then run the pool in INT8). The inserter was faster (16 ms vs 0.42 s) but 130 lines of our own.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception.calibrate.graph import QDQ_OPSET_RANGE, check_qdq_opset, initializers, weighted_ops
+from bninception.calibrate.graph import QDQ_OPSET_RANGE, WEIGHTED_OPS, check_qdq_opset, initializers, weighted_ops
 from bninception.core.errors import BninceptionError
+from bninception.export.graph import default_opset, get_attr
 
 if TYPE_CHECKING:
     import onnx
 
-QMAX = 127.0
-MIN_AMAX = 1e-8  # an all-zero tensor or channel still needs a positive scale
+Range = tuple[float, float]  # (lowest, highest) of a tensor
 
 
-@dataclass
-class QdqReport:
-    weighted_ops: int = 0
-    activations: int = 0
-    weights: int = 0
-    zero_channels: int = 0
-    skipped: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class QdqLayout:
+    """One option set of ONNX Runtime's QDQQuantizer."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    name: str
+    activation_signed: bool
+    op_types: tuple[str, ...]
+    extra_options: dict[str, Any] = field(default_factory=dict)
 
 
-def quantize_weight(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Symmetric per-channel int8: ``(q, scale, zero_channels)`` with ``weight ~ q * scale``."""
-    w = np.asarray(weight, dtype=np.float32)
-    moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
-    amax = np.abs(moved).max(axis=1) if moved.size else np.zeros(w.shape[axis], np.float32)
-    zero = int(np.sum(amax <= 0))
-    scale = (np.maximum(amax, MIN_AMAX) / QMAX).astype(np.float32)
-    shape = [1] * w.ndim
-    shape[axis] = -1
-    q = np.clip(np.rint(w / scale.reshape(shape)), -QMAX, QMAX).astype(np.int8)
-    return q, scale, zero
+TENSORRT = QdqLayout("tensorrt", True, WEIGHTED_OPS, {
+    "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, "DedicatedQDQPair": True,
+    "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS), "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+})
+CPU = QdqLayout("cpu", False, ("Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool",
+                               "GlobalAveragePool", "Concat", "Add", "Mul", "Flatten", "Reshape", "Transpose",
+                               "Squeeze", "Unsqueeze"), {"ActivationSymmetric": False, "WeightSymmetric": True})
 
 
-def activation_scale(amax: float) -> np.float32:
-    if not np.isfinite(amax) or amax < 0:
-        raise BninceptionError(f"calibration amax {amax!r} is not a finite non-negative number")
-    return np.float32(max(float(amax), MIN_AMAX) / QMAX)
+def symmetric(amax: dict[str, float]) -> dict[str, Range]:
+    """``[-amax, amax]`` per tensor, checked finite and non-negative."""
+    ranges = {}
+    for name, top in amax.items():
+        if not np.isfinite(top) or top < 0:
+            raise BninceptionError(f"calibration amax {top!r} of {name!r} is not a finite non-negative number")
+        ranges[name] = (-float(top), float(top))
+    return ranges
 
 
-def insert_qdq(model: onnx.ModelProto, amax: dict[str, float]) -> tuple[onnx.ModelProto, QdqReport]:
-    """A copy of ``model`` with Q/DQ on every weighted op; ``amax``: activation tensor -> range."""
-    import onnx
-    from onnx import helper, numpy_helper
+def cpu_ranges(max_abs: dict[str, float], minimum: dict[str, float]) -> dict[str, Range]:
+    """Ranges for the CPU layout: ``[0, max]`` for a tensor never seen negative (post-ReLU: U8 gets
+    255 levels with zero point 0), else ``[-max, max]``.
 
-    check_qdq_opset(model, "INT8 quantization")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    inits = initializers(out)
-    ops = weighted_ops(out)
-    report = QdqReport(weighted_ops=len(ops))
-    outputs_of_weighted = {name for op in ops for name in op.node.output}
-    chained = [op for op in ops if op.activation in outputs_of_weighted]
-    # a weighted op fed straight by another: quantizing its input would put a Q right after a
-    # weighted op (against TensorRT's rule), so it stays in float (none in BN-Inception)
-    report.skipped = [op.node.name or op.node.output[0] for op in chained]
-    ops = [op for op in ops if op not in chained]
-    missing = sorted({op.activation for op in ops} - set(amax))
+    The observed max of the calibration pass, whatever ``--method`` chose for TensorRT: with U8
+    activations clipping buys half as much resolution. Measured on the demo run (359 test images,
+    512 calibration images) the logit RMS error relative to FP32 was 1.8% with max ranges and 2.5%
+    with percentile-99.99 ranges (2.6% -> 3.0% at 256 images, 1.7% -> 2.5% at 1024).
+    """
+    return {name: (0.0 if minimum.get(name, -1.0) >= 0 else -float(top), float(top))
+            for name, (_, top) in symmetric(max_abs).items()}
+
+
+def chained_ops(model: onnx.ModelProto) -> list[str]:
+    """Weighted ops fed straight by another weighted op (left in float in the TensorRT layout)."""
+    ops = weighted_ops(model)
+    outputs = {name for op in ops for name in op.node.output}
+    return [op.node.name for op in ops if op.activation in outputs]
+
+
+def quantize(model: onnx.ModelProto, ranges: dict[str, Range], layout: QdqLayout) -> onnx.ModelProto:
+    """A Q/DQ copy of ``model`` in ``layout``, with the activation ``ranges`` of a calibration."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import save_and_reload_model_with_shape_infer
+
+    check_qdq_opset(model, f"INT8 quantization ({layout.name} layout)")
+    unnamed = [n.op_type for n in model.graph.node if not n.name]
+    if unnamed:
+        raise BninceptionError(f"INT8 quantization needs named nodes; {len(unnamed)} are unnamed "
+                               f"(e.g. a {unnamed[0]})")
+    excluded = chained_ops(model) if layout is TENSORRT else []
+    needed = {op.activation for op in weighted_ops(model) if op.node.name not in excluded}
+    missing = sorted(needed - set(ranges))
     if missing:
-        raise BninceptionError(f"no calibration range for {len(missing)} activation tensor(s), "
-                               f"e.g. {missing[0]!r}: the calibration does not match this model")
-    zero_i8 = "qdq_zero_point_i8"
-    graph.initializer.append(numpy_helper.from_array(np.zeros((), np.int8), zero_i8))
-    new_inits: list[onnx.TensorProto] = []
-    removed_weights: set[str] = set()
-    quantized: dict[str, str] = {}  # activation -> its QuantizeLinear output
-    before: dict[int, list[onnx.NodeProto]] = {}  # node position -> nodes to insert before it
-    weight_dq: dict[tuple[str, int], str] = {}
-    positions = {id(node): i for i, node in enumerate(graph.node)}
-    for op in ops:
-        pos = positions[id(op.node)]
-        inserted = before.setdefault(pos, [])
-        base = op.node.name or op.node.output[0]
-        # activation: one Q per tensor, one DQ per consumer
-        if op.activation not in quantized:
-            scale_name = f"{op.activation}_act_scale"
-            new_inits.append(numpy_helper.from_array(np.asarray(activation_scale(amax[op.activation])),
-                                                     scale_name))
-            q_out = f"{op.activation}_quantized"
-            first = min(positions[id(o.node)] for o in ops if o.activation == op.activation)
-            before.setdefault(first, []).insert(0, helper.make_node(
-                "QuantizeLinear", [op.activation, scale_name, zero_i8], [q_out],
-                name=f"{op.activation}_QuantizeLinear"))
-            quantized[op.activation] = q_out
-            report.activations += 1
-        dq_out = f"{base}_input_dequantized"
-        inserted.append(helper.make_node(
-            "DequantizeLinear", [quantized[op.activation], f"{op.activation}_act_scale", zero_i8], [dq_out],
-            name=f"{base}_input_DequantizeLinear"))
-        op.node.input[0] = dq_out
-        # weight: int8 initializer + per-channel DequantizeLinear (shared by every reader)
-        key = (op.weight, op.axis)
-        if key not in weight_dq:
-            w = numpy_helper.to_array(inits[op.weight])
-            if w.dtype != np.float32:
-                raise BninceptionError(f"weight {op.weight!r} of {op.node.op_type} {base!r} is {w.dtype}, "
-                                       "expected float32 (quantize the FP32 folded model)")
-            q, scale, zero = quantize_weight(w, op.axis)
-            report.zero_channels += zero
-            q_name, s_name, z_name = f"{op.weight}_quantized", f"{op.weight}_scale", f"{op.weight}_zero_point"
-            new_inits += [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, s_name),
-                          numpy_helper.from_array(np.zeros(scale.shape, np.int8), z_name)]
-            w_out = f"{op.weight}_dequantized"
-            inserted.append(helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [w_out],
-                                             name=f"{op.weight}_DequantizeLinear", axis=op.axis))
-            weight_dq[key] = w_out
-            removed_weights.add(op.weight)
-            report.weights += 1
-        op.node.input[1] = weight_dq[key]
-    # weights read by anything else (none in a classifier) stay as float initializers
-    still_read = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name not in removed_weights or init.name in still_read]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new_inits)
-    nodes = list(graph.node)
-    del graph.node[:]
-    for i, node in enumerate(nodes):
-        graph.node.extend(before.get(i, []))
-        graph.node.append(node)
-    del graph.value_info[:]
-    return out, report
+        raise BninceptionError(f"no calibration range for {len(missing)} activation tensor(s), e.g. "
+                               f"{missing[0]!r}: the calibration does not match this model")
+    data = {name: TensorData(lowest=np.float32(low), highest=np.float32(high)) for name, (low, high) in ranges.items()}
+    try:
+        quantizer = QDQQuantizer(
+            model=save_and_reload_model_with_shape_infer(model), per_channel=True, reduce_range=False,
+            weight_qType=QuantType.QInt8,
+            activation_qType=QuantType.QInt8 if layout.activation_signed else QuantType.QUInt8,
+            tensors_range=TensorsData(CalibrationMethod.MinMax, data), nodes_to_quantize=[],
+            nodes_to_exclude=excluded, op_types_to_quantize=list(layout.op_types),
+            extra_options=dict(layout.extra_options))
+        quantizer.quantize_model()
+        quantizer.model.topological_sort()
+    except Exception as exc:  # the quantizer raises assorted types
+        raise BninceptionError(f"INT8 quantization ({layout.name} layout) failed: {exc}") from exc
+    result: onnx.ModelProto = quantizer.model.model
+    del result.graph.value_info[:]
+    return result
+
+
+def qdq_summary(model: onnx.ModelProto) -> dict[str, Any]:
+    """Counts for the stage report: Q and DQ nodes, quantized and float weighted ops."""
+    ops = Counter(n.op_type for n in model.graph.node)
+    producers = {out: n.op_type for n in model.graph.node for out in n.output}
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED_OPS]
+    quantized = sum(producers.get(n.input[0]) == "DequantizeLinear" for n in weighted)
+    return {"quantize_linear": ops["QuantizeLinear"], "dequantize_linear": ops["DequantizeLinear"],
+            "weighted_ops": len(weighted), "quantized_ops": quantized, "float_ops": len(weighted) - quantized}
 
 
 def check_trt_layout(model: onnx.ModelProto) -> list[str]:
@@ -157,9 +150,7 @@ def check_trt_layout(model: onnx.ModelProto) -> list[str]:
         for name in node.input:
             readers.setdefault(name, []).append(node)
     low, high = QDQ_OPSET_RANGE
-    from bninception.calibrate.graph import onnx_opset
-
-    opset = onnx_opset(model)
+    opset = default_opset(model)
     if not low <= opset <= high:
         problems.append(f"opset {opset} outside {low}..{high}")
     for node in graph.node:
@@ -197,7 +188,7 @@ def check_trt_layout(model: onnx.ModelProto) -> list[str]:
         else:
             weight = inits.get(wdq.input[0])
             scale = inits.get(wdq.input[1])
-            axis = next((a.i for a in wdq.attribute if a.name == "axis"), 1)
+            axis = get_attr(wdq, "axis", 1)
             if weight is None or weight.data_type != TensorProto.INT8:
                 problems.append(f"{node.name}: weight is not an INT8 initializer")
             elif scale is None or numpy_helper.to_array(scale).ndim != 1:
@@ -205,7 +196,7 @@ def check_trt_layout(model: onnx.ModelProto) -> list[str]:
             else:
                 expected = 0 if node.op_type == "Conv" else None
                 if node.op_type == "Gemm":
-                    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+                    trans_b = get_attr(node, "transB", 0)
                     expected = 0 if trans_b else 1
                 elif node.op_type == "MatMul":
                     expected = len(weight.dims) - 1

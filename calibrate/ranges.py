@@ -50,15 +50,13 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return out
 
 
-def _session(model: onnx.ModelProto):  # type: ignore[no-untyped-def]
-    from bninception.export.parity import session
-
-    return session(model)
-
-
 def _stream(model: onnx.ModelProto, names: list[str], batches: Iterable[np.ndarray]
             ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    sess = _session(with_outputs(model, names))
+    """Every batch's values of the tensors ``names`` (instrumentation, so a session, not a Runner)."""
+    from bninception.core.ort import create_session
+
+    sess = create_session(with_outputs(model, names), optimization="disable", spinning=False,
+                          what="the calibration model")
     input_name = sess.get_inputs()[0].name
     for batch in batches:
         values = sess.run(names, {input_name: np.ascontiguousarray(batch, dtype=np.float32)})

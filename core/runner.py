@@ -1,22 +1,32 @@
 """One Runner protocol for every backend (PyTorch, ONNX Runtime, TensorRT).
 
-validate, bench and serve speak only to Runners: ``run(batch) -> logits`` plus an input spec.
+validate, bench, serve and every parity check speak only to Runners: ``run(batch) -> logits`` plus
+an input spec. ``run_all`` feeds a whole image set through any Runner within its batch range.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from bninception.core.errors import BninceptionError
+
 if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
     import torch
+
+# ONNX Runtime input type -> numpy dtype the session takes
+ORT_INPUT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The single image input of a classifier: ``(batch, channels, height, width)`` float32."""
+    """The single image input of a classifier: ``(batch, channels, height, width)``."""
 
     name: str
     channels: int
@@ -26,10 +36,12 @@ class InputSpec:
     min_batch: int = 1
     max_batch: int | None = None
 
-    def check(self, batch: np.ndarray) -> None:
-        from bninception.core.errors import BninceptionError
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
 
-        expected = (self.channels, self.height, self.width)
+    def check(self, batch: np.ndarray) -> None:
+        expected = self.item_shape
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
             raise BninceptionError(
                 f"input {self.name!r}: expected shape (N, {', '.join(map(str, expected))}), "
@@ -45,10 +57,13 @@ class InputSpec:
 
 @runtime_checkable
 class Runner(Protocol):
-    """A backend that turns a float32 NCHW batch into float32 logits."""
+    """A backend that turns an NCHW batch into float32 logits."""
 
-    name: str
-    input_spec: InputSpec
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def input_spec(self) -> InputSpec: ...
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -74,27 +89,65 @@ class TorchRunner:
             return self.module(tensor).float().cpu().numpy()
 
 
-class OrtRunner:
-    """ONNX Runtime inference through the same session factory the server uses."""
+def input_spec_of(session: ort.InferenceSession, what: str = "model") -> InputSpec:
+    """The image InputSpec of a session whose single input is ``(N, C, H, W)`` with fixed C, H, W."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise BninceptionError(f"{what}: expected one input, found {[i.name for i in inputs]}")
+    shape, kind = inputs[0].shape, inputs[0].type
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        raise BninceptionError(f"{what}: input {inputs[0].name!r} must be (N, C, H, W) with fixed C, H, W; "
+                               f"got {shape}")
+    if kind not in ORT_INPUT_DTYPES:
+        raise BninceptionError(f"{what}: input {inputs[0].name!r} has type {kind}; expected a float tensor")
+    fixed = shape[0] if isinstance(shape[0], int) else None
+    return InputSpec(name=inputs[0].name, channels=shape[1], height=shape[2], width=shape[3],
+                     dtype=ORT_INPUT_DTYPES[kind], min_batch=fixed or 1, max_batch=fixed)
 
-    def __init__(self, model_path: str, name: str = "onnxruntime", providers: list[str] | None = None,
-                 optimization: str = "all", threads: int = 0) -> None:
-        from bninception.serve.session import create_session, input_spec_of
+
+class OrtRunner:
+    """ONNX Runtime inference (the same session factory the server uses); first output = logits."""
+
+    def __init__(self, model: str | os.PathLike[str] | bytes | onnx.ModelProto, name: str = "onnxruntime",
+                 providers: Sequence[str] | None = None, optimization: str = "all", threads: int = 0,
+                 spinning: bool | None = None, provider_options: Mapping[str, Mapping[str, Any]] | None = None,
+                 what: str | None = None) -> None:
+        from bninception.core.ort import create_session
 
         self.name = name
-        self.session = create_session(model_path, providers=providers, optimization=optimization,
-                                      threads=threads)
-        self.input_spec = input_spec_of(self.session)
+        self.session = create_session(model, providers=providers, optimization=optimization, threads=threads,
+                                      spinning=spinning, provider_options=provider_options, what=what)
+        self.input_spec = input_spec_of(self.session, what or name)
+        self.output = self.session.get_outputs()[0].name
         self._input = self.input_spec.name
-        self._output = self.session.get_outputs()[0].name
+        self._dtype = np.dtype(self.input_spec.dtype)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         self.input_spec.check(batch)
-        feed = {self._input: np.ascontiguousarray(batch, dtype=np.float32)}
-        return np.asarray(self.session.run([self._output], feed)[0], dtype=np.float32)
+        feed = {self._input: np.ascontiguousarray(batch, dtype=self._dtype)}
+        return np.asarray(self.session.run([self.output], feed)[0], dtype=np.float32)
 
 
-def run_batched(runner: Runner, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Run ``images`` through ``runner`` in batches and concatenate the logits."""
-    outputs = [runner.run(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+def run_all(runner: Runner, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Logits for ``images``, in batches inside the runner's batch range (the last one padded up)."""
+    spec = runner.input_spec
+    step = batch_size if spec.max_batch is None else max(1, min(batch_size, spec.max_batch))
+    outputs = []
+    for start in range(0, len(images), step):
+        batch = images[start:start + step]
+        count = len(batch)
+        if count < spec.min_batch:
+            pad = np.zeros((spec.min_batch - count, *batch.shape[1:]), dtype=batch.dtype)
+            batch = np.concatenate([batch, pad])
+        logits = np.asarray(runner.run(batch), dtype=np.float32)
+        if logits.ndim != 2 or logits.shape[0] != len(batch):
+            raise BninceptionError(f"{runner.name}: expected logits of shape ({len(batch)}, classes), "
+                                   f"got {logits.shape}")
+        outputs.append(logits[:count])
+    if not outputs:
+        raise BninceptionError(f"{runner.name}: no images to run")
     return np.concatenate(outputs, axis=0)

@@ -32,8 +32,8 @@ from bninception.export.graph import (
     Graph,
     default_opset,
     get_attr,
+    infer_types,
     set_attr,
-    type_view,
 )
 
 PATTERNS = (
@@ -417,11 +417,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FoldReport]
     result = onnx.ModelProto()
     result.CopyFrom(model)
     if report.bn_before:
-        try:
-            inferred = onnx.shape_inference.infer_shapes(type_view(model))
-        except Exception:  # shape inference is only a source of ranks; work without it
-            inferred = model
-        graph = Graph(result, inferred)
+        graph = Graph(result, infer_types(model))
         folder = _Folder(graph, report.opset, report)
         folder.run()
         if report.folded_total:

@@ -55,6 +55,30 @@ def type_view(model: onnx.ModelProto, max_bytes: int = 4096) -> onnx.ModelProto:
     return view
 
 
+def infer_types(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProto:
+    """Shape/type inference on :func:`type_view` (weights left out).
+
+    The one shape-inference entry point of the passes: they need ranks and element types only.
+    When it raises: the model itself (``strict=False``: ranks unknown), or a clear error.
+    """
+    from bninception.core.errors import BninceptionError
+
+    try:
+        return onnx.shape_inference.infer_shapes(type_view(model))
+    except Exception as exc:  # onnx raises InferenceError, ValidationError, or RuntimeError from C++
+        if strict:
+            raise BninceptionError(f"ONNX shape inference failed: {exc}") from exc
+        return model
+
+
+def tensor_types(model: onnx.ModelProto, strict: bool = False) -> dict[str, int]:
+    """Tensor name -> element type, for graph inputs, outputs, inferred intermediates and initializers."""
+    graph = infer_types(model, strict).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    return types
+
+
 def get_attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     for attr in node.attribute:
         if attr.name == name:

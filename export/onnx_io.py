@@ -6,7 +6,6 @@ import os
 from typing import TYPE_CHECKING
 
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     import onnx
@@ -73,13 +72,3 @@ def check_full(model: onnx.ModelProto, what: str = "model") -> None:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise BninceptionError(f"{what} fails onnx.checker with full shape inference: {exc}") from exc
-
-
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike[str], check: bool = True) -> None:
-    """Check (full shape inference) and write ``model`` atomically as one file."""
-    if check:
-        check_full(model, str(path))
-    data = model.SerializeToString()
-    if len(data) > MAX_ONNX_BYTES:
-        raise BninceptionError(f"{path}: serialized model is over the 2 GiB single-file limit")
-    atomic_write_bytes(path, data)

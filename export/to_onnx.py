@@ -9,7 +9,6 @@ exporter deduplicates equal parameters through ``Identity`` nodes; those are rem
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import TYPE_CHECKING
@@ -26,11 +25,6 @@ if TYPE_CHECKING:
 INPUT_NAME = "data"
 OUTPUT_NAME = "logits"
 OPSET_RANGE = (13, 21)
-META_PREPROCESS = "bninception.preprocess"
-META_LABELS = "bninception.labels"
-META_CONFIG = "bninception.model_config"
-META_SOURCE = "bninception.source_sha256"
-METADATA_KEYS = (META_PREPROCESS, META_LABELS, META_CONFIG, META_SOURCE)
 
 
 def check_opset(opset: int) -> int:
@@ -102,13 +96,9 @@ def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
 def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str],
                 out_path: str | os.PathLike[str], opset: int = 17, source_sha256: str | None = None,
                 image_size: int | None = None) -> None:
-    """Write ``out_path``: input ``data`` (dynamic batch), output ``logits``, BN kept, metadata.
-
-    metadata_props: ``bninception.preprocess`` (Preprocess JSON), ``bninception.labels`` (JSON
-    list), ``bninception.model_config`` (ModelConfig JSON), ``bninception.source_sha256``.
-    """
-    import onnx
-
+    """Write ``out_path``: input ``data`` (dynamic batch), output ``logits``, BN kept, and the
+    metadata of :mod:`bninception.core.metadata` (preprocessing, labels, config, source hash)."""
+    from bninception.core import metadata
     from bninception.export.onnx_io import check_full
 
     size = int(image_size or preprocess.size)
@@ -118,32 +108,8 @@ def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str
         raise BninceptionError(f"preprocessing gives {channels} channel(s) but the model takes "
                                f"{config.in_channels}")
     proto = to_model_proto(model, (channels, size, size), opset)
-    meta = {
-        META_PREPROCESS: preprocess.to_json(),
-        META_LABELS: json.dumps(list(labels)),
-        META_CONFIG: json.dumps(config.to_dict() if config is not None else {}, sort_keys=True),
-        META_SOURCE: source_sha256 or "",
-    }
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    metadata.write(proto, metadata.entries(preprocess, labels, config.to_dict() if config is not None else None,
+                                           source_sha256))
     proto.doc_string = "BN-Inception (bninception); BatchNormalization kept, see model.folded.onnx"
     check_full(proto, str(out_path))
     atomic_write_bytes(out_path, proto.SerializeToString())
-
-
-def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
-    return {entry.key: entry.value for entry in model.metadata_props}
-
-
-def read_preprocess(model: onnx.ModelProto, source: str) -> Preprocess | None:
-    """The preprocessing recorded at export, None when absent, a clear error when malformed."""
-    from bninception.core.preprocess import Preprocess
-
-    raw = read_metadata(model).get(META_PREPROCESS)
-    if not raw:
-        return None
-    try:
-        return Preprocess.from_dict(json.loads(raw))
-    except (ValueError, TypeError) as exc:
-        raise BninceptionError(f"{source} metadata {META_PREPROCESS} is not valid: {exc}") from exc

@@ -49,15 +49,6 @@ TABLE5: tuple[InceptionRow, ...] = (
 )
 STEM_CHANNELS = (64, 64, 192)  # conv 7x7/2 64; conv 1x1 64; conv 3x3 192
 # Smallest square input for which every (ceil-mode, unpadded) stride-2 pool still has a window.
-MIN_INPUT_SIZE = 31
-
-
-def check_input_size(size: int) -> None:
-    if size < MIN_INPUT_SIZE:
-        raise BninceptionError(f"image size {size} is too small for BN-Inception: the stride-2 pools of "
-                               f"3c and 4e need an input of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the network (stored in checkpoints and model.pt)."""

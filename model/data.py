@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from bninception.core.errors import BninceptionError
 from bninception.core.preprocess import Preprocess, load_image
+from bninception.model.config import default_image_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 DIGITS_PAD = 2  # random translation of up to 2 px (the digits analogue of random crops)
@@ -205,11 +206,6 @@ def load_image_folder_bundle(path: str, image_size: int = 224, seed: int = 0,
 
     return DatasetBundle(name=str(root), train=subset(train_idx, True), val=subset(val_idx, False),
                          test=subset(test_idx, False), labels=names, preprocess=pre)
-
-
-def default_image_size(data: str) -> int:
-    """32 for the built-in digits (8x8 upsampled), 224 (the paper's size) for an ImageFolder."""
-    return 32 if data == "digits" else 224
 
 
 def load_bundle(data: str, image_size: int | None = None, seed: int = 0,

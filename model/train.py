@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,62 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from bninception.core.errors import BninceptionError
-from bninception.model.architecture import BNInception, ModelConfig, build_model, check_input_size, count_parameters
+from bninception.model.architecture import BNInception, build_model, count_parameters
 from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state, save
+from bninception.model.config import TrainConfig
 from bninception.model.data import AugmentedDataset, DatasetBundle
 from bninception.model.distributed import DistContext, all_reduce_sum, init_distributed
 
 log = logging.getLogger(__name__)
-
-INCEPTION_WEIGHT_DECAY = 2e-4  # GoogLeNet's L2; the paper reduces it 5x with BN
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (recorded in the checkpoint and the manifest)."""
-
-    data: str = "digits"
-    image_size: int = 32
-    width: float = 0.25
-    activation: str = "relu"
-    batchnorm: bool = True
-    dropout: float = 0.0
-    epochs: int = 30
-    batch_size: int = 64
-    base_lr: float = 0.01
-    lr_scale: float = 5.0
-    momentum: float = 0.9
-    weight_decay: float = INCEPTION_WEIGHT_DECAY / 5
-    lr_decay: float = 0.9
-    seed: int = 0
-    sync_bn: bool = False
-    max_steps: int = 0  # 0: no limit (used by short experiments)
-
-    def __post_init__(self) -> None:
-        check_input_size(self.image_size)
-        if self.epochs < 1 or self.batch_size < 2:
-            raise BninceptionError(f"--epochs must be >= 1 and --batch-size >= 2, got {self.epochs}, "
-                                   f"{self.batch_size}")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise BninceptionError(f"the learning rate must be > 0 and --lr-decay in (0, 1]; got "
-                                   f"{self.lr}, {self.lr_decay}")
-
-    @property
-    def lr(self) -> float:
-        return self.base_lr * self.lr_scale
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def model_config(self, bundle: DatasetBundle) -> ModelConfig:
-        return ModelConfig(num_classes=bundle.num_classes, in_channels=bundle.in_channels,
-                           activation=self.activation,  # type: ignore[arg-type]
-                           width=self.width, batchnorm=self.batchnorm, dropout=self.dropout)
 
 
 def epoch_order(n: int, seed: int, epoch: int, ctx: DistContext) -> np.ndarray:

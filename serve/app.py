@@ -17,10 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bninception import __version__
+from bninception.core import metadata
 from bninception.core.errors import BninceptionError
+from bninception.core.ort import user_name
+from bninception.core.runner import OrtRunner
 from bninception.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
+from bninception.serve.config import ServeConfig
 from bninception.serve.metrics import ServerMetrics
-from bninception.serve.model_info import META_PREPROCESS, ModelInfo, read_model_info
+from bninception.serve.model_info import ModelInfo, read_model_info
 from bninception.serve.protocol import (
     DATATYPE,
     EXTENSIONS,
@@ -32,7 +36,6 @@ from bninception.serve.protocol import (
     parse_infer_request,
     softmax,
 )
-from bninception.serve.session import create_session
 from bninception.serve.triton import model_config
 
 if TYPE_CHECKING:
@@ -49,35 +52,26 @@ Message = MutableMapping[str, Any]
 class ServerState:
     """The model, its session and batcher, the metrics, and the limits of one server."""
 
-    def __init__(self, model_path: "str | os.PathLike[str]", model_name: str, max_batch: int,
-                 max_delay_ms: float, max_queue: int, threads: int, providers: list[str] | None,
-                 optimization: str, batching: bool, request_timeout_s: float,
-                 max_body_bytes: int | None, workers: int, spinning: bool | None = None) -> None:
-        if max_batch < 1 or max_queue < 1 or max_delay_ms < 0 or request_timeout_s <= 0:
-            raise BninceptionError("max_batch and max_queue must be >= 1, max_delay_ms >= 0, "
-                                   "request timeout > 0")
-        self.name = model_name
-        self.session = create_session(model_path, providers=providers, optimization=optimization,
-                                      threads=threads, spinning=spinning)
-        self.info: ModelInfo = read_model_info(self.session, model_path)
-        self.max_batch = max_batch
-        self.max_delay_ms = max_delay_ms
-        self.request_timeout_s = request_timeout_s
-        values = max_batch * int(np.prod(self.info.item_shape))
+    def __init__(self, model_path: "str | os.PathLike[str]", config: ServeConfig) -> None:
+        self.config = config
+        self.name = config.model_name
+        self.runner = OrtRunner(model_path, name=config.model_name, providers=config.providers,
+                                optimization=config.optimization, threads=config.threads, spinning=config.spinning)
+        self.info: ModelInfo = read_model_info(self.runner, model_path)
+        self.max_batch = config.max_batch
+        self.max_delay_ms = config.max_delay_ms
+        self.request_timeout_s = config.request_timeout_s
+        values = config.max_batch * int(np.prod(self.info.item_shape))
         # JSON numbers take up to ~25 bytes each; binary 4. Images for /v1/classify are bounded apart.
-        self.max_body_bytes = max_body_bytes or max(1 << 20, values * 32 + (64 << 10))
+        self.max_body_bytes = config.max_body_bytes or max(1 << 20, values * 32 + (64 << 10))
         self.metrics = ServerMetrics(queue_depth=self._queue_depth)
-        self.batcher = DynamicBatcher(self._run, max_batch=max_batch, max_delay_s=max_delay_ms / 1000,
-                                      max_queue=max_queue, batching=batching, workers=workers,
-                                      observer=self._observe)
+        self.batcher = DynamicBatcher(self.runner.run, max_batch=config.max_batch,
+                                      max_delay_s=config.max_delay_ms / 1000, max_queue=config.max_queue,
+                                      batching=config.batching, workers=config.workers, observer=self._observe)
 
     # -- inference ----------------------------------------------------------------------------
     def _queue_depth(self) -> float:
         return float(self.batcher.depth)
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([self.info.output], {self.info.input.name: batch})[0]
-        return np.asarray(out, dtype=np.float32)
 
     def _observe(self, rows: int, requests: int, seconds: float) -> None:
         self.metrics.batch_size.observe(rows)
@@ -88,7 +82,7 @@ class ServerState:
         """Logits for ``rows`` through the dynamic batcher, with queue and time limits."""
         timeout = min(timeout_s or self.request_timeout_s, self.request_timeout_s)
         try:
-            future = self.batcher.submit(rows.astype(self.info.input_dtype, copy=False))
+            future = self.batcher.submit(rows)
         except QueueFull as exc:
             self.metrics.rejected.inc(reason="queue_full")
             raise ProtocolError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"}) from None
@@ -122,12 +116,12 @@ class ServerState:
             "inputs": [{"name": info.input.name, "datatype": DATATYPE, "shape": [-1, *info.item_shape]}],
             "outputs": [{"name": name, "datatype": DATATYPE, "shape": [-1, classes]} for name in OUTPUTS],
             "parameters": {"labels": info.labels, "max_batch_size": self.max_batch,
-                           "preprocess": json.loads(info.metadata[META_PREPROCESS])
-                           if info.preprocess is not None else None,
-                           "source_sha256": info.metadata.get("bninception.source_sha256")},
+                           "preprocess": info.preprocess.to_dict() if info.preprocess is not None else None,
+                           "source_sha256": info.metadata.get(metadata.SOURCE_SHA256),
+                           "providers": [user_name(p) for p in self.runner.providers]},
         }
 
-    def config(self) -> dict[str, Any]:
+    def triton_config(self) -> dict[str, Any]:
         config = model_config(self.info, self.name, self.max_batch, round(self.max_delay_ms * 1000),
                               platform="onnxruntime_onnx", backend="onnxruntime")
         config["output"].append({**config["output"][0], "name": "probabilities"})
@@ -227,19 +221,16 @@ async def _image_bytes(request: "Request", body: bytes) -> bytes:
     raise ProtocolError(400, "the multipart form has no file part; send the image as a file field")
 
 
-def create_app(model_path: "str | os.PathLike[str]", model_name: str = "bninception", max_batch: int = 32,
-               max_delay_ms: float = 5.0, max_queue: int = 256, threads: int = 0,
-               providers: list[str] | None = None, optimization: str = "all", batching: bool = True,
-               request_timeout_s: float = 30.0, max_body_bytes: int | None = None,
-               workers: int = 1, spinning: bool | None = False) -> "FastAPI":
-    """A FastAPI app serving ``model_path`` (``app.state.server`` holds the ServerState)."""
+def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None = None, **overrides: Any
+               ) -> "FastAPI":
+    """A FastAPI app serving ``model_path`` with ``config`` (``overrides`` replace single settings;
+    ``app.state.server`` holds the ServerState)."""
     from fastapi import FastAPI, Request, Response
     from fastapi.exceptions import RequestValidationError
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
 
-    state = ServerState(model_path, model_name, max_batch, max_delay_ms, max_queue, threads, providers,
-                        optimization, batching, request_timeout_s, max_body_bytes, workers, spinning)
+    state = ServerState(model_path, (config or ServeConfig()).with_overrides(**overrides))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -292,7 +283,7 @@ def create_app(model_path: "str | os.PathLike[str]", model_name: str = "bnincept
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_configuration(name: str, version: str | None = None) -> Response:
         state.check_model(name, version)
-        return _json(state.config())
+        return _json(state.triton_config())
 
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
@@ -312,7 +303,7 @@ def create_app(model_path: "str | os.PathLike[str]", model_name: str = "bnincept
         pre = state.info.preprocess
         if pre is None:
             raise ProtocolError(501, f"model {state.name!r} has no recorded preprocessing (ONNX metadata "
-                                     f"{META_PREPROCESS}); send tensors to /v2/models/{state.name}/infer")
+                                     f"{metadata.PREPROCESS}); send tensors to /v2/models/{state.name}/infer")
         if not 1 <= top <= state.info.num_classes:
             raise ProtocolError(400, f"top must be in 1..{state.info.num_classes}, got {top}")
         body = await read_body(request, MAX_IMAGE_BYTES)

@@ -16,8 +16,8 @@ from typing import Any
 
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_text, atomic_write_with, sha256_file
+from bninception.core.runner import OrtRunner
 from bninception.serve.model_info import ModelInfo, model_path_for, read_model_info
-from bninception.serve.session import create_session
 from bninception.serve.triton import model_config, to_pbtxt
 
 log = logging.getLogger(__name__)
@@ -82,8 +82,8 @@ def write_repository(run: str | os.PathLike[str], out: str | os.PathLike[str], p
     if max_batch < 1 or max_delay_us < 0 or instances < 1:
         raise BninceptionError("max batch and instances must be >= 1, max delay >= 0")
     run_path = Path(run)
-    onnx_path = model_path_for(run_path, precision)
-    info = read_model_info(create_session(onnx_path, providers=["CPUExecutionProvider"]), onnx_path)
+    onnx_path = model_path_for(run_path, precision, provider=None)
+    info = read_model_info(OrtRunner(onnx_path, what=str(onnx_path)), onnx_path)
     out_path = Path(out)
     report: dict[str, Any] = {"repository": str(out_path), "precision": precision, "models": []}
 

@@ -30,7 +30,7 @@ def model_config(info: ModelInfo, name: str, max_batch: int, max_delay_us: int, 
         output["label_filename"] = label_file
     config.update({
         "max_batch_size": max_batch,
-        "input": [{"name": info.input.name, "data_type": TRITON_TYPES[info.input_dtype],
+        "input": [{"name": info.input.name, "data_type": TRITON_TYPES[info.input.dtype],
                    "dims": list(info.item_shape)}],
         "output": [output],
         "dynamic_batching": {"max_queue_delay_microseconds": max_delay_us},

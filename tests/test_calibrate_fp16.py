@@ -6,9 +6,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from bninception.calibrate.evaluate import logits
 from bninception.calibrate.fp16 import FP16_MAX, convert_fp16
 from tests.test_calibrate_qdq import images, tiny_model
+
+
+def logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    from bninception.core.runner import OrtRunner, run_all
+
+    return run_all(OrtRunner(model), x)
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:

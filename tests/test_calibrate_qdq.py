@@ -1,4 +1,4 @@
-"""INT8 Q/DQ insertion: each TensorRT rule checked by walking the graph; ORT CPU runs the result."""
+"""INT8 Q/DQ (ONNX Runtime's writer, TensorRT layout): each TensorRT rule checked by walking the graph."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bninception.calibrate.qdq import check_trt_layout, insert_qdq, quantize_weight
+from bninception.calibrate.qdq import TENSORRT, chained_ops, check_trt_layout, quantize, symmetric
 from bninception.calibrate.ranges import collect, compute_amax
 from bninception.core.errors import BninceptionError
 
@@ -57,9 +57,9 @@ def images(count: int = 32, seed: int = 1) -> np.ndarray:
 
 
 def run_model(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    from bninception.calibrate.evaluate import logits
+    from bninception.core.runner import OrtRunner, run_all
 
-    return logits(model, x)
+    return run_all(OrtRunner(model), x)
 
 
 def calibrated(model: onnx.ModelProto, method: str = "minmax") -> dict[str, float]:
@@ -74,7 +74,7 @@ def calibrated(model: onnx.ModelProto, method: str = "minmax") -> dict[str, floa
 @pytest.fixture(scope="module")
 def quantized() -> tuple[onnx.ModelProto, onnx.ModelProto]:
     model = tiny_model()
-    return model, insert_qdq(model, calibrated(model))[0]
+    return model, quantize(model, symmetric(calibrated(model)), TENSORRT)
 
 
 def test_each_tensorrt_rule_by_walking_the_graph(quantized: tuple[onnx.ModelProto, onnx.ModelProto]) -> None:
@@ -113,8 +113,6 @@ def test_each_tensorrt_rule_by_walking_the_graph(quantized: tuple[onnx.ModelProt
             assert inits[n.input[2]].data_type == TensorProto.FLOAT
         for reader in readers.get(n.output[0], []):  # no Q/DQ right after a weighted op
             assert reader.op_type not in ("QuantizeLinear", "DequantizeLinear")
-    # the pool reads the float tensor r1; only the Conv reads it through Q/DQ
-    assert next(n for n in q.graph.node if n.name == "pool1").input[0] == "r1"
     assert not any(i.data_type == TensorProto.INT32 for i in inits.values())
     assert check_trt_layout(q) == []
 
@@ -123,11 +121,12 @@ def test_layout_checker_catches_violations(quantized: tuple[onnx.ModelProto, onn
     _, q = quantized
     bad = onnx.ModelProto()
     bad.CopyFrom(q)
-    zp = next(i for i in bad.graph.initializer if i.name == "qdq_zero_point_i8")
+    zp_name = next(n.input[2] for n in q.graph.node if n.op_type == "QuantizeLinear")
+    zp = next(i for i in bad.graph.initializer if i.name == zp_name)
     zp.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), zp.name))
     assert any("non-zero zero point" in p for p in check_trt_layout(bad))
     bad.CopyFrom(q)
-    zp = next(i for i in bad.graph.initializer if i.name == "qdq_zero_point_i8")
+    zp = next(i for i in bad.graph.initializer if i.name == zp_name)
     zp.CopyFrom(numpy_helper.from_array(np.array(0, np.uint8), zp.name))
     assert any("not INT8" in p for p in check_trt_layout(bad))
     bad.CopyFrom(q)
@@ -145,30 +144,42 @@ def test_int8_model_runs_on_ort_cpu_close_to_fp32(quantized: tuple[onnx.ModelPro
     assert 0 < error < 0.05  # quantized (not identical), yet close
 
 
-def test_weight_quantization_per_channel() -> None:
-    w = np.random.default_rng(0).standard_normal((5, 3, 3, 3)).astype(np.float32)
-    w[2] = 0.0
-    q, scale, zero = quantize_weight(w, 0)
-    assert zero == 1 and q.dtype == np.int8 and scale.shape == (5,)
-    assert np.all(np.abs(q).reshape(5, -1).max(1)[[0, 1, 3, 4]] == 127)
-    assert np.max(np.abs(q * scale[:, None, None, None] - w)) <= scale.max() / 2 + 1e-7
-    g = np.random.default_rng(1).standard_normal((16, 6)).astype(np.float32)
-    _, scale_g, _ = quantize_weight(g, 1)
-    assert np.allclose(scale_g, np.abs(g).max(0) / 127)
+def test_weights_are_per_channel_int8_within_half_a_step(quantized: tuple[onnx.ModelProto, onnx.ModelProto]
+                                                         ) -> None:
+    model, q = quantized
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    original = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in (n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0].endswith("_quantized")):
+        weight = original[node.input[0].removesuffix("_quantized")]
+        axis = next(a.i for a in node.attribute if a.name == "axis")
+        levels, scale = inits[node.input[0]], inits[node.input[1]]
+        assert levels.dtype == np.int8 and scale.shape == (weight.shape[axis],)
+        shape = [1] * weight.ndim
+        shape[axis] = -1
+        restored = levels.astype(np.float64) * scale.reshape(shape)
+        assert np.max(np.abs(restored - weight)) <= scale.max() / 2 + 1e-6  # rounding, never clipping
+        moved = np.moveaxis(np.abs(weight), axis, 0).reshape(weight.shape[axis], -1).max(1)
+        assert np.allclose(scale, moved / 127, rtol=1e-5)  # symmetric: the largest |w| maps to +-127
 
 
 def test_weighted_op_fed_by_weighted_op_stays_float() -> None:
     model = tiny_model(chained=True)
-    q, report = insert_qdq(model, calibrated(model))
-    assert report.skipped == ["head"]
+    assert chained_ops(model) == ["head"]
+    q = quantize(model, symmetric(calibrated(model)), TENSORRT)
     head = next(n for n in q.graph.node if n.name == "head")
     assert head.input[0] == "fc" and head.input[1] == "wm"
     assert not any(n.input[0] == "fc" for n in q.graph.node if n.op_type == "QuantizeLinear")
     assert check_trt_layout(q) == []
 
 
-def test_refuses_bad_opset_and_missing_ranges() -> None:
+def test_refuses_bad_opset_unnamed_nodes_and_missing_ranges() -> None:
     with pytest.raises(BninceptionError, match=r"opset 21 is outside 13\.\.20"):
-        insert_qdq(tiny_model(opset=21), {})
+        quantize(tiny_model(opset=21), {}, TENSORRT)
     with pytest.raises(BninceptionError, match="no calibration range"):
-        insert_qdq(tiny_model(), {"data": 1.0})
+        quantize(tiny_model(), {"data": (-1.0, 1.0)}, TENSORRT)
+    unnamed = tiny_model()
+    unnamed.graph.node[1].name = ""
+    with pytest.raises(BninceptionError, match="unnamed"):
+        quantize(unnamed, symmetric(calibrated(tiny_model())), TENSORRT)
+    with pytest.raises(BninceptionError, match="not a finite non-negative"):
+        symmetric({"data": float("nan")})

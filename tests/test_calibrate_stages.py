@@ -27,31 +27,25 @@ def folded_run(demo_run: RunDir) -> RunDir:
 def int8_summary(folded_run: RunDir) -> dict:
     from bninception.calibrate.stages import int8_stage
 
-    summary = int8_stage(folded_run, method="percentile")
-    if summary.get("skipped"):  # made earlier in this session (e.g. by the pipeline fixtures): read its report
-        report = json.loads(folded_run.path("int8_report.json").read_text())
-        summary = {**report["comparison"], "method": report["method"],
-                   "calibration_samples": report["calibration"]["samples"],
-                   "cpu_variant": {"written": report["cpu_variant"]["passed"]}}
-    return summary
+    result = int8_stage(folded_run, method="percentile", force=True)  # always measured here, never skipped
+    assert result.status == "done"
+    return result.summary
 
 
-def test_fp16_stage_gate_and_skip(folded_run: RunDir, caplog: pytest.LogCaptureFixture) -> None:
+def test_fp16_stage_gate_and_skip(folded_run: RunDir) -> None:
     from bninception.calibrate.stages import fp16_stage
 
-    caplog.set_level("INFO")
-    summary = fp16_stage(folded_run)
-    if summary.get("skipped"):  # made earlier in this session: the recorded report holds the numbers
-        report = json.loads(folded_run.path("fp16_report.json").read_text())
-        summary = report["comparison"]
+    result = fp16_stage(folded_run, force=True)
+    summary = result.summary
+    assert result.status == "done"
     assert summary["top1_agreement"] >= 0.995
-    assert summary["samples"] == 359 and summary["accuracy_fp32"] > 0.9
+    assert summary["samples"] == 359 and summary["accuracy_ref"] > 0.9
     assert 0 < summary["max_abs_diff"] < 0.1
     model = onnx.load(str(folded_run.path("model.fp16.onnx")))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert sum(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer) > 50
-    assert fp16_stage(folded_run) == {"stage": "fp16", "skipped": True}
-    assert "stage fp16: up to date, skipped" in caplog.text
+    again = fp16_stage(folded_run)
+    assert again.skipped and again.summary == {}
 
 
 def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: dict) -> None:
@@ -72,16 +66,20 @@ def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: 
     assert all(0 < t["amax"] <= t["max_abs"] for t in cache["tensors"].values() if t["max_abs"] > 0)
     record = folded_run.manifest()["stages"]["int8"]
     assert "model.int8.onnx" in record["outputs"] and "calibration.json" in record["outputs"]
-    if int8_summary["cpu_variant"]["written"]:
-        cpu = onnx.load(str(folded_run.path("model.int8.cpu.onnx")))
-        assert any(n.op_type == "QuantizeLinear" for n in cpu.graph.node)
+    assert int8_summary["cpu_variant"]["written"] and int8_summary["cpu_variant"]["top1_agreement"] >= 0.99
+    assert "model.int8.cpu.onnx" in record["outputs"]
+    cpu = onnx.load(str(folded_run.path("model.int8.cpu.onnx")))
+    quantized_inputs = [n for n in cpu.graph.node if n.op_type == "QuantizeLinear"]
+    zero_points = {n.input[2] for n in quantized_inputs}
+    assert quantized_inputs and any(i.data_type == onnx.TensorProto.UINT8 for i in cpu.graph.initializer
+                                    if i.name in zero_points)  # the CPU layout: U8 activations
 
 
 def test_from_cache_reuses_and_refuses_another_model(int8_summary: dict, demo_run_copy: RunDir) -> None:
     from bninception.calibrate.stages import int8_stage
 
     run = demo_run_copy
-    again = int8_stage(run, method=None, from_cache=True, force=True)
+    again = int8_stage(run, method=None, from_cache=True, force=True).summary
     assert again["from_cache"] and again["method"] == "percentile"
     assert again["top1_agreement"] == pytest.approx(int8_summary["top1_agreement"])
     with pytest.raises(BninceptionError, match="holds 'percentile' ranges, not 'entropy'"):
@@ -96,16 +94,19 @@ def test_from_cache_reuses_and_refuses_another_model(int8_summary: dict, demo_ru
 def test_failed_gate_keeps_the_good_artifact(int8_summary: dict, demo_run_copy: RunDir,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from bninception.calibrate import stages
+    from bninception.core.gates import GATES, Gate
 
     run = demo_run_copy
     before = run.path("model.int8.onnx").read_bytes()
-    monkeypatch.setattr(stages, "INT8_MIN_AGREEMENT", 1.01)
-    with pytest.raises(GateFailure, match=r"top-1 agreement .* < 101.0%"):
+    recorded = run.manifest()["stages"]["int8"]
+    monkeypatch.setitem(GATES, "int8", Gate(min_agreement=1.01))
+    with pytest.raises(GateFailure, match=r"top-1 agreement .* < 101%"):
         stages.int8_stage(run, from_cache=True, force=True)
     assert run.path("model.int8.onnx").read_bytes() == before
     assert run.path("model.int8.rejected.onnx").is_file()
     report = json.loads(run.path("int8_report.rejected.json").read_text())
     assert report["passed"] is False
+    assert run.manifest()["stages"]["int8"] == recorded  # the record still names the good artifact
 
 
 def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,17 +123,20 @@ def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.Capt
     assert "--method and --from-cache apply to --precision int8 only" in capsys.readouterr().err
 
 
-def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, demo_run_copy: RunDir) -> None:
-    """Imported weights record no dataset: calibration and agreement use scikit-image photo crops."""
+def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, demo_run_copy: RunDir,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imported weights record no dataset: calibration and agreement use scikit-image photo crops.
+
+    A digits model has small margins on photographs (63 of 64 crops agree), so the gate is loosened
+    here: this test is about where the images come from, the gate is tested above.
+    """
     from bninception.calibrate.stages import int8_stage
+    from bninception.core.gates import GATES, Gate
 
     run = demo_run_copy
     run.forget("train")
-    try:
-        summary = int8_stage(run, samples=32, force=True)
-        assert summary["accuracy"] is None and "photographs" in summary["source"]
-        cache = json.loads(run.path("calibration.json").read_text())
-    except GateFailure as exc:  # a digits model on photographs has small margins: the gate may say no
-        assert "photographs" in str(exc)
-        cache = json.loads(run.path("calibration.rejected.json").read_text())
+    monkeypatch.setitem(GATES, "int8", Gate(min_agreement=0.9, max_drop_points=0.5))
+    summary = int8_stage(run, samples=32, force=True).summary
+    assert summary["accuracy"] is None and summary["samples"] == 64 and "photographs" in summary["source"]
+    cache = json.loads(run.path("calibration.json").read_text())
     assert cache["samples"] == 32 and cache["data_source"].startswith("scikit-image photo crops")

@@ -10,11 +10,12 @@ import onnx
 import pytest
 import torch
 
+from bninception.core import metadata
 from bninception.core.errors import BninceptionError
+from bninception.core.ort import create_session
 from bninception.core.preprocess import Preprocess
-from bninception.export import parity
 from bninception.export.synthetic import save_random_model
-from bninception.export.to_onnx import METADATA_KEYS, export_onnx, remove_identities, to_model_proto
+from bninception.export.to_onnx import export_onnx, remove_identities, to_model_proto
 from bninception.model.architecture import ModelConfig, build_model
 from bninception.model.checkpoint import load_model
 
@@ -49,7 +50,7 @@ def test_export_keeps_bn_and_removes_identities(demo: tuple[torch.nn.Module, Pat
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     assert proto.opset_import[0].version == 17
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert set(meta) == set(METADATA_KEYS)
+    assert set(meta) == set(metadata.KEYS)
     assert Preprocess.from_dict(json.loads(meta["bninception.preprocess"])) == GRAY
     assert json.loads(meta["bninception.labels"]) == [str(i) for i in range(10)]
     assert ModelConfig.from_dict(json.loads(meta["bninception.model_config"])) == DEMO
@@ -59,7 +60,7 @@ def test_export_keeps_bn_and_removes_identities(demo: tuple[torch.nn.Module, Pat
 
 def test_export_parity_and_dynamic_batch(demo: tuple[torch.nn.Module, Path]) -> None:
     model, out = demo
-    sess = parity.session(out)
+    sess = create_session(out, optimization="disable")
     for batch in (1, 5):
         x = np.random.default_rng(batch).standard_normal((batch, 1, 32, 32)).astype(np.float32)
         with torch.inference_mode():
@@ -110,7 +111,7 @@ def test_fresh_model_dedup_identities_removed(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
-    assert np.abs(parity.session(out).run(None, {"data": x})[0] - ref).max() <= 1e-4
+    assert np.abs(create_session(out, optimization="disable").run(None, {"data": x})[0] - ref).max() <= 1e-4
 
 
 def test_remove_identities_keeps_graph_output_identity() -> None:

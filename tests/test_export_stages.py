@@ -32,8 +32,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_stages_write_record_and_skip(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO")
+def test_stages_write_record_and_skip(run_dir: Path) -> None:
     run = RunDir(run_dir)
     manifest = run.manifest()
     assert set(manifest["stages"]) >= {"export", "fold"}
@@ -46,28 +45,28 @@ def test_stages_write_record_and_skip(run_dir: Path, caplog: pytest.LogCaptureFi
     report = json.loads((run_dir / "fold_report.json").read_text())
     assert report["bn_before"] == 69 and report["bn_after"] == 0 and report["folded"]["Conv"] == 69
     assert report["parity"]["max_abs_diff"] <= 1e-4 and "photographs" in report["parity"]["source"]
-    caplog.clear()
-    assert stages.export_stage(run)["skipped"] is True
-    assert stages.fold_stage(run)["skipped"] is True
-    assert "stage export: up to date, skipped" in caplog.text
+    assert stages.export_stage(run).skipped and stages.fold_stage(run).skipped
 
 
 def test_cli_json_and_force(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["fold", "--run", str(run_dir), "--force", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)  # exactly one JSON document on stdout
-    assert summary["skipped"] is False and summary["bn_after"] == 0 and summary["folded"] == 69
+    assert summary["status"] == "done" and summary["bn_after"] == 0 and summary["folded"] == 69
     assert summary["parity"]["max_abs_diff"] <= 1e-4
     assert main(["export", "--run", str(run_dir), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["skipped"] is True
+    assert json.loads(capsys.readouterr().out)["status"] == "skipped"
 
 
 def test_export_gate_failure_writes_nothing(run_dir: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     run = RunDir(tmp_path)
     (tmp_path / "model.pt").write_bytes((run_dir / "model.pt").read_bytes())
-    real = stages._torch_logits
-    monkeypatch.setattr(stages, "_torch_logits", lambda m, x: real(m, x) + 1e-3)
+    class Shifted(stages.TorchRunner):  # a reference 1e-3 away: the FP32 gate must refuse the export
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            return super().run(batch) + 1e-3
+
+    monkeypatch.setattr(stages, "TorchRunner", Shifted)
     with pytest.raises(GateFailure, match="max abs logit diff"):
         stages.export_stage(run)
     assert not (tmp_path / "model.onnx").exists()
@@ -119,7 +118,7 @@ def _external(path: Path) -> None:
 
 @pytest.mark.parametrize("kind,message", [
     ("not-onnx", "not an ONNX model"), ("truncated", "not an ONNX model"), ("empty", "empty"),
-    ("no-bn", "no BatchNormalization"), ("external", "external data"), ("missing", "does not exist"),
+    ("external", "external data"), ("missing", "does not exist"), ("out-is-dir", "is a directory"),
 ])
 def test_fold_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, message: str) -> None:
     src = tmp_path / "net.onnx"
@@ -131,18 +130,34 @@ def test_fold_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind
         src.write_bytes(data[: len(data) // 2])
     elif kind == "empty":
         src.write_bytes(b"")
-    elif kind == "no-bn":
-        _conv_bn(src, with_bn=False)
     elif kind == "external":
         _external(src)
     out = tmp_path / "out.onnx"
-    out.write_bytes(b"previous")
+    if kind == "out-is-dir":
+        _conv_bn(src)
+        out.mkdir()
+        (out / "keep").write_bytes(b"previous")
+        out = out / "keep"
+    else:
+        out.write_bytes(b"previous")
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert main(["fold", str(src), "-o", str(out)]) == 2
+    assert main(["fold", str(src), "-o", str(out.parent if kind == "out-is-dir" else out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_fold_model_without_batchnorm_is_written_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    """A script folding a model zoo must not stop at a model with nothing to fold: exit 0, said so."""
+    src, out = tmp_path / "net.onnx", tmp_path / "out.onnx"
+    model = _conv_bn(src, with_bn=False)
+    assert main(["fold", str(src), "-o", str(out)]) == 0
+    assert "no BatchNormalization nodes: written unchanged" in capsys.readouterr().err
+    written = onnx.load(str(out))
+    assert [n.op_type for n in written.graph.node] == ["Conv"]
+    assert written.graph.initializer[0].raw_data == model.graph.initializer[0].raw_data
 
 
 def test_fold_gate_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -179,7 +194,7 @@ def test_fold_stage_without_batchnorm(tmp_path: Path) -> None:
     save_random_model(str(tmp_path / "model.pt"), ModelConfig(num_classes=10, in_channels=1, width=0.25,
                                                                batchnorm=False), GRAY)
     run = RunDir(tmp_path)
-    assert stages.export_stage(run)["bn_nodes"] == 0
-    summary = stages.fold_stage(run)
+    assert stages.export_stage(run).summary["bn_nodes"] == 0
+    summary = stages.fold_stage(run).summary
     assert summary["bn_before"] == 0 and summary["folded"] == 0 and summary["parity"]["max_abs_diff"] == 0
     assert (tmp_path / "model.folded.onnx").read_bytes() == (tmp_path / "model.onnx").read_bytes()

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from bninception.core.preprocess import Preprocess
-from bninception.export import parity
+from bninception.core.runner import OrtRunner, run_all
 from bninception.export.fold import fold_batchnorm
+from bninception.export.parity import random_inputs
 from bninception.export.synthetic import save_random_model
 from bninception.export.to_onnx import export_onnx
 from bninception.model.architecture import ModelConfig
 from bninception.model.checkpoint import load_model
+from bninception.model.photos import sample_photos
 
 pytestmark = pytest.mark.slow
 IMAGENET = Preprocess(size=224, resize=256)
@@ -30,7 +32,7 @@ def full(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     export_onnx(model, pre, labels, root / "model.onnx")
     unfolded = onnx.load(str(root / "model.onnx"))
     folded, report = fold_batchnorm(unfolded)
-    images = np.concatenate([parity.sample_photos(pre, limit=4), parity.random_inputs((3, 224, 224), 2)])
+    images = np.concatenate([sample_photos(pre, limit=4), random_inputs((3, 224, 224), 2)])
     with torch.inference_mode():
         reference = model(torch.from_numpy(images)).numpy()
     return {"model": model, "unfolded": unfolded, "folded": folded, "report": report, "images": images,
@@ -51,8 +53,8 @@ def test_zero_bn_left_and_checker(full: dict) -> None:
 
 def test_parity_on_photographs_and_random(full: dict) -> None:
     images = full["images"]
-    before = parity.run_session(parity.session(full["unfolded"]), images)
-    after = parity.run_session(parity.session(full["folded"]), images)
+    before = run_all(OrtRunner(full["unfolded"], optimization="disable"), images)
+    after = run_all(OrtRunner(full["folded"], optimization="disable"), images)
     assert before.shape == (6, 1000)
     assert np.abs(before).max() > 0.1  # a meaningful logit scale, not all zeros
     assert np.abs(after - before).max() <= 1e-4

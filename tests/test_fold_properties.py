@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from bninception.export import parity
+from bninception.core.ort import create_session
 from bninception.export.fold import fold_batchnorm
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
@@ -72,8 +72,8 @@ def _build(case: dict) -> onnx.ModelProto:
 def _relative_diff(before: onnx.ModelProto, after: onnx.ModelProto, case: dict) -> float:
     x = np.random.default_rng(case["seed"] + 1).standard_normal(
         (2, case["cin"], case["size"], case["size"])).astype(np.float32)
-    ref = parity.session(before).run(None, {"x": x})[0].astype(np.float64)
-    out = parity.session(after).run(None, {"x": x})[0].astype(np.float64)
+    ref = create_session(before, optimization="disable").run(None, {"x": x})[0].astype(np.float64)
+    out = create_session(after, optimization="disable").run(None, {"x": x})[0].astype(np.float64)
     return float(np.abs(ref - out).max() / max(1.0, np.abs(ref).max()))
 
 
@@ -109,6 +109,6 @@ def test_gemm_fold_matches(n: int, k: int, trans_b: bool, seed: int, tiny: bool)
     assert report.folded["Gemm"] == 1
     onnx.checker.check_model(folded, full_check=True)
     x = rng.standard_normal((3, k)).astype(np.float32)
-    ref = parity.session(model).run(None, {"a": x})[0].astype(np.float64)
-    out = parity.session(folded).run(None, {"a": x})[0].astype(np.float64)
+    ref = create_session(model, optimization="disable").run(None, {"a": x})[0].astype(np.float64)
+    out = create_session(folded, optimization="disable").run(None, {"a": x})[0].astype(np.float64)
     assert np.abs(ref - out).max() / max(1.0, np.abs(ref).max()) <= 1e-5

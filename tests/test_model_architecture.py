@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from bninception.core.errors import BninceptionError
-from bninception.model.architecture import MIN_INPUT_SIZE, TABLE5, ModelConfig, build_model, count_parameters
+from bninception.model.architecture import TABLE5, ModelConfig, build_model, count_parameters
+from bninception.model.config import MIN_INPUT_SIZE
 from bninception.model.pretrained import layer_names
 from tests.reference_bninception import reference_module
 

@@ -15,6 +15,7 @@ from bninception.core.rundir import RunDir
 from bninception.pipeline import STAGES, PipelineOptions, run_pipeline
 
 FAST = {"batch_sizes": (1,), "engines": True}
+GATED = ["train", "population", "export", "fold", "fp16", "int8", "validate", "bench", "report"]
 
 
 def manifest_is_consistent(run: RunDir) -> None:
@@ -25,7 +26,7 @@ def manifest_is_consistent(run: RunDir) -> None:
             assert run.sha256(name) == digest, f"{stage} claims a different {name}"
 
 
-def test_pipeline_passes_then_skips_then_forces(demo_run_copy: RunDir, caplog: pytest.LogCaptureFixture) -> None:
+def test_pipeline_passes_then_skips_then_forces(demo_run_copy: RunDir) -> None:
     run = demo_run_copy
     result = run_pipeline(run, PipelineOptions(**FAST))
     assert result.passed
@@ -37,16 +38,18 @@ def test_pipeline_passes_then_skips_then_forces(demo_run_copy: RunDir, caplog: p
     manifest_is_consistent(run)
     finished = {k: v["finished"] + str(v["seconds"]) for k, v in stages.items()}
 
-    caplog.clear()
-    with caplog.at_level("INFO"):
-        again = run_pipeline(run, PipelineOptions(**FAST))
+    assert [r.stage for r in result.results] == [*GATED[:6], "engines", *GATED[6:]]
+    assert result.statuses()["export"] == "done" and result.statuses()["train"] == "skipped"  # fixture trained it
+
+    again = run_pipeline(run, PipelineOptions(**FAST))
     assert again.passed
     assert {k: v["finished"] + str(v["seconds"]) for k, v in run.manifest()["stages"].items()} == finished
-    skipped = [r.getMessage() for r in caplog.records if "up to date, skipped" in r.getMessage()]
-    assert len(skipped) == 9, skipped
+    assert again.statuses() == {**dict.fromkeys(GATED, "skipped"), "engines": "skipped"}
 
     forced = run_pipeline(run, PipelineOptions(**FAST, force_from="int8"))
     assert forced.passed
+    assert [s for s, status in forced.statuses().items() if status == "done"] == ["int8", "validate", "bench",
+                                                                                  "report"]
     now = run.manifest()["stages"]
     for stage in ("train", "population", "export", "fold", "fp16"):
         assert now[stage]["finished"] + str(now[stage]["seconds"]) == finished[stage], stage

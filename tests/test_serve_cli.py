@@ -22,7 +22,7 @@ pytest_plugins = ["serve_fixtures"]
 
 
 @pytest.mark.parametrize(("precision", "name", "command"), [
-    ("fp32", "model.folded.onnx", "bninception fold --run"),
+    ("fp32", "model.folded.onnx", "run `bninception fold --run"),
     ("fp16", "model.fp16.onnx", "bninception calibrate --run .* --precision fp16"),
     ("int8", "model.int8.onnx", "bninception calibrate --run .* --precision int8"),
 ])
@@ -36,11 +36,11 @@ def test_model_path_for_picks_the_precision_file(tmp_path: Path) -> None:
     for name in ("model.folded.onnx", "model.fp16.onnx", "model.int8.onnx"):
         (tmp_path / name).write_bytes(b"x")
     assert model_path_for(tmp_path, "fp16").name == "model.fp16.onnx"
-    assert model_path_for(tmp_path, "int8").name == "model.int8.onnx"
-    assert model_path_for(tmp_path, "int8", cpu_only=True).name == "model.int8.onnx"  # no CPU layout yet
+    assert model_path_for(tmp_path, "int8", "cpu").name == "model.int8.onnx"  # no CPU layout yet
     (tmp_path / "model.int8.cpu.onnx").write_bytes(b"x")
-    assert model_path_for(tmp_path, "int8", cpu_only=True).name == "model.int8.cpu.onnx"
-    assert model_path_for(tmp_path, "int8").name == "model.int8.onnx"
+    assert model_path_for(tmp_path, "int8", "cpu").name == "model.int8.cpu.onnx"
+    assert model_path_for(tmp_path, "int8", "cuda").name == "model.int8.onnx"
+    assert model_path_for(tmp_path, "int8", None).name == "model.int8.onnx"  # any runtime (Triton)
     with pytest.raises(BninceptionError, match="precision must be one of"):
         model_path_for(tmp_path, "bf16")
 
@@ -85,7 +85,7 @@ def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
 
 
 def test_session_without_spinning_gives_the_same_logits(serve_model_path: Path) -> None:
-    from bninception.serve.session import create_session
+    from bninception.core.ort import create_session
 
     x = {"data": digits_images(3, seed=12)}
     default = create_session(serve_model_path).run(None, x)[0]

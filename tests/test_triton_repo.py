@@ -94,7 +94,7 @@ def test_server_config_endpoint_matches_triton_schema(serve_model_path: Path) ->
 
     app = create_app(serve_model_path, max_batch=8, max_delay_ms=3)
     try:
-        config = json_format.ParseDict(app.state.server.config(), model_config_pb2.ModelConfig())
+        config = json_format.ParseDict(app.state.server.triton_config(), model_config_pb2.ModelConfig())
     finally:
         app.state.server.close()
     assert config.max_batch_size == 8 and config.dynamic_batching.max_queue_delay_microseconds == 3000

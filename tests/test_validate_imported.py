@@ -34,18 +34,14 @@ def test_needs_data_when_no_training_record(imported: tuple[RunDir, Path]) -> No
 
 def test_imported_run_validates_on_image_folder(imported: tuple[RunDir, Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import torch
-
     from bninception.cli import main
+    from bninception.export.stages import export_stage
     from bninception.model.checkpoint import load_model
 
     run, photos = imported
-    model, pre, labels, record = load_model(run.path("model.pt"))
+    _, pre, labels, record = load_model(run.path("model.pt"))
     assert record["statistics"] == "imported" and pre.channel_order == "BGR" and labels == LABELS
-    x = torch.zeros(1, 3, pre.size, pre.size)
-    torch.onnx.export(model, (x,), str(run.path("model.onnx")), dynamo=False, input_names=["data"],
-                      output_names=["logits"], dynamic_axes={"data": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17)
+    export_stage(run)
     assert main(["validate", "--run", str(run.root), "--data", str(photos), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["passed"] is True
@@ -55,8 +51,8 @@ def test_imported_run_validates_on_image_folder(imported: tuple[RunDir, Path], t
     assert kinds == ["pytorch", "onnx"]  # no checkpoint.pt: no EMA row, and it says why
     assert any(s["kind"] == "pytorch-ema" and "imported" in s["reason"] for s in document["skipped"])
     onnx_row = document["rows"][1]
-    assert onnx_row["status"] == "PASS" and onnx_row["max_abs_diff"] <= 1e-4
-    assert onnx_row["top5"] is None  # 3 classes: no top-5
+    assert onnx_row["status"] == "PASS" and onnx_row["comparison"]["max_abs_diff"] <= 1e-4
+    assert onnx_row["comparison"]["top5"] is None  # 3 classes: no top-5
     # a digits run's 1-channel images do not fit this 3-channel model: a clear error, not a traceback
     assert main(["validate", "--run", str(run.root), "--data", "digits"]) == 2
     assert "1x224x224 (grayscale) images, the model takes 3x224x224" in capsys.readouterr().err

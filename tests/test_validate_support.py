@@ -1,8 +1,6 @@
 """Helpers shared by the validate / bench / report tests (no tests here).
 
-Artifacts are added through the real stage functions when they import (export, fold,
-calibrate); where a stage is not there yet, an equivalent file is made here so the validate
-logic is still exercised, and only ever inside a private copy of the demo run.
+Artifacts are made by the real stage functions; tests change only private copies of the demo run.
 """
 
 from __future__ import annotations
@@ -20,77 +18,15 @@ def copy_run(run: RunDir, target: Path) -> RunDir:
     return RunDir(target)
 
 
-def _export_here(run: RunDir) -> None:
-    import torch
-
-    from bninception.model.checkpoint import load_model
-
-    model, pre, _, _ = load_model(run.path("model.pt"))
-    x = torch.zeros(1, pre.channels, pre.size, pre.size)
-    torch.onnx.export(model, (x,), str(run.path("model.onnx")), dynamo=False, input_names=["data"],
-                      output_names=["logits"], dynamic_axes={"data": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17)
-
-
-def add_onnx_artifacts(run: RunDir) -> None:
-    """model.onnx and model.folded.onnx through the export stages (a plain export when they are absent)."""
-    try:
-        from bninception.export.stages import export_stage, fold_stage
-    except ImportError:
-        if not run.path("model.onnx").is_file():
-            _export_here(run)
-        return
-    export_stage(run)
-    fold_stage(run)
-
-
-def _calibration_images(run: RunDir, count: int = 32) -> np.ndarray:
-    from bninception.model.data import load_run_bundle, stack_split
-
-    bundle = load_run_bundle(run)
-    assert bundle is not None
-    return stack_split(bundle.train, count)[0]
-
-
 def full_copy(demo_run: RunDir, target: Path) -> RunDir:
-    """A private copy of the demo run with every ONNX artifact (FP32, folded, FP16, INT8).
+    """A private copy of the demo run with every ONNX artifact (FP32, folded, FP16, both INT8 layouts),
+    made by the project's own stages on the shared run (they skip when another test already ran them)."""
+    from bninception.calibrate.stages import fp16_stage, int8_stage
+    from bninception.export.stages import export_stage, fold_stage
 
-    The stages run on the shared run (they skip when another test already ran them); a stand-in
-    made with ONNX Runtime's own tools is written only into the copy.
-    """
-    add_onnx_artifacts(demo_run)
-    try:
-        from bninception.calibrate.stages import fp16_stage, int8_stage
-    except ImportError:
-        run = copy_run(demo_run, target)
-        add_precision_artifacts_with_ort(run)
-        return run
-    fp16_stage(demo_run)
-    int8_stage(demo_run)
+    for stage in (export_stage, fold_stage, fp16_stage, int8_stage):
+        stage(demo_run)
     return copy_run(demo_run, target)
-
-
-def add_precision_artifacts_with_ort(run: RunDir) -> None:
-    """model.fp16.onnx and model.int8.onnx made by ONNX Runtime's converters (writes files: copies only)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    folded = run.path("model.folded.onnx")
-    source = folded if folded.is_file() else run.path("model.onnx")
-    fp16 = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
-    onnx.save(fp16, str(run.path("model.fp16.onnx")))
-    images = _calibration_images(run)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"data": images[i:i + 8]} for i in range(0, len(images), 8)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    quantize_static(str(source), str(run.path("model.int8.onnx")), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
 
 
 def perturb_final_bias(path: Path, delta: float, index: int = 0) -> None:

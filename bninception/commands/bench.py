@@ -10,13 +10,15 @@ ORDER = 65
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.bench import BenchSettings
     from bninception.cli import add_run_argument
 
     add_run_argument(parser)
-    parser.add_argument("--batch-sizes", default="1,8,32", help="comma-separated (default: %(default)s)")
-    parser.add_argument("--min-seconds", type=float, default=0.5,
+    parser.add_argument("--batch-sizes", default=",".join(map(str, BenchSettings.batch_sizes)),
+                        help="comma-separated (default: %(default)s)")
+    parser.add_argument("--min-seconds", type=float, default=BenchSettings.min_seconds,
                         help="measure each cell at least this long (default: %(default)s)")
-    parser.add_argument("--max-seconds", type=float, default=3.0,
+    parser.add_argument("--max-seconds", type=float, default=BenchSettings.max_seconds,
                         help="stop a slow cell after this long, with at least 3 calls (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--no-engines", action="store_true", help="leave TensorRT engines out")
@@ -29,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.bench import BENCH_JSON, bench_run, parse_batch_sizes
+    from bninception.bench import bench_run, parse_batch_sizes
+    from bninception.core.layout import BENCH_JSON
     from bninception.core.rundir import RunDir
 
     run_dir = RunDir(args.run, create=False)

@@ -10,15 +10,17 @@ ORDER = 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.calibrate.stages import DEFAULT_METHOD, DEFAULT_PERCENTILE, DEFAULT_SAMPLES, METHODS
     from bninception.cli import add_run_argument
 
     add_run_argument(parser)
     parser.add_argument("--precision", choices=("fp16", "int8"), required=True)
-    parser.add_argument("--method", choices=("entropy", "minmax", "percentile"), default=None,
-                        help="INT8 range method (default: percentile, or the cached one with --from-cache)")
-    parser.add_argument("--samples", type=int, default=512, help="INT8 calibration images (default 512)")
-    parser.add_argument("--percentile", type=float, default=99.99,
-                        help="percentile of |x| for --method percentile (default 99.99)")
+    parser.add_argument("--method", choices=METHODS, default=None,
+                        help=f"INT8 range method (default: {DEFAULT_METHOD}, or the cached one with --from-cache)")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                        help="INT8 calibration images (default: %(default)s)")
+    parser.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE,
+                        help="percentile of |x| for --method percentile (default: %(default)s)")
     parser.add_argument("--from-cache", action="store_true",
                         help="INT8: reuse RUN/calibration.json (refused if the model changed)")
     parser.add_argument("--keep-fp32", default=None, metavar="OPS",
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
         summary = int8_stage(run_dir, method=args.method, samples=args.samples, percentile=args.percentile,
                              from_cache=args.from_cache, force=args.force)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary.to_dict()))
     return 0

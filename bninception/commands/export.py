@@ -26,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
 
     summary = export_stage(RunDir(args.run, create=False), opset=args.opset, force=args.force)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(summary.to_dict()))
     return 0

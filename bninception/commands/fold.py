@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = fold_stage(RunDir(args.run, create=False), force=args.force)
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps(summary.to_dict()))
         return 0
     from bninception.export.fold_file import fold_file
 

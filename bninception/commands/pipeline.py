@@ -11,18 +11,20 @@ ORDER = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.bench import DEFAULT_BATCH_SIZES
+    from bninception.calibrate.stages import DEFAULT_METHOD, DEFAULT_SAMPLES, METHODS
     from bninception.cli import add_run_argument
+    from bninception.model.config import TrainConfig
     from bninception.pipeline import STAGES
 
     add_run_argument(parser)
-    parser.add_argument("--data", default="digits", help="'digits' (built-in) or an ImageFolder path")
+    parser.add_argument("--data", default=TrainConfig.data, help="'digits' (built-in) or an ImageFolder path")
     parser.add_argument("--image-size", type=int, help="default: 32 for digits, 224 for ImageFolder")
-    parser.add_argument("--epochs", type=int, help="training epochs (default: the train command's)")
-    parser.add_argument("--width", type=float, help="channel width multiplier (default 0.25)")
-    parser.add_argument("--method", default="percentile", choices=("percentile", "minmax", "entropy"),
-                        help="INT8 calibration method")
-    parser.add_argument("--samples", type=int, default=512, help="INT8 calibration images")
-    parser.add_argument("--batch-sizes", default="1,8,32", help="bench batch sizes")
+    parser.add_argument("--epochs", type=int, help=f"training epochs (default: {TrainConfig.epochs})")
+    parser.add_argument("--width", type=float, help=f"channel width multiplier (default: {TrainConfig.width})")
+    parser.add_argument("--method", choices=METHODS, help=f"INT8 calibration method (default: {DEFAULT_METHOD})")
+    parser.add_argument("--samples", type=int, help=f"INT8 calibration images (default: {DEFAULT_SAMPLES})")
+    parser.add_argument("--batch-sizes", help=f"bench batch sizes (default: {','.join(map(str, DEFAULT_BATCH_SIZES))})")
     parser.add_argument("--force", choices=STAGES, metavar="STAGE",
                         help=f"redo STAGE and every stage after it ({', '.join(STAGES)})")
     parser.add_argument("--no-engines", action="store_true", help="skip TensorRT engines even on a GPU host")
@@ -34,25 +36,25 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.bench import parse_batch_sizes
+    from bninception.core.layout import REPORT_MD
     from bninception.core.rundir import RunDir
     from bninception.pipeline import PipelineOptions, run_pipeline
 
     run_dir = RunDir(args.run)
     options = PipelineOptions(data=args.data, image_size=args.image_size, epochs=args.epochs,
                               width=args.width, int8_method=args.method, calibration_samples=args.samples,
-                              batch_sizes=parse_batch_sizes(args.batch_sizes), force_from=args.force,
+                              batch_sizes=parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
+                              force_from=args.force,
                               engines=not args.no_engines)
     result = run_pipeline(run_dir, options)
     if args.json:
-        print(json.dumps({"run": str(run_dir.root), "seconds": round(result.seconds, 2),
-                          "stages": result.stages, "passed": result.passed,
-                          "validate": result.validation.to_dict() if result.validation else None}))
+        print(json.dumps({"run": str(run_dir.root), **result.to_dict()}))
     else:
         if result.validation is not None:
             print(result.validation.table())
         if result.bench is not None:
             print(result.bench.table())
         verdict = "all gates PASS" if result.passed else "a gate FAILED"
-        print(f"pipeline: {verdict} in {result.seconds:.1f} s; report: {run_dir.path('report.md')}",
+        print(f"pipeline: {verdict} in {result.seconds:.1f} s; report: {run_dir.path(REPORT_MD)}",
               file=sys.stderr)
     return 0 if result.passed else 1

@@ -11,10 +11,13 @@ ORDER = 20
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bninception.cli import add_run_argument
+    from bninception.model.stages import POPULATION_BATCH_SIZE, POPULATION_BATCHES
 
     add_run_argument(parser)
-    parser.add_argument("--batches", type=int, default=16, help="training mini-batches (N)")
-    parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size (M)")
+    parser.add_argument("--batches", type=int, default=POPULATION_BATCHES,
+                        help="training mini-batches (N; default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=POPULATION_BATCH_SIZE,
+                        help="mini-batch size (M; default: %(default)s)")
     parser.add_argument("--force", action="store_true")
 
 

@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.core.errors import BninceptionError, GateFailure
+    from bninception.core.layout import VALIDATE_JSON
     from bninception.core.rundir import RunDir
-    from bninception.validate import VALIDATE_JSON, validate_run
+    from bninception.validate import validate_run
 
     if args.limit is not None and args.limit < 1:
         raise BninceptionError(f"--limit must be at least 1, got {args.limit}")

@@ -1,0 +1,105 @@
+"""What an exported ONNX model says about itself: its ``metadata_props`` keys, written and read here only.
+
+Export writes the preprocessing (so serve can classify images with nothing but the file), the
+class labels, the model configuration and the sha256 of the ``model.pt`` it came from. Every
+later ONNX file of a run (folded, FP16, INT8, EPContext wrapper) carries the same entries.
+Readers take the plain ``{key: value}`` map, from ``onnx.ModelProto.metadata_props`` or from an
+ONNX Runtime session's ``custom_metadata_map``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bninception.core.errors import BninceptionError
+from bninception.core.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    import onnx
+
+PREPROCESS = "bninception.preprocess"
+LABELS = "bninception.labels"
+CONFIG = "bninception.model_config"
+SOURCE_SHA256 = "bninception.source_sha256"
+KEYS = (PREPROCESS, LABELS, CONFIG, SOURCE_SHA256)
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The parsed entries; each is optional (a model from elsewhere may have none)."""
+
+    preprocess: Preprocess | None
+    labels: list[str] | None
+    config: dict[str, Any]
+    source_sha256: str
+
+    def labels_for(self, num_classes: int) -> list[str]:
+        """The class names, or their indices when none are recorded."""
+        return list(self.labels) if self.labels is not None else [str(i) for i in range(num_classes)]
+
+
+def entries(preprocess: Preprocess, labels: Sequence[str], config: Mapping[str, Any] | None,
+            source_sha256: str | None) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model."""
+    return {
+        PREPROCESS: preprocess.to_json(),
+        LABELS: json.dumps([str(label) for label in labels]),
+        CONFIG: json.dumps(dict(config or {}), sort_keys=True),
+        SOURCE_SHA256: source_sha256 or "",
+    }
+
+
+def write(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
+    """Replace ``model``'s metadata_props with ``values``."""
+    import onnx
+
+    del model.metadata_props[:]
+    for key, value in values.items():
+        model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+
+
+def props(model: onnx.ModelProto) -> dict[str, str]:
+    """``model``'s metadata_props as a plain map."""
+    return {entry.key: entry.value for entry in model.metadata_props}
+
+
+def _json(raw: str, key: str, source: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BninceptionError(f"{source}: metadata {key} is not JSON: {exc}") from exc
+
+
+def parse(values: Mapping[str, str], source: str, num_classes: int | None = None) -> ModelMetadata:
+    """Parse the map; a malformed entry is a clear error naming ``source`` and the key.
+
+    With ``num_classes``, recorded labels must name exactly that many classes.
+    """
+    preprocess = None
+    if values.get(PREPROCESS):
+        data = _json(values[PREPROCESS], PREPROCESS, source)
+        try:
+            preprocess = Preprocess.from_dict(data)
+        except (BninceptionError, TypeError, ValueError) as exc:
+            raise BninceptionError(f"{source}: metadata {PREPROCESS} is not valid: {exc}") from exc
+    labels = None
+    if values.get(LABELS):
+        data = _json(values[LABELS], LABELS, source)
+        if not isinstance(data, list):
+            raise BninceptionError(f"{source}: metadata {LABELS} must be a JSON list of class names")
+        if num_classes is not None and len(data) != num_classes:
+            raise BninceptionError(f"{source}: metadata {LABELS} must list {num_classes} class names, "
+                                   f"got {len(data)} entries")
+        labels = [str(label) for label in data]
+    config = _json(values[CONFIG], CONFIG, source) if values.get(CONFIG) else {}
+    if not isinstance(config, dict):
+        raise BninceptionError(f"{source}: metadata {CONFIG} must be a JSON object")
+    return ModelMetadata(preprocess, labels, config, values.get(SOURCE_SHA256, ""))
+
+
+def read(model: onnx.ModelProto, source: str, num_classes: int | None = None) -> ModelMetadata:
+    """:func:`parse` of an ``onnx.ModelProto``."""
+    return parse(props(model), source, num_classes)

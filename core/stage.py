@@ -1,0 +1,86 @@
+"""The stage skeleton every stage runs through: require -> up-to-date check -> run -> record.
+
+A stage declares its name, parameters, input and output artifacts (:class:`StageSpec`) and a
+body that writes the outputs atomically and returns a :class:`Done`. :func:`run_stage` checks
+that the inputs exist (naming the command that makes a missing one), skips the body when the
+manifest says the stage is fresh (like make), times it, records it, logs one line, and returns
+one :class:`StageResult` type that the pipeline and ``--json`` read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bninception.core.rundir import RunDir
+
+log = logging.getLogger("bninception.stage")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What a stage reads, writes and depends on (paths relative to the run directory)."""
+
+    name: str
+    params: Mapping[str, Any]
+    inputs: list[str]
+    outputs: list[str]
+    optional_outputs: tuple[str, ...] = ()  # written when they pass their own check (recorded if present)
+    hints: Mapping[str, str] = field(default_factory=dict)  # input -> how to make it
+
+
+@dataclass
+class Done:
+    """What a stage body returns: its summary numbers, a typed value for the caller, one log line."""
+
+    summary: dict[str, Any] = field(default_factory=dict)
+    value: Any = None
+    message: str = ""
+
+
+@dataclass
+class StageResult:
+    """One stage's outcome: ``status`` is ``done`` or ``skipped``."""
+
+    stage: str
+    status: str
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+    value: Any = field(default=None, repr=False)
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "status": self.status, "seconds": round(self.seconds, 3), **self.summary}
+
+
+def recorded_outputs(run: RunDir, spec: StageSpec) -> list[str]:
+    return [*spec.outputs, *(name for name in spec.optional_outputs if run.path(name).is_file())]
+
+
+def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: bool = False,
+              check_fresh: bool = True, record: bool = True,
+              on_skip: Callable[[], Any] | None = None) -> StageResult:
+    """Run ``body`` unless the stage is fresh; record it (when ``record``) after it succeeded.
+
+    ``on_skip`` gives a skipped stage its value back (e.g. re-reads its report). A body that
+    raises records nothing: the manifest never claims an output that a failed stage left.
+    """
+    for name in spec.inputs:
+        run.require(name, spec.hints.get(name, ""))
+    if check_fresh and not force and run.is_fresh(spec.name, dict(spec.params), spec.inputs,
+                                                  recorded_outputs(run, spec)):
+        log.info("stage %s: up to date, skipped", spec.name)
+        return StageResult(spec.name, "skipped", 0.0, value=on_skip() if on_skip else None)
+    started = time.perf_counter()
+    done = body()
+    seconds = time.perf_counter() - started
+    if record:
+        run.record(spec.name, dict(spec.params), spec.inputs, recorded_outputs(run, spec), seconds)
+    log.info("stage %s: %s (%.1f s)", spec.name, done.message or "done", seconds)
+    return StageResult(spec.name, "done", seconds, done.summary, done.value)
