@@ -4,4 +4,9 @@ The import stays light: stages (``bninception.model``, ``.export``, ``.calibrate
 ``.serve``) and heavy dependencies load only when used.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bninception")  # pyproject.toml is the one place the version is written
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"

@@ -12,11 +12,11 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception import __version__
 from bninception.core import metadata
 from bninception.core.errors import BninceptionError
 from bninception.core.ort import user_name
@@ -237,7 +237,7 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
         yield
         state.close()
 
-    app = FastAPI(title="bninception", version=__version__, lifespan=lifespan, docs_url=None,
+    app = FastAPI(title="bninception", version=version("bninception"), lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.server = state
 
@@ -256,7 +256,7 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
     # -- server -------------------------------------------------------------------------------
     @app.get("/v2")
     async def server_metadata() -> Response:
-        return _json({"name": "bninception", "version": __version__, "extensions": EXTENSIONS})
+        return _json({"name": "bninception", "version": version("bninception"), "extensions": EXTENSIONS})
 
     @app.get("/v2/health/live")
     async def live() -> Response:

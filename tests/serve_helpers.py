@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +37,9 @@ def export_classifier(path: Path, metadata: bool = True) -> Path:
     proto = onnx.load(str(raw))
     raw.unlink()
     if metadata:
-        props = {
-            "bninception.preprocess": json.dumps(digits_preprocess(32).to_dict()),
-            "bninception.labels": json.dumps(LABELS),
-            "bninception.model_config": json.dumps(config.to_dict()),
-            "bninception.source_sha256": "0" * 64,
-        }
-        for key, value in props.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
+        from bninception.core import metadata as meta
+
+        meta.write(proto, meta.entries(digits_preprocess(32), LABELS, config.to_dict(), "0" * 64))
     onnx.save(proto, str(path))
     return path
 

@@ -183,3 +183,30 @@ def test_refuses_bad_opset_unnamed_nodes_and_missing_ranges() -> None:
         quantize(unnamed, symmetric(calibrated(tiny_model())), TENSORRT)
     with pytest.raises(BninceptionError, match="not a finite non-negative"):
         symmetric({"data": float("nan")})
+
+
+def test_cpu_layout_fuses_into_integer_kernels(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The CPU layout alone: U8 activations (zero point 0 after a ReLU), S8 per-channel weights, and
+    ONNX Runtime's CPU provider really runs integer kernels for every weighted op."""
+    import onnxruntime as ort
+
+    from bninception.calibrate.qdq import CPU, cpu_ranges
+    from bninception.calibrate.ranges import collect
+
+    model = tiny_model()
+    x = images()
+    names = [v.name for v in model.graph.input] + [o for n in model.graph.node for o in n.output]
+    stats = collect(model, names, lambda: [x[:16], x[16:]], histograms=False)
+    ranges = cpu_ranges(stats.amax, stats.amin)
+    assert ranges["r1"] == (0.0, stats.amax["r1"]) and ranges["data"][0] == -stats.amax["data"]
+    q = quantize(model, ranges, CPU)
+    inits = {i.name: i for i in q.graph.initializer}
+    activation_zp = {inits[n.input[2]].data_type for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert activation_zp == {TensorProto.UINT8}
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(q.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    kernels = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    assert {"QLinearConv", "QGemm"} <= kernels and "Conv" not in kernels
+    ref, out = run_model(model, x), run_model(q, x)
+    assert 0 < np.abs(ref - out).max() / np.abs(ref).max() < 0.05

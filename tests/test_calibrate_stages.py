@@ -109,6 +109,24 @@ def test_failed_gate_keeps_the_good_artifact(int8_summary: dict, demo_run_copy: 
     assert run.manifest()["stages"]["int8"] == recorded  # the record still names the good artifact
 
 
+@pytest.mark.parametrize("method", ["entropy", "minmax"])
+def test_every_method_end_to_end(int8_summary: dict, demo_run_copy: RunDir, method: str) -> None:
+    """entropy and minmax through the whole stage: their gates hold on the demo model, ranges differ."""
+    from bninception.calibrate.stages import int8_stage
+
+    summary = int8_stage(demo_run_copy, method=method, force=True).summary
+    assert summary["method"] == method and summary["top1_agreement"] >= 0.99
+    assert summary["accuracy_drop_points"] <= 0.5
+    cache = json.loads(demo_run_copy.path("calibration.json").read_text())
+    assert cache["method"] == method and cache["bins"] == (0 if method == "minmax" else 2048)
+    tensors = cache["tensors"].values()
+    if method == "minmax":
+        assert all(t["amax"] == t["max_abs"] for t in tensors)
+    else:  # entropy clips the long tails of most activations
+        assert sum(t["amax"] < t["max_abs"] for t in tensors) > len(cache["tensors"]) // 2
+    assert check_trt_layout(onnx.load(str(demo_run_copy.path("model.int8.onnx")))) == []
+
+
 def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
     from bninception.cli import main
 
