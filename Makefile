@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup demo test lint gpu-test bench-fold bench-precision bench-serve reproduce clean
+.PHONY: setup demo test lint gpu-test gpu-check bench-fold bench-precision bench-serve reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# type stubs only (TensorRT itself cannot be installed without a GPU host) and the
 	# reference BN-Inception file used by the parameter-shape test
-	$(PY) -m pip install -q --no-deps tensorrt-stubs pretrainedmodels
+	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1 pretrainedmodels
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,6 +31,11 @@ test: lint
 
 gpu-test: $(STAMP)
 	$(VENV)/bin/pytest -q -m gpu
+
+# one bounded check on a GPU host (under 10 min): demo pipeline, CUDA vs CPU parity, population
+# statistics on CUDA, engines fp32/fp16/int8 + TensorRT EP rows where TensorRT exists, validate, bench
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py --out runs/gpu-check
 
 # benchmarks: bounded scripts, ratios measured side by side in one run (never timed unit tests)
 bench-fold: $(STAMP)

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from bninception.core import layout
-from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
 from bninception.core.runner import InputSpec, Runner
 
@@ -126,32 +125,44 @@ def onnx_providers() -> list[str]:
 
 # -- TensorRT ------------------------------------------------------------------------------------
 def _engine_runners(run: RunDir) -> tuple[list[ArtifactRunner], list[Skipped]]:
-    """Runners for ``engines/*.plan`` when TensorRT and CUDA are here, else one skip reason."""
-    from bninception.engines import available, list_engines
+    """Runners for the run's usable engines: TensorRT itself, and our plan through ONNX Runtime's TensorRT
+    provider where that exists. Stale (older ONNX), foreign (other GPU or TensorRT) and broken engines
+    are listed as skipped with the reason: they never run and never fail a validation."""
+    from bninception.core.ort import available
+    from bninception.engines.detect import probe_host
+    from bninception.engines.store import classify_engines
 
-    records = list_engines(run)
-    ok, reason = available()
-    if not ok:
-        what = f"{len(records)} engine(s) in engines/ not run" if records else "no engines built"
-        return [], [Skipped(layout.ENGINES_DIR, "tensorrt", f"TensorRT skipped: {reason} ({what})")]
+    here, why = probe_host()
+    statuses = classify_engines(run, here, why)
+    if not statuses:
+        hint = f"TensorRT cannot run here: {why}" if here is None else "run `bninception build-engine`"
+        return [], [Skipped(layout.ENGINES_DIR, "tensorrt", f"no engines built ({hint})")]
     runners: list[ArtifactRunner] = []
     skipped: list[Skipped] = []
-    for record in records:
-        rel = f"{layout.ENGINES_DIR}/{record.plan_path.name}"
-        if record.problem:
-            skipped.append(Skipped(rel, "tensorrt", record.problem))
+    ort_trt = "tensorrt" in available()
+    for status in statuses:
+        record, rel = status.record, layout.plan_name(status.key)
+        if not status.usable or record.sidecar is None:
+            skipped.append(Skipped(rel, "tensorrt", f"{status.state}: {status.reason}"))
             continue
-        precision = record.precision or "fp32"
+        precision = record.sidecar.spec.precision
 
-        def make(plan: str = str(record.plan_path), key: str = record.key) -> Runner:
+        def plan(path: str = str(record.plan_path), key: str = status.key) -> Runner:
             from bninception.engines.runner import TensorRTRunner
 
-            return TensorRTRunner(plan, name=f"tensorrt-{key}")
+            return TensorRTRunner(path, name=f"tensorrt-{key}")
 
-        runners.append(ArtifactRunner(name=f"TensorRT {precision.upper()}", artifact=rel, kind="tensorrt",
-                                      backend="tensorrt", precision=precision, factory=make, provider="tensorrt"))
-    if not records:
-        skipped.append(Skipped(layout.ENGINES_DIR, "tensorrt", "no engines built (run `bninception build-engine`)"))
+        def wrapped(path: str = str(record.context_path), sidecar: Any = record.sidecar) -> Runner:
+            from bninception.engines.epcontext import ContextModelRunner
+
+            return ContextModelRunner(path, sidecar)
+
+        runners.append(ArtifactRunner(f"TensorRT {precision.upper()}", rel, "tensorrt", "tensorrt", precision,
+                                      plan, provider="tensorrt"))
+        if ort_trt and record.context_path.is_file():
+            runners.append(ArtifactRunner(f"ORT TensorRT EP (our plan) {precision.upper()}",
+                                          layout.context_model_name(status.key), "tensorrt-ep", "onnxruntime",
+                                          precision, wrapped, provider="tensorrt"))
     return runners, skipped
 
 
@@ -190,10 +201,7 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
                                           entry.precision, _ort(str(path), entry.kind, provider, level, threads),
                                           provider=provider, optimization=level))
     if include_engines:
-        try:
-            more, why = _engine_runners(run)
-        except BninceptionError as exc:
-            more, why = [], [Skipped(layout.ENGINES_DIR, "tensorrt", str(exc))]
+        more, why = _engine_runners(run)
         runners += more
         skipped += why
     return runners, skipped

@@ -65,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the host refused: disk full, read-only, permission denied
+        if args.verbose:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot access{where}: {exc.strerror or exc} (finished artifacts are kept; the "
+              f"unfinished stage left nothing behind)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: finished artifacts are kept, the unfinished stage left nothing behind",
               file=sys.stderr)

@@ -88,12 +88,7 @@ def _engine_stages(run: RunDir, force: bool) -> list[StageResult]:
     if not ok:
         log.info("stage engines: skipped: %s", reason)
         return [StageResult("engines", "skipped", 0.0, {"reason": reason})]
-    results = []
-    for precision in PRECISIONS:
-        started = time.perf_counter()
-        summary = build_engine_stage(run, precision, force=force)
-        results.append(StageResult(summary["stage"], summary["status"], time.perf_counter() - started, summary))
-    return results
+    return [build_engine_stage(run, precision, force=force) for precision in PRECISIONS]
 
 
 def run_pipeline(run: RunDir, options: PipelineOptions) -> PipelineResult:

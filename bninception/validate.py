@@ -102,6 +102,11 @@ class ValidationReport:
         return [f"{row.name} ({row.artifact}): {'; '.join(row.failures) or row.status}"
                 for row in self.rows if row.failed]
 
+    def errors(self) -> list[str]:
+        """Artifacts that could not be run at all (a corrupt or unreadable file): bad input."""
+        return [f"{row.name} ({row.artifact}): {'; '.join(row.failures)}" for row in self.rows
+                if row.status == "ERROR"]
+
     def row(self, kind: str, provider: str = "cpu") -> ValidationRow | None:
         return next((r for r in self.rows if r.kind == kind and r.provider in (provider, "tensorrt")), None)
 

@@ -26,6 +26,23 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def _manifest_problem(data: dict[str, Any]) -> str | None:
+    """What is structurally wrong with a parsed manifest (None when every reader's assumption holds)."""
+    if not isinstance(data["stages"], dict) or not isinstance(data["artifacts"], dict):
+        return "'stages' and 'artifacts' must be objects"
+    for name, record in data["stages"].items():
+        if not isinstance(record, dict):
+            return f"stage {name!r} is not an object"
+        for group in ("inputs", "outputs"):
+            hashes = record.get(group, {})
+            if not isinstance(hashes, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                       for k, v in hashes.items()):
+                return f"stage {name!r} {group} must map file names to sha256 strings"
+        if not isinstance(record.get("params", {}), dict):
+            return f"stage {name!r} params must be an object"
+    return None
+
+
 @dataclass
 class RunDir:
     """A run folder (``runs/NAME``) with its manifest."""
@@ -36,8 +53,13 @@ class RunDir:
     def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
         self.root = Path(root)
         self._hash_cache = {}
+        if self.root.exists() and not self.root.is_dir():
+            raise BninceptionError(f"--run {self.root} is a file, not a run directory")
         if create:
-            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BninceptionError(f"cannot create run directory {self.root}: {exc.strerror or exc}") from exc
         elif not self.root.is_dir():
             raise BninceptionError(f"run directory {self.root} does not exist")
 
@@ -54,17 +76,23 @@ class RunDir:
 
     # -- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
+        """The manifest, checked: a damaged one is a clear error that says how to recover."""
         path = self.path(MANIFEST)
         if not path.is_file():
             return {"format": MANIFEST_FORMAT, "stages": {}, "artifacts": {}}
+        recover = (f"move it aside (mv {path} {path}.bad) and re-run: stages whose outputs are intact "
+                   "are redone or re-recorded, nothing else is lost")
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BninceptionError(f"{path} is not valid JSON: {exc}") from exc
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
+            raise BninceptionError(f"{path} is not valid JSON ({exc}); {recover}") from exc
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise BninceptionError(f"{path} is not a bninception manifest")
+            raise BninceptionError(f"{path} is not a {MANIFEST_FORMAT} manifest; {recover}")
         data.setdefault("stages", {})
         data.setdefault("artifacts", {})
+        problem = _manifest_problem(data)
+        if problem:
+            raise BninceptionError(f"{path} is damaged ({problem}); {recover}")
         return data
 
     def sha256(self, name: str) -> str:

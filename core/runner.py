@@ -108,6 +108,9 @@ def input_spec_of(session: ort.InferenceSession, what: str = "model") -> InputSp
 class OrtRunner:
     """ONNX Runtime inference (the same session factory the server uses); first output = logits."""
 
+    name: str
+    input_spec: InputSpec
+
     def __init__(self, model: str | os.PathLike[str] | bytes | onnx.ModelProto, name: str = "onnxruntime",
                  providers: Sequence[str] | None = None, optimization: str = "all", threads: int = 0,
                  spinning: bool | None = None, provider_options: Mapping[str, Mapping[str, Any]] | None = None,

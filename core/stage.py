@@ -64,23 +64,25 @@ def recorded_outputs(run: RunDir, spec: StageSpec) -> list[str]:
 
 
 def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: bool = False,
-              check_fresh: bool = True, record: bool = True,
-              on_skip: Callable[[], Any] | None = None) -> StageResult:
+              check_fresh: bool = True, record: bool = True, on_skip: Callable[[], Any] | None = None,
+              known: Mapping[str, Any] | None = None) -> StageResult:
     """Run ``body`` unless the stage is fresh; record it (when ``record``) after it succeeded.
 
-    ``on_skip`` gives a skipped stage its value back (e.g. re-reads its report). A body that
-    raises records nothing: the manifest never claims an output that a failed stage left.
+    ``on_skip`` gives a skipped stage its value back (e.g. re-reads its report); ``known`` is the
+    part of the summary that is known before running (e.g. an engine's key), in both outcomes. A
+    body that raises records nothing: the manifest never claims an output that a failed stage left.
     """
+    known = dict(known or {})
     for name in spec.inputs:
         run.require(name, spec.hints.get(name, ""))
     if check_fresh and not force and run.is_fresh(spec.name, dict(spec.params), spec.inputs,
                                                   recorded_outputs(run, spec)):
         log.info("stage %s: up to date, skipped", spec.name)
-        return StageResult(spec.name, "skipped", 0.0, value=on_skip() if on_skip else None)
+        return StageResult(spec.name, "skipped", 0.0, known, on_skip() if on_skip else None)
     started = time.perf_counter()
     done = body()
     seconds = time.perf_counter() - started
     if record:
         run.record(spec.name, dict(spec.params), spec.inputs, recorded_outputs(run, spec), seconds)
     log.info("stage %s: %s (%.1f s)", spec.name, done.message or "done", seconds)
-    return StageResult(spec.name, "done", seconds, done.summary, done.value)
+    return StageResult(spec.name, "done", seconds, {**known, **done.summary}, done.value)

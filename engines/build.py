@@ -1,8 +1,10 @@
 """Compile an ONNX model into a serialized TensorRT plan (needs TensorRT and a GPU).
 
-Logger -> Builder -> strongly typed network (see :mod:`shim`) -> OnnxParser -> config
+Process logger -> Builder -> strongly typed network (see :mod:`shim`) -> OnnxParser -> config
 (workspace pool, optimization level, timing cache, TF32 off for FP32, optional hardware
 compatibility) -> one optimization profile on the batch axis -> ``build_serialized_network``.
+Errors TensorRT logs during the parse and the build end up in the exception message
+(:mod:`trtlog`: one logger per process, errors collected per build).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from bninception.core.files import atomic_write_bytes
 from bninception.engines import shim
 from bninception.engines.key import EngineSpec
 from bninception.engines.profile import OnnxInput, profile_shapes
+from bninception.engines.trtlog import collect_errors, describe, process_logger
+from bninception.export.onnx_io import MAX_ONNX_BYTES
 
 if TYPE_CHECKING:
     import tensorrt
 
 log = logging.getLogger(__name__)
-MAX_ONNX_BYTES = 2 << 30  # protobuf's own limit; larger models need external data
 
 
 class _ParserErrorLike(Protocol):
@@ -34,7 +37,7 @@ class _ParserErrorLike(Protocol):
     def code(self) -> Any: ...
 
 
-def format_parser_errors(errors: Iterable[_ParserErrorLike], onnx_path: str) -> str:
+def format_parser_errors(errors: Iterable[_ParserErrorLike], onnx_path: str, logged: Iterable[str] = ()) -> str:
     """One line per ONNX parser error: node index and name, operator, error code, description."""
     lines = []
     for err in errors:
@@ -42,41 +45,33 @@ def format_parser_errors(errors: Iterable[_ParserErrorLike], onnx_path: str) -> 
         operator = err.node_operator() or "<unknown op>"
         lines.append(f"  node {err.node()} {name!r} ({operator}): {err.desc()} [{err.code()}]")
     if not lines:
+        lines.extend(f"  {msg}" for msg in logged)
+    if not lines:
         lines.append("  (the parser reported failure without an error record)")
     return f"TensorRT could not parse {onnx_path}:\n" + "\n".join(lines)
 
 
-def _collecting_logger() -> Any:
-    """A ``trt.ILogger`` that forwards to logging and keeps errors for the exception message."""
-    import tensorrt as trt
+def load_timing_cache(trt: Any, config: tensorrt.IBuilderConfig, path: Path | None) -> tensorrt.ITimingCache | None:
+    """Attach the timing cache at ``path`` (or a fresh one) to ``config``; None when none can be made.
 
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-            if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
-                self.errors.append(msg)
-                log.error("tensorrt: %s", msg)
-            elif severity == trt.ILogger.WARNING:
-                log.warning("tensorrt: %s", msg)
-            else:
-                log.debug("tensorrt: %s", msg)
-
-    return CollectingLogger()
-
-
-def _load_timing_cache(config: tensorrt.IBuilderConfig, path: Path | None) -> tensorrt.ITimingCache:
+    ``create_timing_cache`` returns None for a blob this TensorRT cannot read (another version or
+    a damaged file), and ``set_timing_cache`` returns False for one of another GPU; both fall back
+    to a fresh cache, and a build without any cache is still a correct (slower) build.
+    """
     blob = b""
     if path is not None and path.is_file():
         blob = path.read_bytes()
         log.info("timing cache: loaded %s (%d bytes)", path, len(blob))
     cache = config.create_timing_cache(blob)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log.warning("timing cache %s does not match this TensorRT/GPU; starting a fresh one", path)
-        cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, ignore_mismatch=False)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    if blob:
+        log.warning("timing cache %s is unusable with this TensorRT/GPU (%s); starting a fresh one", path,
+                    "unreadable" if cache is None else "mismatch")
+    cache = config.create_timing_cache(b"")
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        log.warning("TensorRT could not create a timing cache; building without one")
+        return None
     return cache
 
 
@@ -89,33 +84,35 @@ def build_plan(onnx_path: str | os.PathLike[str], spec: EngineSpec, onnx_input: 
     if onnx_path.stat().st_size > MAX_ONNX_BYTES:
         raise BninceptionError(f"{onnx_path} is larger than 2 GiB; export it with external data")
     min_shape, opt_shape, max_shape = profile_shapes(onnx_input.shape, spec.profile, onnx_input.name)
+    shim.check_hardware_compatibility(trt, spec.options.hardware_compatibility)  # before any work
 
-    logger = _collecting_logger()
-    builder = trt.Builder(logger)
-    network = shim.create_network(trt, builder)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
-        errors = [parser.get_error(i) for i in range(parser.num_errors)]
-        raise BninceptionError(format_parser_errors(errors, str(onnx_path)))
+    logger = process_logger(trt)
+    with collect_errors() as errors:
+        builder = trt.Builder(logger)
+        network = shim.create_network(trt, builder)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_path.read_bytes(), str(onnx_path)):
+            records = [parser.get_error(i) for i in range(parser.num_errors)]
+            raise BninceptionError(format_parser_errors(records, str(onnx_path), errors))
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.options.workspace_bytes)
-    config.builder_optimization_level = spec.options.opt_level
-    shim.set_hardware_compatibility(trt, config, spec.options.hardware_compatibility)
-    policy = shim.configure_precision(trt, config, spec.precision)
-    cache = _load_timing_cache(config, timing_cache)
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.options.workspace_bytes)
+        config.builder_optimization_level = spec.options.opt_level
+        shim.set_hardware_compatibility(trt, config, spec.options.hardware_compatibility)
+        policy = shim.configure_precision(trt, config, spec.precision)
+        cache = load_timing_cache(trt, config, timing_cache)
 
-    profile = builder.create_optimization_profile()
-    profile.set_shape(onnx_input.name, trt.Dims(list(min_shape)), trt.Dims(list(opt_shape)),
-                      trt.Dims(list(max_shape)))
-    config.add_optimization_profile(profile)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(onnx_input.name, trt.Dims(list(min_shape)), trt.Dims(list(opt_shape)),
+                          trt.Dims(list(max_shape)))
+        config.add_optimization_profile(profile)
 
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        detail = "; ".join(logger.errors[-5:]) or "see the TensorRT log above"
-        raise BninceptionError(f"TensorRT failed to build a {spec.precision} engine from {onnx_path}: "
-                               f"{detail}")
-    if timing_cache is not None:
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise BninceptionError(f"TensorRT failed to build a {spec.precision} engine from {onnx_path}: "
+                                   f"{describe(errors)}")
+    if timing_cache is not None and cache is not None:
         atomic_write_bytes(timing_cache, bytes(cache.serialize()))
     policy["profile_shapes"] = {"min": list(min_shape), "opt": list(opt_shape), "max": list(max_shape)}
+    policy["timing_cache"] = "used" if cache is not None else "none"
     return bytes(serialized), policy

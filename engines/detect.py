@@ -63,6 +63,17 @@ class HostEnv:
                 f"(compute capability {self.compute_capability})")
 
 
+def probe_host(device: int = 0) -> tuple[HostEnv | None, str]:
+    """(this host's TensorRT + GPU ``device``, "") or (None, why engines cannot run here); never raises."""
+    ok, reason = available()
+    if not ok:
+        return None, reason
+    try:
+        return host_env(device), ""
+    except Exception as exc:  # a CUDA error from torch, a device index out of range
+        return None, f"cannot query GPU {device}: {exc}"
+
+
 def host_env(device: int = 0) -> HostEnv:
     """The current TensorRT version and GPU ``device`` (needs both; see :func:`require_tensorrt`)."""
     trt = require_tensorrt()

@@ -2,9 +2,14 @@
 
 A plan is tied to the TensorRT version and the GPU it was built on. The sidecar
 ``engines/<key>.json`` records those, the precision, the batch profile and the sha256 of the
-source ONNX; the key is derived from exactly the fields that change the plan, so an engine whose
-key matches is reused and any change (new ONNX, other GPU, other TensorRT, other profile or
-build options) makes a new key.
+source ONNX; the key is derived from exactly the fields the plan depends on, so an engine whose
+key matches is reused and any change (new ONNX, other TensorRT, other profile or build options,
+another GPU where the plan is GPU-specific) makes a new key.
+
+Which GPU fields enter the key follows the hardware-compatibility level the plan was built with:
+``none``: GPU name and compute capability (the plan runs on that GPU model only); ``same_cc``:
+the compute capability only (any GPU of that capability); ``ampere_plus``: neither (any GPU of
+compute capability >= 8.0). A hardware-compatible plan built on one GPU is thus reused on another.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bninception.core.errors import BninceptionError
+from bninception.core.layout import PRECISION_FILES
 from bninception.engines.detect import HostEnv
 from bninception.engines.profile import BatchProfile
 from bninception.engines.shim import HARDWARE_COMPATIBILITY
 
 SIDECAR_FORMAT = "bninception-engine/1"
-PRECISION_SOURCES = {"fp32": "model.folded.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 MAX_OPT_LEVEL = 5
 _KEY_RE = re.compile(r"^(fp32|fp16|int8)-\d+x\d+x\d+-[0-9a-f]{16}$")
 
@@ -60,24 +65,29 @@ class EngineSpec:
     options: BuildOptions = field(default_factory=BuildOptions)
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISION_SOURCES:
-            raise BninceptionError(f"precision must be one of {sorted(PRECISION_SOURCES)}, "
+        if self.precision not in PRECISION_FILES:
+            raise BninceptionError(f"precision must be one of {sorted(PRECISION_FILES)}, "
                                    f"got {self.precision!r}")
 
     @property
     def source_onnx(self) -> str:
-        return PRECISION_SOURCES[self.precision]
+        return PRECISION_FILES[self.precision]
 
     def key_fields(self) -> dict[str, Any]:
-        return {
+        """What the plan depends on: GPU fields only as far as its hardware compatibility needs."""
+        fields: dict[str, Any] = {
             "precision": self.precision,
             "profile": self.profile.to_dict(),
             "onnx_sha256": self.onnx_sha256,
             "tensorrt_version": self.env.trt_version,
-            "gpu_name": self.env.gpu_name,
-            "compute_capability": self.env.compute_capability,
             "options": asdict(self.options),
         }
+        level = self.options.hardware_compatibility
+        if level == "none":
+            fields["gpu_name"] = self.env.gpu_name
+        if level in ("none", "same_cc"):
+            fields["compute_capability"] = self.env.compute_capability
+        return fields
 
     def key(self) -> str:
         canonical = json.dumps(self.key_fields(), sort_keys=True, separators=(",", ":"))
@@ -87,6 +97,11 @@ class EngineSpec:
 
 def is_engine_key(name: str) -> bool:
     return bool(_KEY_RE.match(name))
+
+
+def stage_name(precision: str) -> str:
+    """The manifest stage that builds the ``precision`` engine."""
+    return f"build-engine-{precision}"
 
 
 @dataclass(frozen=True)

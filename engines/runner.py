@@ -1,7 +1,9 @@
 """A Runner (DESIGN.md's protocol) over a TensorRT engine: deserialize, set shapes, run on a CUDA stream.
 
 Device buffers are torch CUDA tensors; TensorRT gets their addresses with ``set_tensor_address``
-and runs with ``execute_async_v3`` on a dedicated stream. Any batch inside the engine's
+and runs with ``execute_async_v3`` on a dedicated stream. The runtime, engine and execution context
+are created with GPU ``device`` current (TensorRT allocates on the current CUDA device), and every
+TensorRT object shares the process logger (:mod:`trtlog`). Any batch inside the engine's
 optimization profile works (``set_input_shape``); a batch outside it is a BninceptionError
 raised before TensorRT sees it.
 """
@@ -19,6 +21,7 @@ from bninception.core.runner import InputSpec
 from bninception.engines.detect import host_env, require_tensorrt
 from bninception.engines.key import check_compatible
 from bninception.engines.store import read_plan, read_sidecar, sidecar_path_for
+from bninception.engines.trtlog import collect_errors, describe, process_logger
 
 if TYPE_CHECKING:
     import tensorrt
@@ -56,17 +59,17 @@ class TensorRTRunner:
         self.name = name or f"tensorrt-{self.sidecar.spec.precision}"
         self.device = torch.device("cuda", device)
         self._lock = threading.Lock()
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        engine = self._runtime.deserialize_cuda_engine(plan)
-        if engine is None:
-            raise BninceptionError(f"TensorRT could not deserialize {plan_path} (see its log above)")
-        self._engine: tensorrt.ICudaEngine = engine
-        context = engine.create_execution_context()
-        if context is None:
-            raise BninceptionError(f"{plan_path}: TensorRT could not create an execution context "
-                                   "(out of GPU memory?)")
-        self._context: tensorrt.IExecutionContext = context
+        with torch.cuda.device(self.device), collect_errors() as errors:
+            self._runtime = trt.Runtime(process_logger(trt))
+            engine = self._runtime.deserialize_cuda_engine(plan)
+            if engine is None:
+                raise BninceptionError(f"TensorRT could not deserialize {plan_path}: {describe(errors)}")
+            self._engine: tensorrt.ICudaEngine = engine
+            context = engine.create_execution_context()
+            if context is None:
+                raise BninceptionError(f"{plan_path}: TensorRT could not create an execution context on "
+                                       f"cuda:{device} ({describe(errors, 'out of GPU memory?')})")
+            self._context: tensorrt.IExecutionContext = context
 
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

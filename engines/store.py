@@ -1,8 +1,15 @@
-"""Where engines live: ``<run>/engines/<key>.plan`` + ``<key>.json``, and an optional shared cache.
+"""Where engines live, the one sidecar reader, and which of a run's engines may run here.
 
-The plan is written first and the sidecar last (both atomically), so a sidecar names a complete
-plan. The cache (``$BNINCEPTION_ENGINE_CACHE``, the Docker image's ``/cache`` volume) is a flat
-folder of the same pairs, shared by runs and container starts; entries are found by key.
+``<run>/engines/<key>.plan`` + ``<key>.json`` (sidecar) + ``<key>.ctx.onnx`` (ONNX Runtime
+EPContext wrapper); the names come from :mod:`bninception.core.layout`. The plan is written first
+and the sidecar last (both atomically), so a sidecar names a complete plan. The cache
+(``$BNINCEPTION_ENGINE_CACHE``, the Docker image's ``/cache`` volume) is a flat folder of plan +
+sidecar pairs, shared by runs and container starts; entries are found by key.
+
+:func:`classify_engines` is what validate, bench, serve and triton-repo use to pick engines: each
+engine of the run is ``usable`` (current ONNX, this TensorRT and GPU), ``stale`` (built from an
+older ONNX), ``foreign`` (another TensorRT or GPU, or no TensorRT here) or ``broken`` (unreadable
+sidecar, missing or altered plan), with the reason. It needs neither TensorRT nor a GPU.
 """
 
 from __future__ import annotations
@@ -15,21 +22,34 @@ from pathlib import Path
 
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
-from bninception.engines.key import PRECISION_SOURCES, Sidecar, is_engine_key
+from bninception.core.layout import ENGINES_DIR, PRECISION_FILES, context_model_name, plan_name, sidecar_name
+from bninception.engines.detect import HostEnv
+from bninception.engines.key import Sidecar, compatibility_problem, is_engine_key, stage_name
 
-ENGINES_DIR = "engines"
+__all__ = [
+    "BROKEN",
+    "CACHE_ENV",
+    "ENGINES_DIR",
+    "FOREIGN",
+    "STALE",
+    "USABLE",
+    "EngineRecord",
+    "EngineStatus",
+    "classify_engines",
+    "context_model_name",
+    "list_engines",
+    "plan_name",
+    "read_plan",
+    "read_sidecar",
+    "select_engine",
+    "sidecar_name",
+    "usable_engines",
+]
+
 CACHE_ENV = "BNINCEPTION_ENGINE_CACHE"
 MAX_SIDECAR_BYTES = 1 << 20
 MAX_PLAN_BYTES = 4 << 30
-
-
-def plan_name(key: str) -> str:
-    """The plan's name relative to the run directory (as recorded in the manifest)."""
-    return f"{ENGINES_DIR}/{key}.plan"
-
-
-def sidecar_name(key: str) -> str:
-    return f"{ENGINES_DIR}/{key}.json"
+USABLE, STALE, FOREIGN, BROKEN = "usable", "stale", "foreign", "broken"
 
 
 def sidecar_path_for(plan_path: str | os.PathLike[str]) -> Path:
@@ -80,6 +100,13 @@ def write_engine(directory: str | os.PathLike[str], sidecar: Sidecar, plan: byte
     return plan_path, side_path
 
 
+def _root(run: object) -> Path:
+    """The folder of a ``RunDir`` or of a path (``Path.root`` is "/", so never ``getattr(run, "root")``)."""
+    if isinstance(run, (str, os.PathLike)):
+        return Path(run)
+    return Path(run.root)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class EngineRecord:
     """One engine of a run: its files, its parsed sidecar, and why it is unusable (if it is)."""
@@ -94,8 +121,14 @@ class EngineRecord:
     def precision(self) -> str | None:
         return self.sidecar.spec.precision if self.sidecar else None
 
+    @property
+    def context_path(self) -> Path:
+        """The EPContext model beside the plan (it may not exist: engines built before it did)."""
+        return self.plan_path.with_name(Path(context_model_name(self.key)).name)
+
     def to_dict(self) -> dict[str, object]:
         return {"key": self.key, "plan": str(self.plan_path), "sidecar": str(self.sidecar_path),
+                "context_model": str(self.context_path) if self.context_path.is_file() else None,
                 "problem": self.problem, **({"info": self.sidecar.to_dict()} if self.sidecar else {})}
 
 
@@ -105,7 +138,7 @@ def list_engines(run: object, verify: bool = False) -> list[EngineRecord]:
     Every ``<key>.plan`` or ``<key>.json`` found is reported; a missing partner, an unreadable
     sidecar or (with ``verify``) a plan whose sha256 differs from its sidecar is in ``problem``.
     """
-    root = Path(getattr(run, "root", run))  # type: ignore[arg-type]
+    root = _root(run)
     directory = root / ENGINES_DIR
     if not directory.is_dir():
         return []
@@ -127,8 +160,110 @@ def list_engines(run: object, verify: bool = False) -> list[EngineRecord]:
         except BninceptionError as exc:
             problem = str(exc)
         records.append(EngineRecord(key, plan_path, side_path, sidecar, problem))
-    order = {p: i for i, p in enumerate(PRECISION_SOURCES)}
+    order = {p: i for i, p in enumerate(PRECISION_FILES)}
     return sorted(records, key=lambda r: (order.get(r.precision or "", 99), r.key))
+
+
+# -- which engines may run here --------------------------------------------------------------------
+@dataclass(frozen=True)
+class EngineStatus:
+    """One engine of a run and whether it may run on this host: ``state`` is usable, stale, foreign or broken."""
+
+    record: EngineRecord
+    state: str
+    reason: str = ""  # empty for usable engines
+
+    @property
+    def key(self) -> str:
+        return self.record.key
+
+    @property
+    def precision(self) -> str | None:
+        return self.record.precision
+
+    @property
+    def usable(self) -> bool:
+        return self.state == USABLE
+
+    def to_dict(self) -> dict[str, object]:
+        return {**self.record.to_dict(), "state": self.state, "reason": self.reason}
+
+
+def classify_engines(run: object, here: HostEnv | None, host_reason: str = "", verify: bool = True,
+                     precision: str | None = None) -> list[EngineStatus]:
+    """Every engine of ``run`` (a ``RunDir`` or a path) against its current ONNX files and ``here``.
+
+    ``here`` is this host's TensorRT + GPU (:func:`bninception.engines.detect.probe_host`), or
+    None where there is none: then engines that are neither broken nor stale are ``foreign``
+    with ``host_reason``. ``verify`` checks each plan's sha256 against its sidecar (reads the
+    plan). Order: broken, stale (source ONNX changed or gone), foreign (TensorRT version, GPU).
+    """
+    root = _root(run)
+    current: dict[str, str | None] = {}
+    out = []
+    for record in list_engines(root, verify=verify):
+        if precision is not None and record.precision != precision:
+            continue
+        if record.problem is not None or record.sidecar is None:
+            out.append(EngineStatus(record, BROKEN, record.problem or "no readable sidecar"))
+            continue
+        spec = record.sidecar.spec
+        source = PRECISION_FILES[spec.precision]
+        if source not in current:
+            current[source] = sha256_file(root / source) if (root / source).is_file() else None
+        if current[source] is None:
+            out.append(EngineStatus(record, STALE, f"its source {source} is gone"))
+        elif current[source] != spec.onnx_sha256:
+            out.append(EngineStatus(record, STALE, f"built from an older {source}"))
+        elif here is None:
+            out.append(EngineStatus(record, FOREIGN, f"not runnable here: {host_reason or 'no TensorRT/GPU'}"))
+        elif (problem := compatibility_problem(spec.env, spec.options.hardware_compatibility, here)) is not None:
+            out.append(EngineStatus(record, FOREIGN, problem))
+        else:
+            out.append(EngineStatus(record, USABLE))
+    return out
+
+
+def _recorded_outputs(root: Path, precision: str) -> set[str]:
+    manifest = root / "manifest.json"
+    try:
+        stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
+        return set(stages.get(stage_name(precision), {}).get("outputs", {}))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def usable_engines(run: object, here: HostEnv, precision: str | None = None,
+                   verify: bool = True) -> list[EngineStatus]:
+    """The usable engines of ``run`` on ``here``; per precision, the one the manifest records first."""
+    root = _root(run)
+    usable = [s for s in classify_engines(root, here, verify=verify, precision=precision) if s.usable]
+    recorded = {p: _recorded_outputs(root, p) for p in PRECISION_FILES}
+    order = {p: i for i, p in enumerate(PRECISION_FILES)}
+    return sorted(usable, key=lambda s: (order.get(s.precision or "", 99),
+                                         plan_name(s.key) not in recorded.get(s.precision or "", set()), s.key))
+
+
+def select_engine(run: object, precision: str, here: HostEnv | None = None) -> EngineRecord:
+    """The usable ``precision`` engine of ``run`` for ``here`` (None: host not checked), or a clear error.
+
+    Prefers the engine the manifest records for the build stage.
+    """
+    if precision not in PRECISION_FILES:
+        raise BninceptionError(f"precision must be one of {sorted(PRECISION_FILES)}, got {precision!r}")
+    root = _root(run)
+    statuses = classify_engines(root, here, precision=precision)
+    if here is None:  # host not checked: current, intact engines qualify
+        statuses = [EngineStatus(s.record, USABLE) if s.state == FOREIGN else s for s in statuses]
+    usable = [s for s in statuses if s.usable]
+    if not usable:
+        reasons = [f"{s.key}: {s.reason}" for s in statuses]
+        detail = f" ({'; '.join(reasons)})" if reasons else ""
+        raise BninceptionError(f"{root}: no usable {precision} TensorRT engine{detail}; run "
+                               f"`bninception build-engine --run {root} --precision {precision}`")
+    recorded = _recorded_outputs(root, precision)
+    usable.sort(key=lambda s: (plan_name(s.key) not in recorded, s.key))
+    return usable[0].record
 
 
 # -- the shared cache ------------------------------------------------------------------------------

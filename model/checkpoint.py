@@ -19,6 +19,11 @@ from bninception.model.architecture import BNInception, ModelConfig, build_model
 CHECKPOINT_FORMAT = "bninception-checkpoint/1"
 MODEL_FORMAT = "bninception-model/1"
 MAX_FILE_BYTES = 4 << 30  # bound what a user file may make us allocate
+REQUIRED = {  # format -> key -> type every reader relies on
+    MODEL_FORMAT: {"config": dict, "state_dict": dict, "preprocess": dict, "labels": list},
+    CHECKPOINT_FORMAT: {"config": dict, "train_config": dict, "state_dict": dict, "optimizer": dict,
+                        "scheduler": dict, "history": list, "epoch": int, "preprocess": dict, "labels": list},
+}
 
 
 def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -41,6 +46,11 @@ def load(path: str | os.PathLike[str], expected_format: str | None = None) -> di
     if expected_format is not None and (not isinstance(data, dict) or data.get("format") != expected_format):
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise BninceptionError(f"{path}: expected a {expected_format} file, found {found!r}")
+    for key, kind in REQUIRED.get(expected_format or "", {}).items():
+        if not isinstance(data.get(key), kind):
+            found = "missing" if key not in data else type(data[key]).__name__
+            raise BninceptionError(f"{path}: {expected_format} file needs {key!r} as a {kind.__name__}, found "
+                                   f"{found}; the file is damaged or was not written by bninception")
     return data
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,53 @@ def model_path_for(run: str | os.PathLike[str], precision: str, provider: str | 
     name = layout.PRECISION_FILES[precision]
     raise BninceptionError(f"{root / name} is missing (the {precision} model; "
                            f"{layout.make_hint(name, root)})")
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What ``serve`` runs: a file, the providers it runs on, and an engine's batch bound if it is one."""
+
+    path: Path
+    providers: tuple[str, ...]
+    max_batch: int | None = None
+    engine: str | None = None  # the engine key when the file is our plan's EPContext wrapper
+
+
+def _engine_model(run: Path, precision: str) -> ServedModel:
+    """The run's usable ``precision`` engine for this host, as its EPContext wrapper (a clear error if none)."""
+    from bninception.engines.detect import probe_host
+    from bninception.engines.epcontext import check_provider
+    from bninception.engines.store import select_engine
+
+    check_provider()
+    here, why = probe_host()
+    if here is None:
+        raise BninceptionError(f"--engine: TensorRT engines cannot run here: {why}")
+    record = select_engine(run, precision, here)
+    if record.sidecar is None or not record.context_path.is_file():
+        raise BninceptionError(f"{record.context_path} is missing; rebuild it with `bninception build-engine "
+                               f"--run {run} --precision {precision}`")
+    return ServedModel(record.context_path, ("tensorrt",), record.sidecar.spec.profile.max, record.key)
+
+
+def served_model(run: str | os.PathLike[str], precision: str, requested: Sequence[str] | None = None,
+                 engine: bool | None = None) -> ServedModel:
+    """Resolve what to serve. ``engine=True``: our TensorRT plan through ONNX Runtime's TensorRT provider;
+    ``None`` (default): that plan where this ONNX Runtime has the provider and the run a usable engine,
+    else the precision's ONNX file on the fastest provider that runs ONNX files here (or ``requested``)."""
+    from bninception.core.ort import available, provider_name, user_name
+
+    root = Path(run)
+    wanted = tuple(user_name(provider_name(p)) for p in requested or ())
+    if engine or wanted[:1] == ("tensorrt",):
+        return _engine_model(root, precision)
+    if engine is None and not wanted and "tensorrt" in available():
+        try:
+            return _engine_model(root, precision)
+        except BninceptionError as exc:
+            log.info("serving the ONNX file, not a TensorRT plan: %s", exc)
+    providers = wanted or (next(p for p in available() if p != "tensorrt"),)
+    return ServedModel(model_path_for(root, precision, providers[0]), providers)
 
 
 @dataclass(frozen=True)

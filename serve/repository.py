@@ -1,13 +1,12 @@
 """Export a Triton Inference Server model repository from a run directory.
 
 ``DIR/<name>_onnx/1/model.onnx`` + ``config.pbtxt`` (+ ``labels.txt``), and
-``DIR/<name>_trt/1/model.plan`` + ``config.pbtxt`` when the run has a TensorRT engine of that
-precision (``engines/<key>.plan`` with its ``engines/<key>.json`` sidecar).
+``DIR/<name>_trt/1/model.plan`` + ``config.pbtxt`` when the run has an intact TensorRT engine of that
+precision built from the current ONNX file (``engines.store.select_engine``; stale ones are refused).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -17,6 +16,7 @@ from typing import Any
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_text, atomic_write_with, sha256_file
 from bninception.core.runner import OrtRunner
+from bninception.engines.store import select_engine
 from bninception.serve.model_info import ModelInfo, model_path_for, read_model_info
 from bninception.serve.triton import model_config, to_pbtxt
 
@@ -31,39 +31,6 @@ def _copy(source: Path, target: Path) -> None:
             shutil.copyfileobj(src, handle, 1 << 20)
 
     atomic_write_with(target, write)
-
-
-def _profile_max(sidecar: dict[str, Any]) -> int | None:
-    """The largest batch of an engine's optimization profile, from the sidecar's profile record."""
-    profile = sidecar.get("profile")
-    candidates: list[Any] = []
-    if isinstance(profile, dict):
-        candidates += [profile.get("max"), profile.get("max_batch")]
-    candidates.append(sidecar.get("max_batch"))
-    for value in candidates:
-        if isinstance(value, list) and value and isinstance(value[0], int):
-            return int(value[0])  # a full max shape (N, C, H, W)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
-def find_engine(run: Path, precision: str) -> tuple[Path, dict[str, Any]] | None:
-    """The newest ``engines/<key>.plan`` whose sidecar records ``precision``, with its sidecar."""
-    found: list[tuple[float, Path, dict[str, Any]]] = []
-    for plan in sorted((run / "engines").glob("*.plan")):
-        sidecar_path = plan.with_suffix(".json")
-        try:
-            sidecar = json.loads(sidecar_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            log.warning("skipping engine %s: no readable sidecar %s (%s)", plan, sidecar_path, exc)
-            continue
-        if isinstance(sidecar, dict) and sidecar.get("precision") == precision:
-            found.append((plan.stat().st_mtime, plan, sidecar))
-    if not found:
-        return None
-    _, plan, sidecar = max(found, key=lambda item: item[0])
-    return plan, sidecar
 
 
 def _write_model(folder: Path, artifact: Path, artifact_name: str, config: dict[str, Any],
@@ -81,10 +48,12 @@ def write_repository(run: str | os.PathLike[str], out: str | os.PathLike[str], p
     """Write the repository; returns what was written (and why the TensorRT model was not, if so)."""
     if max_batch < 1 or max_delay_us < 0 or instances < 1:
         raise BninceptionError("max batch and instances must be >= 1, max delay >= 0")
+    out_path = Path(out)
+    if out_path.exists() and not out_path.is_dir():
+        raise BninceptionError(f"-o {out_path} is a file; give the folder the repository goes into")
     run_path = Path(run)
     onnx_path = model_path_for(run_path, precision, provider=None)
     info = read_model_info(OrtRunner(onnx_path, what=str(onnx_path)), onnx_path)
-    out_path = Path(out)
     report: dict[str, Any] = {"repository": str(out_path), "precision": precision, "models": []}
 
     onnx_config = model_config(info, f"{name}_onnx", max_batch, max_delay_us, backend="onnxruntime",
@@ -92,20 +61,19 @@ def write_repository(run: str | os.PathLike[str], out: str | os.PathLike[str], p
     report["models"].append(_write_model(out_path / f"{name}_onnx", onnx_path, "model.onnx", onnx_config,
                                          info))
 
-    engine = find_engine(run_path, precision)
-    if engine is None:
-        report["tensorrt"] = (f"no {precision} engine in {run_path / 'engines'} "
-                              f"(make one on a GPU host: bninception build-engine --run {run} "
-                              f"--precision {precision})")
-    else:
-        plan, sidecar = engine
-        engine_max = _profile_max(sidecar)
-        trt_batch = min(max_batch, engine_max) if engine_max else max_batch
-        trt_config = model_config(info, f"{name}_trt", trt_batch, max_delay_us, platform="tensorrt_plan",
-                                  instances=instances, kind="KIND_GPU", label_file=LABELS_FILE)
-        entry = _write_model(out_path / f"{name}_trt", plan, "model.plan", trt_config, info)
-        entry["tensorrt_version"] = sidecar.get("tensorrt_version") or sidecar.get("tensorrt")
-        report["models"].append(entry)
-        report["tensorrt"] = ("the plan runs only on the GPU model and TensorRT version it was built "
-                              "with; the Triton image must ship that TensorRT")
+    try:  # built from the current ONNX file and intact; the Triton host is not this one, so no GPU check
+        record = select_engine(run_path, precision)
+    except BninceptionError as exc:
+        report["tensorrt"] = f"no TensorRT model: {exc}"
+        return report
+    assert record.sidecar is not None
+    spec = record.sidecar.spec
+    trt_config = model_config(info, f"{name}_trt", min(max_batch, spec.profile.max), max_delay_us,
+                              platform="tensorrt_plan", instances=instances, kind="KIND_GPU", label_file=LABELS_FILE)
+    entry = _write_model(out_path / f"{name}_trt", record.plan_path, "model.plan", trt_config, info)
+    entry.update(engine=record.key, tensorrt_version=spec.env.trt_version, gpu=spec.env.gpu_name)
+    report["models"].append(entry)
+    report["tensorrt"] = (f"the plan runs only with TensorRT {spec.env.trt_version} on {spec.env.gpu_name} "
+                          f"(hardware compatibility {spec.options.hardware_compatibility}); the Triton image "
+                          "must ship that TensorRT")
     return report

@@ -16,7 +16,8 @@ STAGES = ["core", "model", "export", "calibrate", "engines", "serve"]  # folder 
 ALLOWED = {  # which bninception.* packages each folder may import
     "core": {"core"}, "model": {"core", "model"}, "export": {"core", "model", "export"},
     "calibrate": {"core", "model", "export", "calibrate"},
-    "engines": {"core", "model", "export", "calibrate", "engines"}, "serve": {"core", "serve"},
+    "engines": {"core", "model", "export", "calibrate", "engines"},
+    "serve": {"core", "serve", "engines"},  # engines.store: the one sidecar reader (triton-repo, --engine)
 }
 
 

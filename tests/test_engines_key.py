@@ -62,6 +62,44 @@ def test_every_field_that_changes_the_plan_changes_the_key(change) -> None:
     assert spec(**change).key() != spec().key()
 
 
+def test_hardware_compatible_keys_leave_out_what_the_plan_does_not_depend_on() -> None:
+    def key(env: HostEnv, level: str) -> str:
+        return spec(env=env, options=BuildOptions(hardware_compatibility=level)).key()
+
+    # ampere_plus: one plan for every GPU of compute capability >= 8.0 (same TensorRT)
+    assert key(A10, "ampere_plus") == key(H100, "ampere_plus") == key(RTX3090, "ampere_plus")
+    assert "gpu_name" not in spec(options=BuildOptions(hardware_compatibility="ampere_plus")).key_fields()
+    # same_cc: one plan per compute capability, whatever the GPU model
+    assert key(A10, "same_cc") == key(RTX3090, "same_cc") != key(H100, "same_cc")
+    fields = spec(options=BuildOptions(hardware_compatibility="same_cc")).key_fields()
+    assert "gpu_name" not in fields and fields["compute_capability"] == "8.6"
+    # none: the GPU model; the TensorRT version always
+    assert len({key(A10, "none"), key(RTX3090, "none"), key(H100, "none")}) == 3
+    for level in ("none", "same_cc", "ampere_plus"):
+        assert key(A10, level) != key(A10_NEWER_TRT, level)
+    assert len({key(A10, "none"), key(A10, "same_cc"), key(A10, "ampere_plus")}) == 3
+
+
+def test_key_of_a_gpu_specific_engine_is_unchanged() -> None:
+    """Engines built before the hardware-compatibility rule keep their key (no needless rebuild)."""
+    import hashlib
+    import json
+
+    s = spec()
+    old_fields = {"precision": "fp16", "profile": s.profile.to_dict(), "onnx_sha256": SHA,
+                  "tensorrt_version": A10.trt_version, "gpu_name": A10.gpu_name,
+                  "compute_capability": A10.compute_capability, "options": dataclasses.asdict(s.options)}
+    digest = hashlib.sha256(json.dumps(old_fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert s.key() == f"fp16-1x8x32-{digest[:16]}"
+
+
+def test_hardware_compatible_sidecar_round_trips_and_still_records_the_build_gpu() -> None:
+    s = sidecar(spec(options=BuildOptions(hardware_compatibility="ampere_plus")))
+    data = s.to_dict()
+    assert data["gpu_name"] == "NVIDIA A10" and data["compute_capability"] == "8.6"
+    assert Sidecar.from_dict(data) == s
+
+
 def test_sidecar_round_trip_and_contents() -> None:
     s = sidecar()
     data = s.to_dict()

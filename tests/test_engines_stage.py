@@ -63,8 +63,8 @@ def run(tmp_path: Path) -> RunDir:
 
 def test_build_writes_plan_sidecar_and_manifest(run: RunDir, capsys) -> None:
     builder = FakeBuilder()
-    summary = build_engine_stage(run, "fp32", env=A10, builder=builder)
-    assert summary["status"] == "built" and len(builder.calls) == 1
+    summary = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
+    assert summary["engine"] == "built" and len(builder.calls) == 1
     key = summary["key"]
     plan, side = run.path(f"engines/{key}.plan"), run.path(f"engines/{key}.json")
     sidecar = read_sidecar(side)
@@ -73,45 +73,48 @@ def test_build_writes_plan_sidecar_and_manifest(run: RunDir, capsys) -> None:
     assert sidecar.spec.env == A10 and sidecar.input_shape == (1, 4, 4)
     record = run.manifest()["stages"][stage_name("fp32")]
     assert record["inputs"] == {"model.folded.onnx": run.sha256("model.folded.onnx")}
-    assert set(record["outputs"]) == {f"engines/{key}.plan", f"engines/{key}.json"}
+    assert set(record["outputs"]) == {f"engines/{key}.plan", f"engines/{key}.json", f"engines/{key}.ctx.onnx"}
+    assert run.path(f"engines/{key}.ctx.onnx").is_file() and summary["context_model"].endswith(".ctx.onnx")
     assert not list(run.path("engines").glob(".*.tmp"))  # atomic writes left nothing behind
 
 
 def test_second_run_is_skipped_then_force_rebuilds(run: RunDir, caplog) -> None:
     caplog.set_level("INFO")
     builder = FakeBuilder()
-    build_engine_stage(run, "fp32", env=A10, builder=builder)
+    build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
     caplog.clear()
-    assert build_engine_stage(run, "fp32", env=A10, builder=builder)["status"] == "skipped"
+    assert build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["status"] == "skipped"
     assert "stage build-engine-fp32: up to date, skipped" in caplog.text
-    assert build_engine_stage(run, "fp32", env=A10, builder=builder, force=True)["status"] == "built"
+    assert build_engine_stage(run, "fp32", env=A10, builder=builder, force=True).to_dict()["engine"] == "built"
     assert len(builder.calls) == 2
 
 
 def test_lost_manifest_reuses_the_engine_by_key(run: RunDir) -> None:
     builder = FakeBuilder()
-    first = build_engine_stage(run, "fp32", env=A10, builder=builder)
+    first = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
     run.path("manifest.json").unlink()
-    again = build_engine_stage(run, "fp32", env=A10, builder=builder)
-    assert again["status"] == "reused" and again["key"] == first["key"] and len(builder.calls) == 1
+    run.path(f"engines/{first['key']}.ctx.onnx").unlink()  # e.g. engines built before the wrapper existed
+    again = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
+    assert again["engine"] == "reused" and again["key"] == first["key"] and len(builder.calls) == 1
     assert stage_name("fp32") in run.manifest()["stages"]
+    assert run.path(f"engines/{first['key']}.ctx.onnx").is_file()  # rewritten from the sidecar
 
 
 def test_corrupted_plan_is_rebuilt_not_reused(run: RunDir) -> None:
     builder = FakeBuilder()
-    key = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
+    key = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
     run.path(f"engines/{key}.plan").write_bytes(b"garbage")
-    assert build_engine_stage(run, "fp32", env=A10, builder=builder)["status"] == "built"
+    assert build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["engine"] == "built"
     assert len(builder.calls) == 2
 
 
 def test_new_onnx_or_other_gpu_or_profile_makes_a_new_engine(run: RunDir) -> None:
     builder = FakeBuilder()
-    first = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
-    other_gpu = build_engine_stage(run, "fp32", env=H100, builder=builder)["key"]
-    profile = build_engine_stage(run, "fp32", env=A10, builder=builder, max_batch=64)["key"]
+    first = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
+    other_gpu = build_engine_stage(run, "fp32", env=H100, builder=builder).to_dict()["key"]
+    profile = build_engine_stage(run, "fp32", env=A10, builder=builder, max_batch=64).to_dict()["key"]
     tiny_onnx(run.path("model.folded.onnx"), classes=12)
-    new_model = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
+    new_model = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
     assert len({first, other_gpu, profile, new_model}) == 4 and len(builder.calls) == 4
     assert "1x8x64" in profile
 
@@ -121,30 +124,30 @@ def test_cache_is_shared_between_runs(tmp_path: Path) -> None:
     run_a, run_b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
     tiny_onnx(run_a.path("model.fp16.onnx"))
     tiny_onnx(run_b.path("model.fp16.onnx"))  # identical bytes -> identical key
-    built = build_engine_stage(run_a, "fp16", env=A10, builder=builder, cache=cache)
+    built = build_engine_stage(run_a, "fp16", env=A10, builder=builder, cache=cache).to_dict()
     assert (cache / f"{built['key']}.plan").is_file() and (cache / f"{built['key']}.json").is_file()
-    fetched = build_engine_stage(run_b, "fp16", env=A10, builder=builder, cache=cache)
-    assert fetched["status"] == "cached" and fetched["key"] == built["key"] and len(builder.calls) == 1
+    fetched = build_engine_stage(run_b, "fp16", env=A10, builder=builder, cache=cache).to_dict()
+    assert fetched["engine"] == "cached" and fetched["key"] == built["key"] and len(builder.calls) == 1
     copied = run_b.path(f"engines/{built['key']}.plan")
     assert copied.read_bytes() == (cache / f"{built['key']}.plan").read_bytes()
     # a damaged cache entry is ignored and the engine is built
     run_c = RunDir(tmp_path / "c")
     tiny_onnx(run_c.path("model.fp16.onnx"))
     (cache / f"{built['key']}.plan").write_bytes(b"truncated")
-    assert build_engine_stage(run_c, "fp16", env=A10, builder=builder, cache=cache)["status"] == "built"
+    assert build_engine_stage(run_c, "fp16", env=A10, builder=builder, cache=cache).to_dict()["engine"] == "built"
 
 
 def test_missing_source_and_bad_inputs_are_clear_errors(run: RunDir, tmp_path: Path) -> None:
     with pytest.raises(BninceptionError, match=r"model\.int8\.onnx is missing.*calibrate .*--precision int8"):
-        build_engine_stage(run, "int8", env=A10, builder=FakeBuilder())
+        build_engine_stage(run, "int8", env=A10, builder=FakeBuilder()).to_dict()
     with pytest.raises(BninceptionError, match="precision must be one of"):
-        build_engine_stage(run, "fp8", env=A10, builder=FakeBuilder())
+        build_engine_stage(run, "fp8", env=A10, builder=FakeBuilder()).to_dict()
     tiny_onnx(run.path("model.folded.onnx"), batch=4)
     with pytest.raises(BninceptionError, match="fixed batch of 4"):
-        build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder())
+        build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder()).to_dict()
     tiny_onnx(run.path("model.folded.onnx"), elem=TensorProto.FLOAT16)
     with pytest.raises(BninceptionError, match="FLOAT16; the engines take FP32 input"):
-        build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder())
+        build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder()).to_dict()
     run.path("model.folded.onnx").write_bytes(b"not onnx")
     with pytest.raises(BninceptionError, match="not a readable ONNX model"):
         read_onnx_input(run.path("model.folded.onnx"))
@@ -152,9 +155,9 @@ def test_missing_source_and_bad_inputs_are_clear_errors(run: RunDir, tmp_path: P
 
 def test_list_and_select_engines(run: RunDir) -> None:
     builder = FakeBuilder()
-    fp32 = build_engine_stage(run, "fp32", env=A10, builder=builder)["key"]
-    fp16 = build_engine_stage(run, "fp16", env=A10, builder=builder)["key"]
-    h100 = build_engine_stage(run, "fp32", env=H100, builder=builder)["key"]
+    fp32 = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
+    fp16 = build_engine_stage(run, "fp16", env=A10, builder=builder).to_dict()["key"]
+    h100 = build_engine_stage(run, "fp32", env=H100, builder=builder).to_dict()["key"]
     records = list_engines(run, verify=True)
     assert [r.precision for r in records] == ["fp32", "fp32", "fp16"]
     assert {r.key for r in records} == {fp32, fp16, h100} and all(r.problem is None for r in records)
@@ -169,7 +172,7 @@ def test_list_and_select_engines(run: RunDir) -> None:
     tiny_onnx(run.path("model.folded.onnx"), classes=3)
     with pytest.raises(BninceptionError, match=r"built from an older model\.folded\.onnx"):
         select_engine(run, "fp32", here=A10)
-    build_engine_stage(run, "fp32", env=A10, builder=builder)
+    build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
     with pytest.raises(BninceptionError, match=r"this GPU is Tesla T4 \(compute capability 7\.5\)"):
         select_engine(run, "fp32", here=HostEnv("10.8.0.43", "Tesla T4", "7.5"))
 
@@ -229,7 +232,7 @@ def test_cli_if_available_and_list(run: RunDir, capsys) -> None:
     assert "TensorRT" in out["skipped"] and out["engines"] == []
     assert main(["build-engine", "--run", str(run.root)]) == 2
     assert "TensorRT engines need TensorRT" in capsys.readouterr().err
-    build_engine_stage(run, "fp16", env=A10, builder=FakeBuilder())
+    build_engine_stage(run, "fp16", env=A10, builder=FakeBuilder()).to_dict()
     assert main(["build-engine", "--run", str(run.root), "--list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["engines"]
     assert len(listed) == 1 and listed[0]["info"]["gpu_name"] == "NVIDIA A10" and listed[0]["problem"] is None
@@ -250,6 +253,6 @@ def test_runner_without_tensorrt_names_what_is_missing(run: RunDir) -> None:
 
     if available()[0]:
         pytest.skip("TensorRT and a GPU are present")
-    key = build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder())["key"]
+    key = build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder()).to_dict()["key"]
     with pytest.raises(BninceptionError, match=r"a CUDA GPU: TensorRT is not installed"):
         TensorRTRunner(run.path(f"engines/{key}.plan"))

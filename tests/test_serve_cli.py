@@ -92,3 +92,19 @@ def test_session_without_spinning_gives_the_same_logits(serve_model_path: Path) 
     quiet = create_session(serve_model_path, threads=1, spinning=False)
     assert quiet.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     np.testing.assert_allclose(quiet.run(None, x)[0], default, atol=1e-5)
+
+
+def test_engine_serving_is_refused_clearly_without_the_tensorrt_provider(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from bninception.core.ort import available
+    from bninception.serve.model_info import served_model
+
+    if "tensorrt" in available():
+        pytest.skip("this ONNX Runtime has the TensorRT provider")
+    (tmp_path / "model.folded.onnx").write_bytes(b"x")
+    assert served_model(tmp_path, "fp32").path.name == "model.folded.onnx"  # auto: the ONNX file here
+    assert served_model(tmp_path, "fp32").providers == (available()[0],)
+    for argv in (["--engine"], ["--providers", "tensorrt"]):
+        assert main(["serve", "--run", str(tmp_path), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "runs only on ONNX Runtime's TensorrtExecutionProvider" in err and "Traceback" not in err

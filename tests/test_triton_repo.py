@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2
 from bninception.cli import main
 from bninception.core.errors import BninceptionError
 from bninception.core.files import sha256_file
-from bninception.serve.repository import find_engine, write_repository
+from bninception.serve.repository import write_repository
 
 pytest_plugins = ["serve_fixtures"]
 
@@ -49,20 +49,27 @@ def test_onnx_model_repository(run_dir: Path, tmp_path: Path) -> None:
     assert sha256_file(folder / "1" / "model.onnx") == sha256_file(run_dir / "model.folded.onnx")
     assert (folder / "labels.txt").read_text().splitlines() == LABELS
     assert not (out / "bninception_trt").exists() and "build-engine" in report["tensorrt"]
+    with pytest.raises(BninceptionError, match="is a file"):
+        write_repository(run_dir, run_dir / "model.folded.onnx")
     assert not list(out.rglob("*.tmp"))  # atomic writes left nothing behind
 
 
+def _build_engine(run_dir: Path, max_batch: int = 8) -> str:
+    """A plan made by the real build-engine stage with a stand-in compiler (no GPU here)."""
+    from bninception.core.rundir import RunDir
+    from bninception.engines.detect import HostEnv
+    from bninception.engines.stages import build_engine_stage
+
+    def compile_plan(onnx_path, spec, onnx_input, timing_cache):  # type: ignore[no-untyped-def]
+        return f"PLAN {spec.key()}".encode(), {}
+
+    a10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
+    result = build_engine_stage(RunDir(run_dir), "fp32", max_batch=max_batch, env=a10, builder=compile_plan)
+    return result.summary["key"]
+
+
 def test_tensorrt_plan_is_exported_with_its_profile(run_dir: Path, tmp_path: Path) -> None:
-    engines = run_dir / "engines"
-    engines.mkdir()
-    (engines / "fp32key.plan").write_bytes(b"serialized engine")
-    (engines / "fp32key.json").write_text(json.dumps({
-        "precision": "fp32", "tensorrt_version": "10.3.0",
-        "profile": {"min": [1, 1, 32, 32], "opt": [8, 1, 32, 32], "max": [8, 1, 32, 32]}}))
-    (engines / "fp16key.plan").write_bytes(b"other engine")
-    (engines / "fp16key.json").write_text(json.dumps({"precision": "fp16", "profile": {"max": 64}}))
-    (engines / "broken.plan").write_bytes(b"no sidecar")
-    assert find_engine(run_dir, "fp32") is not None and find_engine(run_dir, "int8") is None
+    key = _build_engine(run_dir)
     out = tmp_path / "repo"
     report = write_repository(run_dir, out, max_batch=32)
     folder = out / "bninception_trt"
@@ -70,8 +77,26 @@ def test_tensorrt_plan_is_exported_with_its_profile(run_dir: Path, tmp_path: Pat
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 8  # capped by the profile
     assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
     assert list(config.input[0].dims) == [1, 32, 32] and config.output[0].name == "logits"
-    assert (folder / "1" / "model.plan").read_bytes() == b"serialized engine"
-    assert report["models"][1]["tensorrt_version"] == "10.3.0"
+    assert (folder / "1" / "model.plan").read_bytes() == (run_dir / "engines" / f"{key}.plan").read_bytes()
+    assert report["models"][1]["engine"] == key and report["models"][1]["tensorrt_version"] == "10.8.0.43"
+    assert "TensorRT 10.8.0.43 on NVIDIA A10" in report["tensorrt"]
+
+
+def test_stale_or_broken_engine_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    """An engine built from an older model.folded.onnx must not be shipped beside the new ONNX."""
+    import onnx
+
+    key = _build_engine(run_dir)
+    model = onnx.load(str(run_dir / "model.folded.onnx"))
+    model.doc_string = "retrained"
+    onnx.save(model, str(run_dir / "model.folded.onnx"))
+    report = write_repository(run_dir, tmp_path / "stale", max_batch=32)
+    assert not (tmp_path / "stale" / "bninception_trt").exists()
+    assert "no TensorRT model" in report["tensorrt"] and key in report["tensorrt"] and "stale" in report["tensorrt"]
+    fresh = _build_engine(run_dir)
+    (run_dir / "engines" / f"{fresh}.plan").write_bytes(b"truncated")
+    report = write_repository(run_dir, tmp_path / "broken", max_batch=32)
+    assert not (tmp_path / "broken" / "bninception_trt").exists() and fresh in report["tensorrt"]
 
 
 def test_missing_precision_names_the_file_and_command(run_dir: Path, tmp_path: Path) -> None:

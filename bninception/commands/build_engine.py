@@ -41,21 +41,20 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from bninception.core.layout import PRECISION_FILES, PRECISIONS
     from bninception.core.rundir import RunDir
-    from bninception.engines import PRECISIONS, available, list_engines
-    from bninception.engines.key import PRECISION_SOURCES
+    from bninception.engines import available
+    from bninception.engines.detect import probe_host
+    from bninception.engines.store import classify_engines
 
     run_dir = RunDir(args.run, create=False)
     if args.list:
-        records = [r.to_dict() for r in list_engines(run_dir, verify=True)]
+        statuses = classify_engines(run_dir, *probe_host())
         if args.json:
-            print(json.dumps({"run": str(run_dir.root), "engines": records}))
+            print(json.dumps({"run": str(run_dir.root), "engines": [s.to_dict() for s in statuses]}))
         else:
-            for r in records:
-                info = r.get("info", {})
-                state = f"PROBLEM: {r['problem']}" if r["problem"] else \
-                    f"TensorRT {info['tensorrt_version']} on {info['gpu_name']}"
-                print(f"{r['key']}  {state}")
+            for status in statuses:
+                print(f"{status.key}  {status.state}" + (f": {status.reason}" if status.reason else ""))
         return 0
 
     ok, reason = available()
@@ -69,14 +68,14 @@ def run(args: argparse.Namespace) -> int:
 
     precisions = list(PRECISIONS) if args.precision == "all" else [args.precision]
     if args.precision == "all":
-        missing = [p for p in precisions if not run_dir.path(PRECISION_SOURCES[p]).is_file()]
+        missing = [p for p in precisions if not run_dir.path(PRECISION_FILES[p]).is_file()]
         for p in missing:
-            print(f"build-engine: no {PRECISION_SOURCES[p]}, skipping {p}", file=sys.stderr)
+            print(f"build-engine: no {PRECISION_FILES[p]}, skipping {p}", file=sys.stderr)
         precisions = [p for p in precisions if p not in missing]
     summaries = [build_engine_stage(run_dir, p, min_batch=args.min_batch, opt_batch=args.opt_batch,
                                     max_batch=args.max_batch, workspace_gib=args.workspace_gib,
                                     opt_level=args.opt_level, force=args.force,
-                                    hardware_compatibility=args.hardware_compat, cache=args.cache)
+                                    hardware_compatibility=args.hardware_compat, cache=args.cache).to_dict()
                  for p in precisions]
     if args.json:
         print(json.dumps({"run": str(run_dir.root), "engines": summaries}))

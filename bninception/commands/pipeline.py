@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.bench import parse_batch_sizes
+    from bninception.core.errors import BninceptionError
     from bninception.core.layout import REPORT_MD
     from bninception.core.rundir import RunDir
     from bninception.pipeline import PipelineOptions, run_pipeline
@@ -57,4 +58,6 @@ def run(args: argparse.Namespace) -> int:
         verdict = "all gates PASS" if result.passed else "a gate FAILED"
         print(f"pipeline: {verdict} in {result.seconds:.1f} s; report: {run_dir.path(REPORT_MD)}",
               file=sys.stderr)
+    if result.validation is not None and result.validation.errors():
+        raise BninceptionError("; ".join(result.validation.errors()))
     return 0 if result.passed else 1

@@ -20,8 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fp32: model.folded.onnx, fp16: model.fp16.onnx, int8: the INT8 file fastest on the "
                              "provider (model.int8.cpu.onnx on cpu, model.int8.onnx elsewhere)")
     parser.add_argument("--providers", default=None,
-                        help="comma-separated execution providers: cpu, openvino, cuda (default: the fastest "
-                             "one this ONNX Runtime build has)")
+                        help="comma-separated execution providers: cpu, openvino, cuda, tensorrt (default: the "
+                             "fastest one this ONNX Runtime build has)")
+    parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None,
+                        help="serve the run's TensorRT plan of --precision through ONNX Runtime's TensorRT provider "
+                             "(default: when the provider and a usable engine are here; --no-engine: never)")
     parser.add_argument("--name", default=C.model_name, help="model name in the URL (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="listen port (default: %(default)s)")
@@ -43,24 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access-log", action="store_true", help="log every request")
 
 
-def pick_provider(requested: str | None) -> tuple[str, ...]:
-    """The providers to serve on: the ones asked for, else the fastest that runs ONNX files here."""
-    from bninception.core.ort import available, provider_name, user_name
-
-    if requested:
-        return tuple(user_name(provider_name(p)) for p in requested.split(",") if p.strip())
-    return (next(p for p in available() if p != "tensorrt"),)
-
-
 def run(args: argparse.Namespace) -> int:
     import sys
+    from pathlib import Path
 
     from bninception.core.errors import BninceptionError
     from bninception.serve.config import ServeConfig
-    from bninception.serve.model_info import model_path_for
+    from bninception.serve.model_info import ServedModel, served_model
 
-    providers = pick_provider(args.providers)
-    path = args.model or model_path_for(args.run, args.precision, providers[0])
+    requested = [p for p in (args.providers or "").split(",") if p.strip()]
+    served = ServedModel(Path(args.model), tuple(requested) or ("cpu",)) if args.model else \
+        served_model(args.run, args.precision, requested, args.engine)
+    path = served.path
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -69,14 +66,15 @@ def run(args: argparse.Namespace) -> int:
     from bninception.serve.app import create_app
     from bninception.serve.server import serve_forever
 
-    config = ServeConfig(model_name=args.name, providers=providers, optimization=args.optimization,
+    max_batch = min(args.max_batch, served.max_batch or args.max_batch)  # an engine's profile bounds it
+    config = ServeConfig(model_name=args.name, providers=served.providers, optimization=args.optimization,
                          threads=args.threads, spinning=args.spin, batching=not args.no_batching,
-                         max_batch=args.max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
+                         max_batch=max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
                          request_timeout_s=args.timeout_s)
     app = create_app(path, config)
     state = app.state.server
     print(f"serving {path} as {args.name!r} on http://{args.host}:{args.port} "
-          f"(providers {', '.join(state.runner.providers)}, max batch {args.max_batch}, "
+          f"(providers {', '.join(state.runner.providers)}, max batch {max_batch}, "
           f"max delay {args.max_delay_ms:g} ms)", file=sys.stderr)
     serve_forever(app, host=args.host, port=args.port, access_log=args.access_log)
     return 0

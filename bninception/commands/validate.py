@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report.table())
         print(f"wrote {run_dir.path(VALIDATE_JSON)}", file=sys.stderr)
+    if report.errors():  # an artifact that cannot be run at all is bad input, not a failed gate
+        raise BninceptionError("; ".join(report.errors()))
     if not report.passed:
         raise GateFailure("; ".join(report.failures()))
     return 0

@@ -1,0 +1,532 @@
+"""GPU check: everything this project can verify on one CUDA host, bounded (< 10 min), one-screen summary + JSON.
+
+Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never stops the next):
+
+1. environment   torch + CUDA device, TensorRT (``tensorrt.Builder``), ONNX Runtime and its providers
+2. pipeline      the demo recipe on the built-in digits: train, population statistics, export, fold,
+                 FP16, INT8 (the project's own stages, each with its own gate)
+3. torch-parity  model.pt on CUDA (TF32 off) vs CPU on the test split, DESIGN.md's FP32 gate
+4. population    Algorithm 2 statistics computed on CUDA vs on CPU from the same checkpoint
+5. engines       build-engine fp32 / fp16 / int8 (needs TensorRT), and the run's engines classified
+                 usable / stale / foreign / broken for this host
+6. tensorrt-ep   each engine's ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider (needs
+                 onnxruntime-gpu) against PyTorch, with the gate of its precision
+7. validate      ``bninception.validate.validate_run`` (every artifact, engine rows included)
+8. bench         ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
+
+What the host needs: the repository, Python >= 3.10, a CUDA build of PyTorch, and
+``pip install -e .[cpu]`` (numpy, onnx, onnxruntime, onnxscript, scikit-learn, scikit-image; the
+digits data ship with scikit-learn, nothing is downloaded). TensorRT (``pip install tensorrt``
+or the NGC image) and ``onnxruntime-gpu`` are optional: their steps are skipped with the reason
+when absent. Offline hosts: on a connected machine ``pip download -d wheelhouse -e .[cpu]``,
+then ``pip install --no-index --find-links wheelhouse -e .[cpu]`` on the GPU host.
+
+    python benchmarks/gpu_check.py [--out runs/gpu-check] [--budget 540] [--json FILE]
+    python benchmarks/gpu_check.py --run runs/demo          # check an existing run's model instead of training
+    python benchmarks/gpu_check.py --device cpu --quick     # the code path without a GPU
+
+Exit status 0 when no step FAILs or ERRORs (SKIP is fine), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bninception.core.files import atomic_write_text
+
+PASS, FAIL, SKIP, ERROR = "PASS", "FAIL", "SKIP", "ERROR"
+PRECISIONS = ("fp32", "fp16", "int8")
+POPULATION_REL_TOL = 1e-3  # CUDA vs CPU population statistics (TF32 off): float32 reduction order only
+
+
+@dataclass
+class Step:
+    name: str
+    status: str = SKIP
+    seconds: float = 0.0
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Settings:
+    out: Path
+    device: str
+    budget: float
+    given_run: Path | None = None  # an existing run (e.g. runs/demo) to copy instead of training
+    epochs: int = 30
+    max_steps: int = 0
+    population_batches: int = 16
+    population_batch_size: int = 64
+    int8_samples: int = 512
+    validate_limit: int | None = None
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    bench_min_seconds: float = 0.2
+    bench_max_seconds: float = 1.0
+
+
+class Check:
+    """Runs steps in order within a time budget; each step's exception becomes an ERROR row."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.steps: list[Step] = []
+        self.started = time.perf_counter()
+        self.context: dict[str, Any] = {}
+
+    def left(self) -> float:
+        return self.settings.budget - (time.perf_counter() - self.started)
+
+    def step(self, name: str, body: Callable[[Step], None], needs: float = 0.0) -> Step:
+        step = Step(name)
+        self.steps.append(step)
+        if self.left() < needs:
+            step.detail = f"time budget: {self.left():.0f} s left of {self.settings.budget:.0f}"
+            return step
+        tick = time.perf_counter()
+        say(f"gpu-check: {name} ...")
+        try:
+            step.status = PASS
+            body(step)
+        except Exception as exc:  # a step's failure is a row, not the end of the check
+            step.status = ERROR
+            step.detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            step.data["traceback"] = traceback.format_exc(limit=6)
+        step.seconds = round(time.perf_counter() - tick, 2)
+        say(f"gpu-check: {name}: {step.status} {step.detail}")
+        return step
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- steps --------------------------------------------------------------------------------------------
+def environment(check: Check, step: Step) -> None:
+    import platform
+
+    import torch
+
+    from bninception.engines.detect import load_tensorrt
+
+    info: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                            "torch_cuda": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
+                    gpu_memory_gib=round(props.total_memory / 2**30, 1), gpus=torch.cuda.device_count())
+    trt = load_tensorrt()
+    info["tensorrt"] = getattr(trt, "__version__", None) if trt is not None else None
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+        info["ort_providers"] = ort.get_available_providers()
+    except ImportError as exc:
+        info["onnxruntime"] = None
+        info["ort_error"] = str(exc)
+    step.data = info
+    check.context["env"] = info
+    gpu = f"{info.get('gpu')} (cc {info.get('compute_capability')})" if info["cuda_available"] else "no CUDA GPU"
+    step.detail = (f"{gpu}; torch {info['torch']}; TensorRT {info['tensorrt'] or '-'}; onnxruntime "
+                   f"{info.get('onnxruntime') or '-'} {info.get('ort_providers', [])}")
+    if check.settings.device == "cuda" and not info["cuda_available"]:
+        step.status = FAIL
+        step.detail = "--device cuda but torch.cuda.is_available() is False: " + step.detail
+    if info.get("onnxruntime") is None:
+        step.status = FAIL
+
+
+def pipeline(check: Check, step: Step) -> None:
+    from bninception.calibrate.stages import fp16_stage, int8_stage
+    from bninception.core.rundir import RunDir
+    from bninception.export.stages import export_stage, fold_stage
+    from bninception.model.stages import population_stage, train_stage
+    from bninception.model.train import TrainConfig
+
+    s = check.settings
+    run = RunDir(s.out / "run")
+    check.context["run"] = run
+    if s.given_run is not None:  # its training and population statistics are kept as they are
+        shutil.copytree(s.given_run, run.root, dirs_exist_ok=True)
+    stages: list[tuple[str, Callable[[], Any]]] = [
+        ("train", lambda: train_stage(run, TrainConfig(epochs=s.epochs, max_steps=s.max_steps), progress=False)),
+        ("population", lambda: population_stage(run, batches=s.population_batches,
+                                                batch_size=s.population_batch_size)),
+        ("export", lambda: export_stage(run)),
+        ("fold", lambda: fold_stage(run)),
+        ("fp16", lambda: fp16_stage(run)),
+        ("int8", lambda: int8_stage(run, samples=s.int8_samples)),
+    ]
+    if s.given_run is not None and run.path("model.pt").is_file():
+        stages = stages[2:]
+    results = {}
+    for name, call in stages:
+        tick = time.perf_counter()
+        try:
+            call()
+            results[name] = {"status": PASS}
+        except Exception as exc:
+            results[name] = {"status": FAIL, "error": f"{type(exc).__name__}: {exc}"}
+            if name in ("train", "population", "export"):  # nothing after these can run
+                results[name]["seconds"] = round(time.perf_counter() - tick, 2)
+                break
+        results[name]["seconds"] = round(time.perf_counter() - tick, 2)
+    step.data = {"stages": results, "run": str(run.root), "given_run": str(s.given_run) if s.given_run else None}
+    failed = [n for n, r in results.items() if r["status"] != PASS]
+    metrics = _read_json(run.path("metrics.json")).get("population", {})
+    accuracy = metrics.get("test_accuracy_population")
+    step.detail = (f"{len(results)} stages, failed: {', '.join(failed) or 'none'}"
+                   + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
+    if failed:
+        step.status = FAIL
+        step.detail += f" ({results[failed[0]]['error'][:160]})"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _tf32_off() -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def _test_split(run: Any, size: int, limit: int | None) -> tuple[Any, Any]:
+    from bninception.model.data import load_bundle, load_run_bundle, stack_split
+
+    bundle = load_run_bundle(run) or load_bundle("digits", image_size=size, seed=0)
+    return stack_split(bundle.test, limit)
+
+
+def _logits(model: Any, images: Any, device: str) -> Any:
+    import torch
+
+    model = model.to(device).eval()
+    with torch.inference_mode():
+        chunks = [model(torch.from_numpy(images[i:i + 64]).to(device)).float().cpu() for i in range(0, len(images), 64)]
+    return torch.cat(chunks).numpy()
+
+
+def torch_parity(check: Check, step: Step) -> None:
+    from bninception.core.gates import GATES, compare
+    from bninception.model.checkpoint import load_model
+
+    run, device = _require_run(check), check.settings.device
+    _tf32_off()
+    model, pre, _labels, _ = load_model(run.path("model.pt"))
+    images, labels = _test_split(run, pre.size, check.settings.validate_limit)
+    reference = _logits(model, images, "cpu")
+    candidate = _logits(model, images, device)
+    cmp = compare(reference, candidate, f"PyTorch {device} vs cpu, {len(images)} test images", labels)
+    problems = GATES["fp32"].failures(cmp)
+    step.data = asdict(cmp)
+    step.detail = (f"max abs diff {cmp.max_abs_diff:.2e}, agreement {cmp.top1_agreement * 100:.2f}% "
+                   f"(gate {GATES['fp32'].describe()})")
+    _judge(step, problems, device)
+
+
+def population_parity(check: Check, step: Step) -> None:
+    from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state
+    from bninception.model.config import TrainConfig
+    from bninception.model.data import load_bundle
+    from bninception.model.population import apply_population_statistics
+
+    s, run = check.settings, _require_run(check)
+    _tf32_off()
+    path = run.path("checkpoint.pt")
+    state = load(path, CHECKPOINT_FORMAT)
+    cfg = TrainConfig.from_dict(state["train_config"])
+    bundle = load_bundle(cfg.data, cfg.image_size, cfg.seed)
+    stats = {}
+    for device in ("cpu", s.device):
+        model = model_from_state(state, str(path)).to(device)
+        result = apply_population_statistics(model, bundle.train, batches=s.population_batches,
+                                             batch_size=s.population_batch_size, seed=cfg.seed)
+        stats[device] = {name: (m.detach().double().cpu(), v.detach().double().cpu())
+                         for name, (m, v) in result.statistics.items()}
+    worst = {"mean": (0.0, ""), "var": (0.0, "")}
+    for name, (mean, var) in stats["cpu"].items():
+        other_mean, other_var = stats[s.device][name]
+        for what, a, b in (("mean", mean, other_mean), ("var", var, other_var)):
+            rel = float((a - b).abs().max() / (a.abs().max() + 1e-12))
+            if rel > worst[what][0]:
+                worst[what] = (rel, name)
+    step.data = {"layers": len(stats["cpu"]), "max_rel_diff": {k: {"value": v, "layer": n}
+                                                             for k, (v, n) in worst.items()},
+                 "tolerance": POPULATION_REL_TOL}
+    where = {k: f" ({n})" if n else "" for k, (_, n) in worst.items()}
+    step.detail = (f"{len(stats['cpu'])} BN layers; max relative diff mean {worst['mean'][0]:.1e}{where['mean']}, "
+                   f"var {worst['var'][0]:.1e}{where['var']}; tol {POPULATION_REL_TOL:g}")
+    problems = [f"{k} differs by {v:.2e} in {n}" for k, (v, n) in worst.items() if not v <= POPULATION_REL_TOL]
+    _judge(step, problems, s.device)
+
+
+def _judge(step: Step, problems: list[str], device: str) -> None:
+    if device == "cpu":
+        step.status = SKIP
+        step.detail = "no CUDA device: compared CPU with CPU (code path only); " + step.detail
+    elif problems:
+        step.status = FAIL
+        step.detail += "; " + "; ".join(problems)
+
+
+def _require_run(check: Check) -> Any:
+    run = check.context.get("run")
+    if run is None or not run.path("model.pt").is_file():
+        raise RuntimeError("the pipeline step made no model.pt")
+    return run
+
+
+def engines(check: Check, step: Step) -> None:
+    from bninception.core.layout import PRECISION_FILES
+    from bninception.engines import available
+    from bninception.engines.detect import probe_host
+    from bninception.engines.store import classify_engines
+
+    run = _require_run(check)
+    ok, reason = available()
+    built: dict[str, Any] = {}
+    if ok:
+        from bninception.engines.stages import build_engine_stage
+
+        for precision in PRECISIONS:
+            if not run.path(PRECISION_FILES[precision]).is_file():
+                built[precision] = {"status": SKIP, "error": "its ONNX was not made"}
+                continue
+            try:
+                summary = build_engine_stage(run, precision).to_dict()
+                built[precision] = {"status": PASS, "key": summary["key"], "seconds": summary.get("seconds"),
+                                    "build": summary.get("engine", summary["status"])}
+            except Exception as exc:
+                built[precision] = {"status": FAIL, "error": f"{type(exc).__name__}: {exc}"}
+    here, why = probe_host()
+    listing = [{"key": s.key, "state": s.state, "reason": s.reason} for s in classify_engines(run, here, why)]
+    step.data = {"built": built, "engines": listing}
+    check.context["engines_built"] = built
+    if not ok:
+        step.status = SKIP
+        step.detail = f"TensorRT engines not built: {reason}"
+        return
+    failed = [p for p, r in built.items() if r["status"] == FAIL]
+    step.detail = ", ".join(f"{p} {r.get('build', r['status'])}" for p, r in built.items()) + \
+        f"; {sum(e['state'] == 'usable' for e in listing)} usable of {len(listing)}"
+    if failed:
+        step.status = FAIL
+        step.detail += f"; {built[failed[0]]['error'][:200]}"
+
+
+def tensorrt_ep(check: Check, step: Step) -> None:
+    from bninception.core.errors import BninceptionError
+    from bninception.core.gates import GATES, compare
+    from bninception.engines.detect import probe_host
+    from bninception.engines.epcontext import ContextModelRunner, check_provider
+    from bninception.engines.store import usable_engines
+    from bninception.model.checkpoint import load_model
+
+    run = _require_run(check)
+    try:
+        check_provider()
+    except BninceptionError as exc:
+        step.status, step.detail = SKIP, str(exc).split(";")[0]
+        return
+    here, why = probe_host()
+    if here is None:
+        step.status, step.detail = SKIP, f"ONNX Runtime has the TensorRT provider but engines cannot be built: {why}"
+        return
+    model, pre, _labels, _ = load_model(run.path("model.pt"))
+    images, labels = _test_split(run, pre.size, check.settings.validate_limit)
+    reference = _logits(model, images, "cpu")
+    rows = []
+    for status in usable_engines(run, here):
+        sidecar = status.record.sidecar
+        assert sidecar is not None
+        row: dict[str, Any] = {"key": status.key, "precision": status.precision}
+        try:
+            runner = ContextModelRunner(status.record.context_path, sidecar)
+            batch = sidecar.spec.profile.max
+            import numpy as np
+
+            logits = np.concatenate([runner.run(images[i:i + batch]) for i in range(0, len(images), batch)])
+            cmp = compare(reference, logits, f"ORT TensorRT EP (our plan) {status.key}", labels)
+            problems = GATES[sidecar.spec.precision].failures(cmp)
+            row.update(status=FAIL if problems else PASS, agreement=cmp.top1_agreement,
+                       max_abs_diff=cmp.max_abs_diff, problems=problems)
+        except Exception as exc:
+            row.update(status=ERROR, error=f"{type(exc).__name__}: {exc}")
+        rows.append(row)
+    step.data = {"rows": rows}
+    if not rows:
+        step.status, step.detail = SKIP, "no usable engine to wrap"
+        return
+    bad = [r for r in rows if r["status"] != PASS]
+    step.detail = ", ".join(f"{r['precision']} {r['status']}" for r in rows)
+    if bad:
+        step.status = FAIL if all(r["status"] == FAIL for r in bad) else ERROR
+        step.detail += "; " + str(bad[0].get("problems") or bad[0].get("error"))[:200]
+
+
+def validate(check: Check, step: Step) -> None:
+    from bninception.validate import validate_run
+
+    run = _require_run(check)
+    report = validate_run(run, limit=check.settings.validate_limit, save=True)
+    rows = [{"name": r.name, "artifact": r.artifact, "kind": r.kind, "precision": r.precision, "status": r.status,
+             **_row_numbers(r), "failures": list(r.failures)} for r in report.rows]
+    step.data = {"rows": rows, "skipped": [s.to_dict() for s in report.skipped], "images": report.data.get("images")}
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    engine_rows = [r for r in rows if "tensorrt" in r["kind"]]
+    step.detail = (f"{len(rows)} rows ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), "
+                   f"{len(engine_rows)} TensorRT rows, {report.data.get('images')} images")
+    if not report.passed:
+        step.status = FAIL
+        step.detail += "; " + "; ".join(report.failures())[:200]
+
+
+def _row_numbers(row: Any) -> dict[str, float | None]:
+    """Agreement and max abs diff of a validate row (a Comparison inside, or flat fields)."""
+    source = getattr(row, "comparison", None) or row
+    agreement = getattr(source, "top1_agreement", getattr(source, "agreement", None))
+    return {"agreement": agreement, "max_abs_diff": getattr(source, "max_abs_diff", None)}
+
+
+def bench(check: Check, step: Step) -> None:
+    from bninception.bench import bench_run
+
+    s, run = check.settings, _require_run(check)
+    report = bench_run(run, batch_sizes=s.batch_sizes, min_seconds=s.bench_min_seconds,
+                       max_seconds=s.bench_max_seconds, include_unoptimized=False, save=True, plot=False)
+    cells = [{"name": r.name, "batch_size": r.batch_size, "images_per_second": r.images_per_second,
+              "p50_ms": r.p50_ms, "error": r.error} for r in report.results]
+    step.data = {"cells": cells}
+    biggest = max(s.batch_sizes)
+    best = sorted((c for c in cells if c["batch_size"] == biggest and c["images_per_second"]),
+                  key=lambda c: -c["images_per_second"])
+    errors = [c for c in cells if c["error"]]
+    step.detail = f"{len(cells)} cells; fastest at batch {biggest}: " + \
+        ", ".join(f"{c['name']} {c['images_per_second']:,.0f}/s" for c in best[:3])
+    if errors:
+        step.detail += f"; {len(errors)} errors, e.g. {errors[0]['name']}: {errors[0]['error'][:120]}"
+        step.status = FAIL
+
+
+# -- report -------------------------------------------------------------------------------------------
+def summary_lines(steps: list[Step], env: dict[str, Any], seconds: float, json_path: Path | None) -> list[str]:
+    """The one-screen summary: a line per step, then validate's and the EP's rows, then the verdict."""
+    width = max([len(s.name) for s in steps] + [4])
+    gpu = f"{env.get('gpu')} (cc {env.get('compute_capability')})" if env.get("cuda_available") else "no CUDA GPU"
+    lines = [f"bninception gpu-check: {gpu}, torch {env.get('torch')}, TensorRT {env.get('tensorrt') or '-'}, "
+             f"onnxruntime {env.get('onnxruntime') or '-'}", ""]
+    lines += [f"{s.name:<{width}}  {s.status:<5}  {s.seconds:7.1f} s  {s.detail}"[:160] for s in steps]
+    validate_step = next((s for s in steps if s.name == "validate" and s.data.get("rows")), None)
+    if validate_step is not None:
+        lines += ["", "validate:"]
+        for r in validate_step.data["rows"]:
+            agree = "-" if r["agreement"] is None else f"{r['agreement'] * 100:.2f}%"
+            diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
+            lines.append(f"  {r['name'][:34]:<34} {r['precision']:<5} {r['status']:<5} agree {agree:>8}  "
+                         f"max diff {diff}")
+    ep_step = next((s for s in steps if s.name == "tensorrt-ep" and s.data.get("rows")), None)
+    if ep_step is not None:
+        lines += ["", "ORT TensorRT EP (our plan):"]
+        lines += [f"  {r['key']:<34} {r['status']:<5} agree {r.get('agreement', 0) * 100:.2f}%"
+                  for r in ep_step.data["rows"]]
+    verdict = overall(steps)
+    lines += ["", f"overall: {verdict} in {seconds:.0f} s" + (f"; details: {json_path}" if json_path else "")]
+    return lines
+
+
+def overall(steps: list[Step]) -> str:
+    return FAIL if any(s.status in (FAIL, ERROR) for s in steps) else PASS
+
+
+# step -> (body, seconds it needs to be worth starting)
+STEPS: dict[str, tuple[Callable[[Check, Step], None], float]] = {
+    "environment": (environment, 0), "pipeline": (pipeline, 60), "torch-parity": (torch_parity, 10),
+    "population": (population_parity, 20), "engines": (engines, 120), "tensorrt-ep": (tensorrt_ep, 20),
+    "validate": (validate, 30), "bench": (bench, 30),
+}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    s = Settings(out=Path(args.out), device=args.device, budget=args.budget)
+    if args.quick:  # the code path in seconds, not a meaningful model
+        s.epochs, s.max_steps = 1, 4
+        s.population_batches, s.population_batch_size = 2, 32
+        s.int8_samples, s.validate_limit = 64, 64
+        s.batch_sizes, s.bench_min_seconds, s.bench_max_seconds = (1, 4), 0.02, 0.1
+    if args.epochs is not None:
+        s.epochs = args.epochs
+    if args.run is not None:
+        s.given_run = Path(args.run)
+        if not (s.given_run / "model.pt").is_file():
+            raise SystemExit(f"gpu-check: --run {s.given_run} has no model.pt")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/gpu-check", help="work folder (replaced) (default: %(default)s)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="the device compared with the CPU (default: %(default)s)")
+    parser.add_argument("--budget", type=float, default=540.0,
+                        help="seconds; steps that would start after it are skipped (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo recipe's 30)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks the code path, not the model")
+    parser.add_argument("--run", default=None,
+                        help="copy this run (e.g. runs/demo) and keep its model instead of training one")
+    parser.add_argument("--json", default=None, help="write the JSON here too (default: OUT/gpu_check.json)")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help="comma-separated steps to run, in their fixed order (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings = settings_from(args)
+    if settings.out.exists():
+        if any(settings.out.iterdir()) and not (settings.out / "gpu_check.json").is_file():
+            print(f"gpu-check: {settings.out} exists and is not a gpu-check folder; refusing to replace it",
+                  file=sys.stderr)
+            return 2
+        shutil.rmtree(settings.out)
+    settings.out.mkdir(parents=True)
+    wanted = [name.strip() for name in args.steps.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in STEPS]
+    if unknown:
+        parser.error(f"unknown step(s) {unknown}; choose from {', '.join(STEPS)}")
+    check = Check(settings)
+    for name, (body, needs) in STEPS.items():
+        if name in wanted:
+            check.step(name, functools.partial(body, check), needs=needs)
+    seconds = time.perf_counter() - check.started
+    json_path = settings.out / "gpu_check.json"
+    document = {"format": "bninception-gpu-check/1", "overall": overall(check.steps), "seconds": round(seconds, 1),
+                "environment": check.context.get("env", {}),
+                "settings": {**asdict(settings), "out": str(settings.out)},
+                "steps": [asdict(s) for s in check.steps]}
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    atomic_write_text(json_path, text)
+    if args.json:
+        atomic_write_text(args.json, text)
+    print("\n".join(summary_lines(check.steps, check.context.get("env", {}), seconds, json_path)))
+    return 0 if document["overall"] == PASS else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""The EPContext model: ONNX Runtime's TensorRT execution provider runs the plan we built and validated.
+
+``engines/<key>.ctx.onnx`` is a one-node ONNX model in ONNX Runtime's "EP context" design: a
+``com.microsoft`` ``EPContext`` node whose ``ep_cache_context`` names ``<key>.plan`` beside it. The
+TensorRT provider deserializes that plan instead of parsing the ONNX model and building an engine
+of its own, so what serve runs is exactly what validate measured.
+
+What ONNX Runtime reads, from ``onnxruntime/core/providers/tensorrt/onnx_ctx_model_helper.h``/``.cc``
+(microsoft/onnxruntime main, read at commit 00cecb73d57e; the first three names are the same in the
+ORT 1.17-era copy at f4b38f7db7f2, which introduced the TensorRT EP context model):
+
+* ``EPCONTEXT_OP = "EPContext"``, ``EPCONTEXT_OP_DOMAIN = "com.microsoft"``; the provider's
+  ``GetCapability`` takes a graph of exactly one EPContext node as a whole
+  (``graph.NumberOfNodes() == 1 && GraphHasCtxNode(graph)``);
+* ``EMBED_MODE = "embed_mode"`` (int): 0 means ``ep_cache_context`` is a file path;
+* ``EP_CACHE_CONTEXT = "ep_cache_context"`` (string): the engine path, resolved against the
+  directory of the loaded model (``model_path_`` is ``graph.ModelPath()``); "For security purpose"
+  an absolute path or one containing ``..`` is refused, so the plan must sit beside (or below) it;
+* ``COMPUTE_CAPABILITY = "hardware_architecture"`` (string): ``prop.major * 10 + prop.minor``
+  (``GetComputeCapacity``), e.g. ``"86"``, or ``"80+"`` (``k_cc_hw_compatible``) for an engine
+  built AMPERE_PLUS hardware compatible; a mismatch is logged as a warning;
+* ``ONNX_MODEL_FILENAME = "onnx_model_filename"`` (string): the source model's file name, read
+  only to refit weight-stripped engines (``*.stripped.engine``; ours are not).
+
+These are the four attributes the provider writes into its own context models (``CreateCtxModel``).
+We add the schema's optional ``source = "TensorrtExecutionProvider"`` (``kTensorrtExecutionProvider``):
+recent ONNX Runtime releases let each provider claim only EPContext nodes of its own source or none
+(ORT's tests ``EPContextNode_NoSourceAttribute_BackwardCompat``; the TensorRT-RTX provider refuses a
+node whose source is the classic TensorRT provider), and older ones ignore it (the contrib schema has
+``.AllowUncheckedAttributes()``). No provider option is needed to load one: the session must be created from
+the file path (a model given as bytes has no directory to resolve the plan against). The plan
+only deserializes under the TensorRT version that built it: ONNX Runtime's provider must load the
+same TensorRT (``onnxruntime-gpu`` built against it, or the NGC image's).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from bninception.core.errors import BninceptionError
+from bninception.core.files import atomic_write_bytes, sha256_file
+from bninception.core.runner import InputSpec, OrtRunner
+from bninception.engines.key import Sidecar
+
+if TYPE_CHECKING:
+    import onnx
+
+CONTEXT_OP = "EPContext"
+CONTEXT_DOMAIN = "com.microsoft"
+CONTEXT_DOMAIN_VERSION = 1
+PROVIDER = "TensorrtExecutionProvider"
+AMPERE_PLUS = "80+"  # ORT's k_cc_hw_compatible
+ATTRIBUTES = ("embed_mode", "ep_cache_context", "hardware_architecture", "onnx_model_filename", "source")
+METADATA = ("bninception.engine_key", "bninception.plan_sha256", "bninception.tensorrt_version",
+            "bninception.precision")
+MAX_CONTEXT_BYTES = 1 << 20  # the wrapper holds no weights
+
+
+def hardware_architecture(sidecar: Sidecar) -> str:
+    """ORT's ``hardware_architecture`` for the plan: ``"86"`` for compute capability 8.6, ``"80+"`` for ampere_plus."""
+    if sidecar.spec.options.hardware_compatibility == "ampere_plus":
+        return AMPERE_PLUS
+    major, _, minor = sidecar.spec.env.compute_capability.partition(".")
+    try:
+        return str(int(major) * 10 + int(minor))
+    except ValueError:
+        raise BninceptionError(f"engine {sidecar.key}: bad compute capability "
+                               f"{sidecar.spec.env.compute_capability!r} in its sidecar") from None
+
+
+def _source_io(source_onnx: Path) -> tuple[Any, list[Any], list[Any]]:
+    """(model, graph inputs without initializers, graph outputs) of the engine's source ONNX."""
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(source_onnx), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError
+        raise BninceptionError(f"{source_onnx} is not a readable ONNX model: {exc}") from exc
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [vi for vi in model.graph.input if vi.name not in initializers]
+    if not inputs or not model.graph.output:
+        raise BninceptionError(f"{source_onnx}: no graph inputs or outputs to wrap")
+    return model, inputs, list(model.graph.output)
+
+
+def build_context_model(sidecar: Sidecar, source_onnx: str | os.PathLike[str],
+                        plan_file: str | None = None) -> onnx.ModelProto:
+    """The EPContext wrapper of ``sidecar``'s plan, with the source ONNX's I/O names, types and shapes.
+
+    ``plan_file`` is the plan's path relative to the wrapper (default ``<key>.plan``, beside it).
+    """
+    import onnx
+    from onnx import helper
+
+    plan_file = f"{sidecar.key}.plan" if plan_file is None else plan_file
+    relative = PurePosixPath(plan_file)
+    if not plan_file or relative.is_absolute() or ".." in relative.parts or "\\" in plan_file:
+        raise BninceptionError(f"ep_cache_context must be a path below the context model, got {plan_file!r} "
+                               "(ONNX Runtime refuses absolute paths and '..')")
+    source = Path(source_onnx)
+    model, inputs, outputs = _source_io(source)
+    if sidecar.input_name not in [vi.name for vi in inputs]:
+        raise BninceptionError(f"{source}: input {sidecar.input_name!r} of engine {sidecar.key} is not a graph "
+                               f"input (found {[vi.name for vi in inputs]}); the ONNX changed since the build")
+    node = helper.make_node(
+        CONTEXT_OP, [vi.name for vi in inputs], [vo.name for vo in outputs], name=CONTEXT_OP,
+        domain=CONTEXT_DOMAIN, embed_mode=0, ep_cache_context=str(relative),
+        hardware_architecture=hardware_architecture(sidecar), onnx_model_filename=source.name, source=PROVIDER)
+    graph = helper.make_graph([node], f"bninception_{sidecar.key}", inputs, outputs)
+    default_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    wrapper = helper.make_model(graph, producer_name="bninception build-engine",
+                                opset_imports=[helper.make_opsetid("", default_opset),
+                                               helper.make_opsetid(CONTEXT_DOMAIN, CONTEXT_DOMAIN_VERSION)])
+    wrapper.ir_version = model.ir_version  # what the ONNX Runtime that serves the source accepts
+    wrapper.doc_string = (f"ONNX Runtime TensorRT EP context model for the {sidecar.spec.precision} engine "
+                          f"{sidecar.key} ({sidecar.spec.env.describe()}), built from {source.name}")
+    values = (sidecar.key, sidecar.plan_sha256, sidecar.spec.env.trt_version, sidecar.spec.precision)
+    helper.set_model_props(wrapper, dict(zip(METADATA, values, strict=True)))
+    onnx.checker.check_model(wrapper)
+    return wrapper
+
+
+def write_context_model(path: str | os.PathLike[str], sidecar: Sidecar,
+                        source_onnx: str | os.PathLike[str]) -> Path:
+    """Write ``<key>.ctx.onnx`` atomically beside the plan (``path``'s folder must hold ``<key>.plan``)."""
+    path = Path(path)
+    model = build_context_model(sidecar, source_onnx)
+    atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+def read_context_model(path: str | os.PathLike[str], check_plan: bool = True) -> dict[str, Any]:
+    """The EPContext attributes and metadata of ``path``, checked as ONNX Runtime would, plus the plan path.
+
+    Refuses a file that is not a one-node ``com.microsoft`` EPContext model with ``embed_mode=0``
+    and a relative ``ep_cache_context`` inside its folder; with ``check_plan``, also a missing
+    plan or one whose sha256 differs from the one recorded when the wrapper was written.
+    """
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise BninceptionError(f"EPContext model {path} is missing (rebuild with `bninception build-engine`)")
+    if path.stat().st_size > MAX_CONTEXT_BYTES:
+        raise BninceptionError(f"{path} is larger than {MAX_CONTEXT_BYTES} bytes; not an EPContext wrapper")
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as exc:
+        raise BninceptionError(f"{path} is not a readable ONNX model: {exc}") from exc
+    nodes = list(model.graph.node)
+    if len(nodes) != 1 or nodes[0].op_type != CONTEXT_OP or nodes[0].domain != CONTEXT_DOMAIN:
+        found = [(n.domain or "ai.onnx", n.op_type) for n in nodes]
+        raise BninceptionError(f"{path}: expected one {CONTEXT_DOMAIN} {CONTEXT_OP} node, found {found}")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    attrs = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in attrs.items()}
+    missing = [a for a in ATTRIBUTES if a not in attrs]
+    if missing:
+        raise BninceptionError(f"{path}: EPContext node lacks attribute(s) {missing}")
+    if attrs["source"] != PROVIDER:
+        raise BninceptionError(f"{path}: EPContext source is {attrs['source']!r}, not {PROVIDER!r}")
+    if attrs["embed_mode"] != 0:
+        raise BninceptionError(f"{path}: embed_mode is {attrs['embed_mode']}, expected 0 (plan in a file)")
+    relative = PurePosixPath(str(attrs["ep_cache_context"]))
+    if relative.is_absolute() or ".." in relative.parts:
+        raise BninceptionError(f"{path}: ep_cache_context {str(relative)!r} must be relative and inside "
+                               f"{path.parent} (ONNX Runtime refuses it otherwise)")
+    plan = path.parent / relative
+    meta = {p.key: p.value for p in model.metadata_props}
+    if check_plan:
+        if not plan.is_file():
+            raise BninceptionError(f"{path}: its plan {plan} is missing")
+        recorded = meta.get("bninception.plan_sha256")
+        if recorded and sha256_file(plan) != recorded:
+            raise BninceptionError(f"{path}: {plan} is not the plan it was written for (sha256 differs); "
+                                   "rebuild with `bninception build-engine`")
+    return {**attrs, "plan": plan, "metadata": meta}
+
+
+def provider_options(device: int = 0) -> dict[str, str]:
+    """ONNX Runtime TensorRT provider options for a context model: the GPU; nothing else is needed."""
+    return {"device_id": str(int(device))}
+
+
+def check_provider(available: Sequence[str] | None = None) -> None:
+    """Refuse, clearly, where ONNX Runtime has no TensorRT execution provider."""
+    if available is None:
+        from bninception.core.ort import onnxruntime
+
+        available = list(onnxruntime().get_available_providers())
+    if PROVIDER not in available:
+        raise BninceptionError(
+            f"an EPContext model (our TensorRT plan) runs only on ONNX Runtime's {PROVIDER}, which this "
+            f"ONNX Runtime build does not have (available: {', '.join(available) or 'none'}); install "
+            "onnxruntime-gpu built for the TensorRT that made the plan (pip install 'bninception[gpu]') on a "
+            "host with an NVIDIA GPU, or serve the ONNX file of that precision instead")
+
+
+class ContextModelRunner(OrtRunner):
+    """A Runner over ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider, in the plan's batch range."""
+
+    input_spec: InputSpec
+
+    def __init__(self, context_path: str | os.PathLike[str], sidecar: Sidecar, name: str | None = None,
+                 device: int = 0) -> None:
+        check_provider()
+        read_context_model(context_path)
+        super().__init__(os.fspath(context_path), name=name or f"ort-tensorrt-{sidecar.spec.precision}",
+                         providers=[PROVIDER], optimization="disable",
+                         provider_options={PROVIDER: provider_options(device)},
+                         what=f"EPContext model {context_path}")
+        profile = sidecar.spec.profile
+        self.input_spec = replace(self.input_spec, min_batch=profile.min, max_batch=profile.max)

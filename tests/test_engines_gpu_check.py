@@ -1,0 +1,125 @@
+"""benchmarks/gpu_check.py without a GPU: its step runner, its summary, and one reduced run on the CPU.
+
+On a GPU host ``make gpu-check`` runs it for real; here the CUDA comparisons fall back to CPU vs CPU
+and are reported SKIP, and the TensorRT steps SKIP with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gc = load_script()
+
+
+def settings(tmp_path: Path, budget: float = 100.0):
+    return gc.Settings(out=tmp_path, device="cpu", budget=budget)
+
+
+def test_a_failing_step_is_a_row_and_the_next_step_runs(tmp_path: Path) -> None:
+    check = gc.Check(settings(tmp_path))
+
+    def boom(step):
+        raise ValueError("no such tensor 'data'\nsecond line")
+
+    def fine(step):
+        step.detail = "ok"
+
+    check.step("first", boom)
+    check.step("second", fine)
+    first, second = check.steps
+    assert (first.status, first.detail) == (gc.ERROR, "ValueError: no such tensor 'data'")
+    assert "Traceback" in first.data["traceback"]
+    assert (second.status, second.detail) == (gc.PASS, "ok")
+    assert gc.overall(check.steps) == gc.FAIL
+
+
+def test_steps_past_the_budget_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    check = gc.Check(settings(tmp_path, budget=5.0))
+    ran = []
+    check.step("cheap", lambda step: ran.append("cheap"), needs=1)
+    check.step("expensive", lambda step: ran.append("expensive"), needs=60)
+    assert ran == ["cheap"]
+    assert check.steps[1].status == gc.SKIP and check.steps[1].detail.startswith("time budget:")
+    assert gc.overall(check.steps) == gc.PASS  # skipping is not failing
+
+
+def test_summary_fits_one_screen_and_names_every_step(tmp_path: Path) -> None:
+    steps = [gc.Step(name, gc.PASS, 1.0, "x" * 300) for name in gc.STEPS]
+    steps[-2].data = {"rows": [{"name": f"artifact {i}", "precision": "fp32", "status": "PASS", "agreement": 1.0,
+                                "max_abs_diff": 1e-6} for i in range(12)]}
+    steps[-3].data = {"rows": [{"key": "fp16-1x8x32-0123456789abcdef", "status": "PASS", "agreement": 0.999}]}
+    steps[-3].name = "tensorrt-ep"
+    env = {"cuda_available": True, "gpu": "NVIDIA H100", "compute_capability": "9.0", "torch": "2.x",
+           "tensorrt": None, "onnxruntime": "1.22"}
+    lines = gc.summary_lines(steps, env, 123.4, tmp_path / "gpu_check.json")
+    assert len(lines) <= 40 and max(len(line) for line in lines) <= 160
+    assert lines[0].startswith("bninception gpu-check: NVIDIA H100 (cc 9.0)") and "TensorRT -" in lines[0]
+    assert all(any(line.startswith(name) for line in lines) for name in gc.STEPS if name != "tensorrt-ep")
+    assert "ORT TensorRT EP (our plan):" in lines and lines[-1].startswith("overall: PASS in 123 s")
+
+
+def test_quick_settings_and_step_selection(tmp_path: Path, capsys) -> None:
+    args = gc.argparse.Namespace(out=str(tmp_path), device="cpu", budget=10.0, quick=True, epochs=None, run=None)
+    quick = gc.settings_from(args)
+    assert (quick.epochs, quick.max_steps, quick.int8_samples, quick.batch_sizes) == (1, 4, 64, (1, 4))
+    assert list(gc.STEPS) == ["environment", "pipeline", "torch-parity", "population", "engines", "tensorrt-ep",
+                              "validate", "bench"]
+    with pytest.raises(SystemExit):
+        gc.main(["--out", str(tmp_path / "x"), "--steps", "environment,warp-drive"])
+    assert "unknown step(s) ['warp-drive']" in capsys.readouterr().err
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("...")
+    assert gc.main(["--out", str(precious), "--steps", "environment"]) == 2
+    assert (precious / "thesis.tex").is_file()
+
+
+def test_environment_only_run_writes_the_json(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "check"
+    status = gc.main(["--out", str(out), "--device", "cpu", "--steps", "environment"])
+    document = json.loads((out / "gpu_check.json").read_text())
+    assert document["format"] == "bninception-gpu-check/1" and [s["name"] for s in document["steps"]] == \
+        ["environment"]
+    assert status == (0 if document["overall"] == "PASS" else 1)
+    assert document["environment"]["torch"] and "onnxruntime" in document["environment"]
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"overall: {document['overall']}")
+
+
+@pytest.mark.slow
+def test_reduced_run_on_the_cpu(demo_run, tmp_path: Path, capsys) -> None:
+    """The whole script on a trained demo run: every step runs or says why not; the gates pass."""
+    out = tmp_path / "check"
+    status = gc.main(["--out", str(out), "--device", "cpu", "--quick", "--run", str(demo_run.root)])
+    document = json.loads((out / "gpu_check.json").read_text())
+    steps = {s["name"]: s for s in document["steps"]}
+    assert list(steps) == list(gc.STEPS)
+    assert steps["pipeline"]["status"] == "PASS", steps["pipeline"]
+    assert set(steps["pipeline"]["data"]["stages"]) == {"export", "fold", "fp16", "int8"}  # model kept
+    for name in ("torch-parity", "population"):  # CPU vs CPU: computed, reported as SKIP
+        assert steps[name]["status"] == "SKIP" and "no CUDA device" in steps[name]["detail"]
+    assert steps["torch-parity"]["data"]["max_abs_diff"] == 0.0
+    if steps["engines"]["status"] == "SKIP":
+        assert "TensorRT" in steps["engines"]["detail"]
+        assert "TensorrtExecutionProvider" in steps["tensorrt-ep"]["detail"]
+    validated = {r["name"]: r["status"] for r in steps["validate"]["data"]["rows"]}
+    assert steps["validate"]["status"] == "PASS" and "PASS" in validated.values(), validated
+    assert steps["bench"]["status"] == "PASS" and steps["bench"]["data"]["cells"]
+    assert status == 0 and document["overall"] == "PASS"
+    assert capsys.readouterr().out.splitlines()[-1].startswith("overall: PASS")
