@@ -41,8 +41,12 @@ def load(path: str | os.PathLike[str], expected_format: str | None = None) -> di
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights_only errors have many types
-        raise BninceptionError(f"{path} is not a PyTorch file loadable with weights_only=True "
-                               f"({type(exc).__name__}: {exc})") from exc
+        import pickle
+
+        why = ("it holds Python objects that safe loading refuses (the file is never unpickled)"
+               if isinstance(exc, pickle.UnpicklingError) else
+               (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise BninceptionError(f"{path} is not a PyTorch file loadable with weights_only=True: {why}") from exc
     if expected_format is not None and (not isinstance(data, dict) or data.get("format") != expected_format):
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise BninceptionError(f"{path}: expected a {expected_format} file, found {found!r}")
