@@ -1,8 +1,8 @@
-"""Calibration data: a reader that streams N images in batches, never the whole set at once.
+"""Image batches for calibration and the FP16 / INT8 gates, streamed: never the whole set at once.
 
-Sources: the run's training split without augmentation (eval preprocessing), or, for runs
-without a dataset (imported weights), random crops and flips of scikit-image's sample photos.
-The reader hashes the exact float32 bytes it yields, so ``calibration.json`` can name its data.
+Sources: the run's splits without augmentation (what serving sees), or, for runs without a dataset
+(imported weights), seeded crops of scikit-image's photographs. The reader hashes the exact float32
+bytes it yields, so ``calibration.json`` can name its data.
 """
 
 from __future__ import annotations
@@ -10,59 +10,57 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bninception.core.errors import BninceptionError
 
-if TYPE_CHECKING:
-    pass
-
 MAX_SAMPLES = 100_000
 
 
-def _plain(dataset: Any) -> Any:
-    """A shallow copy of ``dataset`` with augmentation switched off (calibrate on what serving sees)."""
-    plain = copy.copy(dataset)
-    if hasattr(plain, "augment"):
-        plain.augment = False
-    return plain
+class BatchReader:
+    """``dataset[indices]`` as float32 NCHW batches, with the labels when the items are ``(image, label)``.
 
-
-class CalibrationReader:
-    """Iterable of float32 NCHW batches: ``samples`` items of ``dataset`` (seeded choice), in order.
-
-    Each ``iter()`` is a fresh pass over the same images; ``sha256`` is the hash of the bytes of
-    the last complete pass.
+    Each pass is a fresh pass over the same images; ``sha256`` is the hash of the bytes of the last
+    complete pass. Iterating yields the image batches only (what range collection needs).
     """
 
-    def __init__(self, dataset: Any, samples: int, batch_size: int = 64, seed: int = 0,
+    def __init__(self, dataset: Any, indices: np.ndarray | None = None, batch_size: int = 64,
                  source: str = "dataset") -> None:
-        size = len(dataset)
-        if size == 0:
-            raise BninceptionError(f"calibration source {source} is empty")
-        if not 1 <= samples <= MAX_SAMPLES:
-            raise BninceptionError(f"--samples must be in 1..{MAX_SAMPLES}, got {samples}")
-        self.dataset = _plain(dataset)
-        self.indices = np.sort(np.random.default_rng(seed).permutation(size)[:min(samples, size)])
+        if len(dataset) == 0:
+            raise BninceptionError(f"{source} is empty")
+        self.dataset = copy.copy(dataset)
+        if hasattr(self.dataset, "augment"):
+            self.dataset.augment = False
+        self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
         self.batch_size = int(batch_size)
-        self.source = f"{source} ({len(self.indices)} of {size} images, seed {seed})"
+        self.source = source
         self.sha256: str | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _item(self, index: int) -> np.ndarray:
-        item = self.dataset[int(index)]
-        image = item[0] if isinstance(item, tuple) else item
-        return np.asarray(image.numpy() if hasattr(image, "numpy") else image, dtype=np.float32)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         digest = hashlib.sha256()
         for start in range(0, len(self.indices), self.batch_size):
-            batch = np.stack([self._item(i) for i in self.indices[start:start + self.batch_size]])
-            batch = np.ascontiguousarray(batch, dtype=np.float32)
-            digest.update(batch.tobytes())
-            yield batch
+            items = [self.dataset[int(i)] for i in self.indices[start:start + self.batch_size]]
+            labeled = isinstance(items[0], tuple)
+            images = np.stack([np.asarray(item[0] if labeled else item, dtype=np.float32) for item in items])
+            images = np.ascontiguousarray(images, dtype=np.float32)
+            digest.update(images.tobytes())
+            yield images, (np.asarray([item[1] for item in items], dtype=np.int64) if labeled else None)
         self.sha256 = digest.hexdigest()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (images for images, _ in self.batches())
+
+
+def calibration_subset(dataset: Any, samples: int, seed: int = 0, source: str = "dataset") -> BatchReader:
+    """``samples`` items of ``dataset`` chosen with ``seed``, in index order."""
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise BninceptionError(f"--samples must be in 1..{MAX_SAMPLES}, got {samples}")
+    if len(dataset) == 0:
+        raise BninceptionError(f"calibration source {source} is empty")
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:min(samples, len(dataset))])
+    return BatchReader(dataset, chosen, source=f"{source} ({len(chosen)} of {len(dataset)} images, seed {seed})")

@@ -33,17 +33,16 @@ FOLDED_HINT = {layout.FOLDED: layout.make_hint(layout.FOLDED)}
 
 def calibration_reader(bundle: Any, model: onnx.ModelProto, samples: int, seed: int = 0) -> Any:
     """The run's training split (no augmentation), or photo crops for runs without a dataset."""
-    from bninception.calibrate.data import CalibrationReader
+    from bninception.calibrate.data import calibration_subset
     from bninception.model.photos import PhotoCrops
 
     if bundle is not None:
-        return CalibrationReader(bundle.train, samples, seed=seed, source=f"{bundle.name} train split")
+        return calibration_subset(bundle.train, samples, seed, f"{bundle.name} train split")
     preprocess = metadata.read(model, layout.FOLDED).preprocess
     if preprocess is None:
         raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
                                "no calibration images")
-    return CalibrationReader(PhotoCrops(preprocess, samples, seed=seed), samples, seed=seed,
-                             source="scikit-image photo crops")
+    return calibration_subset(PhotoCrops(preprocess, samples, seed=seed), samples, seed, "scikit-image photo crops")
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:
@@ -72,9 +71,9 @@ def _evaluate(run: RunDir, model: onnx.ModelProto, candidates: dict[str, onnx.Mo
     """Comparison of each candidate with the FP32 folded ``model`` on the evaluation set."""
     from bninception.calibrate.evaluate import evaluation_set, run_models
 
-    evalset = evaluation_set(bundle, metadata.read(model, layout.FOLDED).preprocess)
-    out, labels = run_models({"fp32": model, **candidates}, evalset)
-    return {name: compare(out["fp32"], out[name], evalset.source, labels) for name in candidates}
+    images = evaluation_set(bundle, metadata.read(model, layout.FOLDED).preprocess)
+    out, labels = run_models({"fp32": model, **candidates}, images)
+    return {name: compare(out["fp32"], out[name], images.source, labels) for name in candidates}
 
 
 # -- FP16 ----------------------------------------------------------------------------------------

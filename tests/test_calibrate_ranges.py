@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bninception.calibrate.cache import Calibration, load_calibration
-from bninception.calibrate.data import CalibrationReader
+from bninception.calibrate.data import calibration_subset
 from bninception.calibrate.ranges import TensorStats, compute_amax, entropy_amax, percentile_amax
 from bninception.core.errors import BninceptionError
 
@@ -94,21 +94,21 @@ class CountingDataset:
 
 def test_reader_streams_batches_and_hashes_data() -> None:
     data = CountingDataset(1000)
-    reader = CalibrationReader(data, samples=100, batch_size=16, seed=3)
+    reader = calibration_subset(data, samples=100, seed=3)
     plain = reader.dataset
     sizes = []
     for batch in reader:
         sizes.append(len(batch))
         assert plain.built <= sum(sizes)  # never more than one batch ahead
-    assert sum(sizes) == 100 and max(sizes) == 16
+    assert sum(sizes) == 100 and sizes == [64, 36]
     first = reader.sha256
     list(reader)
     assert reader.sha256 == first and data.augment  # deterministic; the original is untouched
-    other = CalibrationReader(data, samples=100, batch_size=16, seed=4)
+    other = calibration_subset(data, samples=100, seed=4)
     list(other)
     assert other.sha256 != first
     with pytest.raises(BninceptionError, match="--samples"):
-        CalibrationReader(data, samples=0)
+        calibration_subset(data, samples=0)
 
 
 def test_cache_refuses_another_model(tmp_path) -> None:
