@@ -172,8 +172,8 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
     """Every artifact of ``run`` with a runner here (per provider), plus those skipped (with the reason).
 
     ``optimization`` None picks :func:`default_optimization` per kind (what the gates need);
-    a level (e.g. ``"all"``, for benchmarks) applies to every ONNX file. ``providers`` (default:
-    every one that runs ONNX here) each get a row per ONNX file.
+    a level (e.g. ``"all"``, for benchmarks) applies to every ONNX file. ``providers`` (None: every
+    one that runs ONNX here; ``[]``: none) each get a row per ONNX file.
     """
     runners: list[ArtifactRunner] = []
     skipped: list[Skipped] = []
@@ -188,12 +188,13 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
                                  "population` or `import-weights`")
     runners.append(ArtifactRunner("PyTorch population (reference)", layout.MODEL_PT, REFERENCE, "pytorch", "fp32",
                                   _torch(run, layout.MODEL_PT, "pytorch", device)))
-    for provider in providers or onnx_providers():
+    listed = onnx_providers() if providers is None else providers
+    for provider in listed:
         suffix = "" if provider == "cpu" else f" [{provider}]"
         for entry in layout.ONNX_ARTIFACTS:
             path = run.path(entry.file)
             if not path.is_file():
-                if provider == "cpu":
+                if provider == listed[0]:
                     skipped.append(Skipped(entry.file, entry.kind, "not built"))
                 continue
             level = optimization or default_optimization(entry.kind)

@@ -161,6 +161,13 @@ def _version(module: str) -> str | None:
         return None
 
 
+def _onnxruntime_version() -> str | None:
+    """The installed ONNX Runtime build's version, with its name when it is not plain onnxruntime."""
+    from bninception.core.ort import installed_builds
+
+    return ", ".join(f"{_version(d)}" + ("" if d == "onnxruntime" else f" ({d})") for d in installed_builds()) or None
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, GPU name (CUDA), and the versions of the runtimes that were timed."""
     import torch
@@ -182,7 +189,7 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu_model(), "cores": os.cpu_count(), "cores_available": available, "gpu": gpu,
         "platform": platform.platform(), "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
-        "versions": {"torch": torch.__version__, "onnxruntime": _version("onnxruntime"),
+        "versions": {"torch": torch.__version__, "onnxruntime": _onnxruntime_version(),
                      "onnx": _version("onnx"), "numpy": np.__version__, "tensorrt": tensorrt},
     }
 
@@ -240,18 +247,19 @@ def bench_runner(art: ArtifactRunner, settings: BenchSettings) -> list[BenchResu
     return results
 
 
-def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool = True
-                   ) -> tuple[list[ArtifactRunner], list[Skipped]]:
-    """PyTorch eager (model.pt), every ONNX file (served configuration), every engine."""
+def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool = True,
+                   providers: list[str] | None = None) -> tuple[list[ArtifactRunner], list[Skipped]]:
+    """PyTorch eager (model.pt), every ONNX file (served configuration) on ``providers`` (None: every one
+    available here), every engine."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # beside TensorRT engines on a GPU host
     arts, skipped = discover(run, include_engines=include_engines, include_ema=False, optimization="all",
-                             threads=settings.threads, device=device)
+                             threads=settings.threads, device=device, providers=providers)
     for art in arts:
         if art.is_reference:
             art.name = "PyTorch eager" if device == "cpu" else f"PyTorch eager ({device})"
-    if settings.include_unoptimized:
+    if settings.include_unoptimized and (providers is None or "cpu" in providers):
         extra, _ = discover(run, include_engines=False, include_ema=False, optimization="disable",
                             threads=settings.threads, providers=["cpu"])
         for art in extra:
@@ -264,13 +272,14 @@ def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool =
 def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BATCH_SIZES,
               min_seconds: float = BenchSettings.min_seconds, max_seconds: float = BenchSettings.max_seconds,
               include_engines: bool = True, include_unoptimized: bool = True, threads: int = 0, save: bool = True,
-              plot: bool = True) -> BenchReport:
-    """Benchmark every backend of ``run``; save ``bench.json`` and the throughput plot."""
+              plot: bool = True, providers: list[str] | None = None) -> BenchReport:
+    """Benchmark every backend of ``run`` (ONNX files on ``providers``, None: every one available here);
+    save ``bench.json`` and the throughput plot."""
     settings = BenchSettings(batch_sizes=tuple(int(b) for b in batch_sizes), min_seconds=min_seconds,
                              max_seconds=max(max_seconds, min_seconds), threads=threads,
                              include_unoptimized=include_unoptimized)
     started = time.perf_counter()
-    arts, skipped = bench_backends(run, settings, include_engines)
+    arts, skipped = bench_backends(run, settings, include_engines, providers)
     results: list[BenchResult] = []
     for art in arts:
         try:

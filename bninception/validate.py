@@ -252,10 +252,14 @@ def _verdict(row: ValidationRow, art: ArtifactRunner, reference_top1: float) -> 
 
 
 def validate_run(run: RunDir, data: str | None = None, include_engines: bool = True,
-                 limit: int | None = None, batch_size: int = 64, save: bool = True) -> ValidationReport:
-    """Validate every artifact of ``run``; save ``validate.json`` (atomically) when ``save``."""
+                 limit: int | None = None, batch_size: int = 64, save: bool = True,
+                 providers: list[str] | None = None) -> ValidationReport:
+    """Validate every artifact of ``run``; save ``validate.json`` (atomically) when ``save``.
+
+    ``providers``: the execution providers whose ONNX rows to run (None: every one available here).
+    """
     started = time.perf_counter()
-    artifacts, skipped = discover(run, include_engines=include_engines)
+    artifacts, skipped = discover(run, include_engines=include_engines, providers=providers)
     eval_data = load_eval_data(run, data, limit)
     log.info("validate: %d images (%s, %s split), %d artifacts", len(eval_data.labels), eval_data.source,
              eval_data.split, len(artifacts))

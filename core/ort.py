@@ -3,10 +3,14 @@
 ``cpu``, ``openvino``, ``cuda``, ``tensorrt`` map to ONNX Runtime's provider names. Exactly one
 ONNX Runtime build may be installed (the ``[cpu]``, ``[gpu]`` or ``[openvino]`` extra): they own
 the same ``onnxruntime`` package, and two of them break provider discovery.
+
+``create_session`` gives each provider the options of :func:`default_options` unless the caller
+passes its own (``provider_options``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from types import ModuleType
@@ -27,6 +31,18 @@ PROVIDERS = {
 FASTEST_FIRST = ("tensorrt", "cuda", "openvino", "cpu")
 DISTRIBUTIONS = {"onnxruntime": "cpu", "onnxruntime-gpu": "gpu", "onnxruntime-openvino": "openvino"}
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+# OpenVINO provider defaults (issue 13; measured with benchmarks/cpu_runtimes.py --explore, README "CPU runtimes").
+# device_type CPU: the device validate checks. INFERENCE_PRECISION_HINT f32 for every model: OpenVINO's CPU
+# plugin otherwise runs FP32 layers in BF16 on CPUs with BF16 (AVX512_BF16, AMX): BN-Inception 224 FP32 then
+# differs from PyTorch by 6e-2 (75% top-1 agreement on 8 photo crops), a demo-size run by 0.29 -- the FP32 gate
+# is 1e-4 -- where f32 gives 7e-6 / 1.7e-5, and runs slower without AMX (15 vs 24 images/s at batch 8). FP16
+# models run in f32 too (FP16 weights; the FP16 gate holds). For INT8 files the hint only sets the precision of
+# the layers left in float: on this 2-core AVX512-VNNI/BF16/FP16 CPU without AMX, bf16 and f16 gave no gain
+# beyond the noise of a shared host (batch 8, bf16 / f16 vs f32, two runs: model.int8.onnx 53 / 47 vs 54 and
+# 40 / 37 vs 43; model.int8.cpu.onnx 66 / 66 vs 66 and 57 / 52 vs 49) and f16 lowered agreement, so one hint
+# serves every precision (re-measure with `cpu_runtimes.py --explore` on a host with AMX).
+OPENVINO_DEVICE = "CPU"
+OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 INSTALL_HINT = ("install exactly one ONNX Runtime build: pip install 'bninception[cpu]' (CPU), "
                 "'bninception[gpu]' (CUDA + TensorRT) or 'bninception[openvino]' (Intel CPUs/GPUs)")
 
@@ -84,6 +100,17 @@ def user_name(provider: str) -> str:
     return provider
 
 
+def parse_providers(text: str | Sequence[str] | None) -> list[str] | None:
+    """``"cpu,openvino"`` (a ``--providers`` value) -> user names, each checked to exist in this build;
+    None or empty -> None (the caller's default: every available provider, or the fastest)."""
+    parts = text.split(",") if isinstance(text, str) else list(text or [])
+    names = list(dict.fromkeys(user_name(provider_name(p)) for p in parts if p.strip()))
+    if not names:
+        return None
+    resolve(names)
+    return names
+
+
 def resolve(requested: Sequence[str] | None) -> list[str]:
     """ONNX Runtime provider names for ``requested`` (default: CPU), checked to exist here.
 
@@ -103,6 +130,32 @@ def resolve(requested: Sequence[str] | None) -> list[str]:
     return names
 
 
+def default_options(provider: str, threads: int = 0) -> dict[str, str]:
+    """The options ``provider`` gets from :func:`create_session` unless the caller passes its own.
+
+    OpenVINO: the CPU device with FP32 inference precision (``OPENVINO_CONFIG``), and ``threads``
+    as its inference thread count (OpenVINO runs the graph on its own threads, not ONNX Runtime's).
+    """
+    if provider_name(provider) != PROVIDERS["openvino"]:
+        return {}
+    config: dict[str, str] = dict(OPENVINO_CONFIG)
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(int(threads))
+    return {"device_type": OPENVINO_DEVICE, "load_config": json.dumps({OPENVINO_DEVICE: config})}
+
+
+def _error_line(exc: BaseException) -> str:
+    """The informative part of an ONNX Runtime error: its first line, plus the last one when they differ
+    (OpenVINO puts the cause, e.g. the node it cannot convert, at the end of a long trace)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0] if len(lines[0]) <= 300 else lines[0][:300] + " ..."
+    cause = next((line for line in reversed(lines[1:]) if not line.startswith(("Summary", "--"))), None)
+    nodes = [line for line in lines[1:] if line.startswith("While validating ONNX node")][:1]
+    return " ".join([first, *nodes, *([cause] if cause and cause not in nodes else [])])
+
+
 def create_session(model: str | os.PathLike[str] | bytes | onnx.ModelProto, *,
                    providers: Sequence[str] | None = None, optimization: str = "all", threads: int = 0,
                    spinning: bool | None = None,
@@ -111,9 +164,11 @@ def create_session(model: str | os.PathLike[str] | bytes | onnx.ModelProto, *,
     """An InferenceSession on a path, serialized bytes or a ModelProto, with a clear error.
 
     ``optimization="disable"`` is what parity checks use (no hidden Conv+BN fusion); ``"all"`` is
-    what serving gets. ``spinning=False`` stops idle intra-op threads from busy-waiting (for work
-    that shares its cores); ``None`` keeps ONNX Runtime's default. ``provider_options`` maps a
-    provider's user or ONNX Runtime name to its options.
+    what serving gets (OpenVINO compiles the graph with its own optimizations at either level).
+    ``threads`` sets ONNX Runtime's intra-op threads and OpenVINO's inference threads.
+    ``spinning=False`` stops idle intra-op threads from busy-waiting (for work that shares its
+    cores); ``None`` keeps ONNX Runtime's default. ``provider_options`` maps a provider's user or
+    ONNX Runtime name to its options, which replace that provider's :func:`default_options`.
     """
     ort = onnxruntime()
     if optimization not in OPTIMIZATION_LEVELS:
@@ -139,11 +194,11 @@ def create_session(model: str | os.PathLike[str] | bytes | onnx.ModelProto, *,
     if spinning is not None:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     names = resolve(providers)
-    given = {provider_name(k): dict(v) for k, v in (provider_options or {}).items()}
+    given = {provider_name(k): {str(o): str(v) for o, v in dict(opts).items()}
+             for k, opts in (provider_options or {}).items()}
+    chosen = [given[n] if n in given else default_options(n, threads) for n in names]
     try:
-        return ort.InferenceSession(source, sess_options=options, providers=names,
-                                    provider_options=[given.get(n, {}) for n in names])
+        return ort.InferenceSession(source, sess_options=options, providers=names, provider_options=chosen)
     except Exception as exc:  # onnxruntime raises several unrelated types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BninceptionError(f"ONNX Runtime cannot load {label} on "
-                               f"{', '.join(map(user_name, names))}: {first}") from exc
+                               f"{', '.join(map(user_name, names))}: {_error_line(exc)}") from exc

@@ -13,7 +13,7 @@ from bninception.core.rundir import RunDir
 from bninception.core.runner import InputSpec, TorchRunner, run_all
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
-EXPORTER = "torchscript-preserve/1"
+EXPORTER = "torchscript-preserve/2"  # /2: explicit_pool_pads
 FOLD_PASS = "fold_batchnorm/1"
 MODEL_HINT = "run `bninception train` + `bninception population`, or `import-weights`"
 

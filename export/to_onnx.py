@@ -5,6 +5,8 @@ The legacy (TorchScript) exporter, in ``TrainingMode.EVAL`` with constant foldin
 export in ``TrainingMode.PRESERVE`` with the module in eval mode: BN is exported in inference
 form (``training_mode=0``) and constant folding still runs, but the peephole does not. The
 exporter deduplicates equal parameters through ``Identity`` nodes; those are removed here.
+A ceil-mode MaxPool whose window is larger than its padded input (the 3x3/2 pool of a 2x2 map in the
+32x32 demo network) is written with explicit end padding instead (:func:`explicit_pool_pads`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,43 @@ def remove_identities(model: onnx.ModelProto) -> int:
     return len(rename)
 
 
+def explicit_pool_pads(model: onnx.ModelProto) -> int:
+    """Rewrite ceil-mode MaxPools whose window exceeds the padded input as ``ceil_mode=0`` with end pads.
+
+    Same output: a ceil-mode window that runs past the input's end ignores what is outside, as
+    MaxPool's padding does. OpenVINO's ONNX reader refuses a window larger than the padded input
+    (the 3x3 stride-2 pool over 4e's 2x2 map in a 32x32 network) while ONNX Runtime and PyTorch
+    accept it. Only such nodes change, so 224x224 graphs stay byte-identical. Returns the count.
+    """
+    from bninception.export.graph import get_attr, infer_types, set_attr
+
+    inferred = infer_types(model).graph
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.input, *inferred.value_info, *inferred.output]}
+    changed = 0
+    for node in model.graph.node:
+        if node.op_type != "MaxPool" or not get_attr(node, "ceil_mode", 0):
+            continue
+        if get_attr(node, "auto_pad", b"NOTSET") != b"NOTSET":  # SAME_* / VALID: no explicit pads allowed
+            continue
+        kernel = list(get_attr(node, "kernel_shape"))  # type: ignore[arg-type]
+        n = len(kernel)
+        strides = list(get_attr(node, "strides", [1] * n))  # type: ignore[arg-type]
+        dilations = list(get_attr(node, "dilations", [1] * n))  # type: ignore[arg-type]
+        pads = list(get_attr(node, "pads", [0] * 2 * n))  # type: ignore[arg-type]
+        source, result = shapes.get(node.input[0], [])[2:], shapes.get(node.output[0], [])[2:]
+        if len(source) != n or len(result) != n or not all(source + result):
+            continue  # spatial sizes unknown: leave it
+        span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
+        if all(span[i] <= source[i] + pads[i] + pads[n + i] for i in range(n)):
+            continue
+        ends = [max(pads[n + i], (result[i] - 1) * strides[i] + span[i] - source[i] - pads[i]) for i in range(n)]
+        set_attr(node, "pads", pads[:n] + ends)
+        set_attr(node, "ceil_mode", 0)
+        changed += 1
+    return changed
+
+
 def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
                    opset: int = 17) -> onnx.ModelProto:
     """Export ``model`` (eval mode for the export, mode restored afterwards) to a ModelProto.
@@ -90,6 +129,7 @@ def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
         model.train(was_training)
     proto = onnx.load_from_string(buffer.getvalue())
     remove_identities(proto)
+    explicit_pool_pads(proto)
     return proto
 
 

@@ -22,7 +22,8 @@ def test_layout_names_each_file_once_and_serves_int8_per_provider() -> None:
     files = [a.file for a in layout.ONNX_ARTIFACTS]
     assert len(files) == len(set(files)) and set(layout.PRECISION_FILES.values()) <= set(files)
     assert layout.served_files("int8", "cpu") == [layout.INT8_CPU, layout.INT8]
-    assert layout.served_files("int8", "openvino") == layout.served_files("int8", None) == [layout.INT8]
+    assert layout.served_files("int8", "openvino") == [layout.INT8_CPU, layout.INT8]
+    assert layout.served_files("int8", "cuda") == layout.served_files("int8", None) == [layout.INT8]
     assert layout.served_files("fp16", "cpu") == [layout.FP16]
     assert layout.rejected("model.int8.onnx") == "model.int8.rejected.onnx"
     assert layout.make_hint(layout.FP16, "runs/x") == "run `bninception calibrate --run runs/x --precision fp16` first"

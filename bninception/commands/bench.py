@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=BenchSettings.max_seconds,
                         help="stop a slow cell after this long, with at least 3 calls (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
+    parser.add_argument("--providers", default=None,
+                        help="comma-separated execution providers to time: cpu, openvino, cuda, tensorrt (TensorRT: "
+                             "the run's engines; default: every one this ONNX Runtime build has)")
     parser.add_argument("--no-engines", action="store_true", help="leave TensorRT engines out")
     parser.add_argument("--served-only", action="store_true",
                         help="skip the FP32 ONNX rows with graph optimizations off")
@@ -32,13 +35,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.bench import bench_run, parse_batch_sizes
+    from bninception.commands.validate import providers_and_engines
     from bninception.core.layout import BENCH_JSON
     from bninception.core.rundir import RunDir
 
+    providers, engines = providers_and_engines(args.providers, args.no_engines)
     run_dir = RunDir(args.run, create=False)
     report = bench_run(run_dir, parse_batch_sizes(args.batch_sizes), min_seconds=args.min_seconds,
-                       max_seconds=args.max_seconds, include_engines=not args.no_engines,
-                       include_unoptimized=not args.served_only, threads=args.threads)
+                       max_seconds=args.max_seconds, include_engines=engines,
+                       include_unoptimized=not args.served_only, threads=args.threads, providers=providers)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

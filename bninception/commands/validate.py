@@ -16,8 +16,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="digits or an ImageFolder PATH (default: the run's own test split)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
+    parser.add_argument("--providers", default=None,
+                        help="comma-separated execution providers whose rows to check: cpu, openvino, cuda, tensorrt "
+                             "(TensorRT: the run's engines; default: every one this ONNX Runtime build has)")
     parser.add_argument("--no-engines", action="store_true", help="leave TensorRT engines out")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def providers_and_engines(text: str | None, no_engines: bool) -> tuple[list[str] | None, bool]:
+    """``--providers`` and ``--no-engines`` -> (providers for the ONNX rows, None: all; include engines)."""
+    from bninception.core.ort import parse_providers
+
+    chosen = parse_providers(text)
+    if chosen is None:
+        return None, not no_engines
+    return [p for p in chosen if p != "tensorrt"], "tensorrt" in chosen and not no_engines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise BninceptionError(f"--limit must be at least 1, got {args.limit}")
+    providers, engines = providers_and_engines(args.providers, args.no_engines)
     run_dir = RunDir(args.run, create=False)
-    report = validate_run(run_dir, data=args.data, include_engines=not args.no_engines, limit=args.limit)
+    report = validate_run(run_dir, data=args.data, include_engines=engines, limit=args.limit, providers=providers)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
