@@ -17,6 +17,8 @@ from torch import nn
 from bninception.core.errors import BninceptionError
 
 Activation = Literal["relu", "sigmoid"]
+InitScheme = Literal["pytorch", "xavier"]
+GOOGLENET_CONV_BIAS = 0.2  # bvlc_googlenet's constant bias filler for every conv
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,27 @@ def build_model(config: ModelConfig | dict[str, Any] | None = None) -> BNIncepti
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
     return BNInception(config)
+
+
+def init_weights(model: nn.Module, scheme: InitScheme) -> nn.Module:
+    """Redraw every conv and linear layer of ``model`` (in place) from torch's global generator.
+
+    ``"xavier"``: GoogLeNet's Caffe fillers (bvlc_googlenet), variance-preserving for a linear
+    map: weights uniform in +-sqrt(3 / fan_in), so of variance 1 / fan_in; conv biases 0.2 (there
+    are none with BN), the classifier's bias 0. BN layers are left as they are (gamma 1, beta 0 when new).
+    ``"pytorch"``: leave PyTorch's default initialisation.
+    """
+    if scheme not in ("pytorch", "xavier"):
+        raise BninceptionError(f"init must be 'pytorch' or 'xavier', got {scheme!r}")
+    if scheme == "pytorch":
+        return model
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            bound = (3.0 / module.weight[0].numel()) ** 0.5  # fan_in: one output's inputs
+            nn.init.uniform_(module.weight, -bound, bound)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, GOOGLENET_CONV_BIAS if isinstance(module, nn.Conv2d) else 0.0)
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

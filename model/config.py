@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 INCEPTION_WEIGHT_DECAY = 2e-4  # GoogLeNet's L2; the paper reduces it 5x with BN
 MIN_INPUT_SIZE = 31  # the stride-2 pools of 3c and 4e need at least this many pixels
+INIT_SCHEMES = ("pytorch", "xavier")  # PyTorch's defaults, or GoogLeNet's Caffe fillers (architecture.init_weights)
 
 
 def check_input_size(size: int) -> None:
@@ -49,9 +50,12 @@ class TrainConfig:
     seed: int = 0
     sync_bn: bool = False
     max_steps: int = 0  # 0: no limit (used by short experiments)
+    init: str = "pytorch"  # how conv / linear weights are drawn (INIT_SCHEMES)
 
     def __post_init__(self) -> None:
         check_input_size(self.image_size)
+        if self.init not in INIT_SCHEMES:
+            raise BninceptionError(f"init must be one of {list(INIT_SCHEMES)}, got {self.init!r}")
         if self.epochs < 1 or self.batch_size < 2:
             raise BninceptionError(f"--epochs must be >= 1 and --batch-size >= 2, got {self.epochs}, "
                                    f"{self.batch_size}")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bninception.core.errors import BninceptionError
-from bninception.model.architecture import BNInception, build_model, count_parameters
+from bninception.model.architecture import BNInception, build_model, count_parameters, init_weights
 from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state, save
 from bninception.model.config import TrainConfig
 from bninception.model.data import AugmentedDataset, DatasetBundle
@@ -98,13 +98,27 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Opt
     return optimizer, scheduler
 
 
+def build_network(cfg: TrainConfig, bundle: DatasetBundle) -> BNInception:
+    """The network of ``cfg``, its weights drawn from ``cfg.seed`` with ``cfg.init``.
+
+    The generator is re-seeded before ``init_weights``, so networks that differ only in BN,
+    activation or dropout start from identical conv and classifier weights (PyTorch's default
+    initialisation would have drawn conv biases first in the networks without BN).
+    """
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model_config(bundle))
+    if cfg.init != "pytorch":
+        torch.manual_seed(cfg.seed)
+        init_weights(model, cfg.init)  # type: ignore[arg-type]
+    return model
+
+
 def train(cfg: TrainConfig, bundle: DatasetBundle, checkpoint_path: str | None = None, resume: bool = False,
           progress: bool = True, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
           ctx: DistContext | None = None) -> TrainResult:
     """Train BN-Inception on ``bundle``; checkpoint atomically after every epoch (rank 0 only)."""
     ctx = ctx or init_distributed()
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_config(bundle)).to(ctx.device)
+    model = build_network(cfg, bundle).to(ctx.device)
     optimizer, scheduler = _make_optimizer(model, cfg)
     history: list[dict[str, float]] = []
     start_epoch = 0

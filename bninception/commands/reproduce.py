@@ -25,9 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fig1.add_argument("--steps", type=int, default=None, help="training steps (default 20000)")
     fig1.add_argument("--eval-every", type=int, default=None, help="steps between records (default 200)")
     lr = parser.add_argument_group("lr")
-    lr.add_argument("--epochs", type=int, default=None, help="epochs per network (default 30)")
+    lr.add_argument("--epochs", type=int, default=None, help="epochs per network with BN (default 60)")
+    lr.add_argument("--no-bn-epochs", type=int, default=None,
+                    help="epochs per network without BN (default 200: Inception's plateau)")
+    lr.add_argument("--init", choices=("xavier", "pytorch"), default=None,
+                    help="initialisation of every network: GoogLeNet's xavier fillers (default) or "
+                         "PyTorch's default")
     lr.add_argument("--runs", default=None,
-                    help="comma-separated subset of Inception,BN-Baseline,BN-x5,BN-x30,BN-x5-Sigmoid")
+                    help="comma-separated subset of "
+                         "Inception,BN-Baseline,BN-x5,BN-x30,BN-x5-Sigmoid,Inception-Sigmoid")
     lr.add_argument("--width", type=float, default=None, help="BN-Inception width multiplier (default 0.25)")
     lr.add_argument("--jobs", type=int, default=2,
                     help="networks trained at once, one process each (default %(default)s)")
@@ -64,8 +70,12 @@ def _lr(args: argparse.Namespace) -> dict[str, object]:
     cfg = LrConfig(seed=args.seed)
     if args.epochs is not None:
         cfg = replace(cfg, epochs=args.epochs)
+    if args.no_bn_epochs is not None:
+        cfg = replace(cfg, no_bn_epochs=args.no_bn_epochs)
     if args.width is not None:
         cfg = replace(cfg, width=args.width)
+    if args.init is not None:
+        cfg = replace(cfg, init=args.init)
     if args.runs:
         cfg = replace(cfg, runs=tuple(r.strip() for r in args.runs.split(",") if r.strip()))
     result = run_lr(cfg, report=_progress, jobs=args.jobs, threads=args.threads)

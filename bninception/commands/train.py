@@ -11,6 +11,7 @@ ORDER = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bninception.cli import add_run_argument
+    from bninception.model.config import INIT_SCHEMES
     from bninception.model.config import TrainConfig as T
 
     add_run_argument(parser)
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-batchnorm", action="store_true", help="the paper's Inception baseline")
     parser.add_argument("--dropout", type=float, default=T.dropout, help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=T.seed)
+    parser.add_argument("--init", choices=INIT_SCHEMES, default=T.init,
+                        help="conv/linear weights: PyTorch's defaults or GoogLeNet's xavier fillers "
+                             "(default: %(default)s)")
     parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (GPU)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.pt")
     parser.add_argument("--force", action="store_true", help="retrain even if up to date")
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data=args.data, image_size=args.image_size or default_image_size(args.data),
                       width=args.width, epochs=args.epochs, batch_size=args.batch_size, lr_scale=args.lr_scale,
                       base_lr=args.base_lr, lr_decay=args.lr_decay, activation=args.activation,
-                      batchnorm=not args.no_batchnorm, dropout=args.dropout, seed=args.seed, sync_bn=args.sync_bn)
+                      batchnorm=not args.no_batchnorm, dropout=args.dropout, seed=args.seed, sync_bn=args.sync_bn,
+                      init=args.init)
     train_stage(RunDir(args.run), cfg, resume=args.resume, force=args.force)
     return 0

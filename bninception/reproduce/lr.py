@@ -1,11 +1,13 @@
 """The paper's Figures 2 and 3 (learning-rate experiments) on digits with the demo BN-Inception.
 
-Five networks from the same seed (same initial draw and data order where the architecture
-allows): Inception without BN at the base rate with Inception's recipe (dropout 0.4, full L2,
-slow learning-rate decay), BN-Baseline (the same recipe with BN), and BN-x5, BN-x30 and
-BN-x5-Sigmoid with section 4.2.1's recipe (rate x5 / x30, no dropout, L2 / 5, decay 6x faster).
-Validation accuracy is recorded after every epoch (the training loop's own evaluation); the
-table gives the steps each needs to reach the no-BN network's best validation accuracy.
+Six networks from the same seed, all initialised like GoogLeNet (Caffe's "xavier" fillers, the
+same draw wherever the architectures match), shuffled and augmented alike: Inception without BN
+at the base rate with Inception's recipe (dropout 0.4, full L2, slow learning-rate decay),
+BN-Baseline (the same recipe with BN), BN-x5, BN-x30 and BN-x5-Sigmoid with section 4.2.1's
+recipe (rate x5 / x30, no dropout, L2 / 5, decay 6x faster), and Inception-Sigmoid (sigmoid,
+no BN, Inception's recipe). Validation accuracy is recorded after every epoch; the table gives
+the steps each needs to reach the no-BN Inception's best validation accuracy, as the paper's
+Figure 3 does with Inception's 72.2%.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bninception.core.errors import BninceptionError
+from bninception.model.config import INIT_SCHEMES
+
+if TYPE_CHECKING:
+    from bninception.model.data import DatasetBundle
 
 FAST_DECAY = 0.9  # per epoch: the BN recipe ("accelerate the learning rate decay 6x")
 SLOW_DECAY = FAST_DECAY ** (1 / 6)  # Inception's decay, 6x slower
 INCEPTION_DROPOUT = 0.4  # GoogLeNet's dropout before the classifier; BN lets it go
+PAPER_INCEPTION_STEPS = 31.0  # millions of steps Inception needed to reach its 72.2%
 
 
 @dataclass(frozen=True)
@@ -31,48 +38,55 @@ class LrRun:
 
     name: str
     overrides: dict[str, Any]
-    paper_steps: str  # steps to Inception's 72.2% top-1 in the paper
+    paper_steps: float | None  # millions of steps to Inception's 72.2% top-1 (None: never)
     paper_max: str  # best top-1 in the paper
+
+    @property
+    def batchnorm(self) -> bool:
+        return bool(self.overrides.get("batchnorm", True))
 
 
 def paper_runs() -> tuple[LrRun, ...]:
-    from bninception.model.train import INCEPTION_WEIGHT_DECAY
+    from bninception.model.config import INCEPTION_WEIGHT_DECAY
 
     inception = {"weight_decay": INCEPTION_WEIGHT_DECAY, "lr_decay": SLOW_DECAY,
                  "dropout": INCEPTION_DROPOUT, "lr_scale": 1.0}
     return (
-        LrRun("Inception", {**inception, "batchnorm": False}, "31.0M", "72.2%"),
-        LrRun("BN-Baseline", inception, "13.3M", "72.7%"),
-        LrRun("BN-x5", {"lr_scale": 5.0}, "2.1M", "73.0%"),
-        LrRun("BN-x30", {"lr_scale": 30.0}, "2.7M", "74.8%"),
-        LrRun("BN-x5-Sigmoid", {"lr_scale": 5.0, "activation": "sigmoid"}, "never", "69.8%"),
+        LrRun("Inception", {**inception, "batchnorm": False}, PAPER_INCEPTION_STEPS, "72.2%"),
+        LrRun("BN-Baseline", inception, 13.3, "72.7%"),
+        LrRun("BN-x5", {"lr_scale": 5.0}, 2.1, "73.0%"),
+        LrRun("BN-x30", {"lr_scale": 30.0}, 2.7, "74.8%"),
+        LrRun("BN-x5-Sigmoid", {"lr_scale": 5.0, "activation": "sigmoid"}, None, "69.8%"),
+        LrRun("Inception-Sigmoid", {**inception, "batchnorm": False, "activation": "sigmoid"}, None,
+              "0.1% (chance)"),
     )
 
 
-RUN_NAMES = ("Inception", "BN-Baseline", "BN-x5", "BN-x30", "BN-x5-Sigmoid")
+RUN_NAMES = ("Inception", "BN-Baseline", "BN-x5", "BN-x30", "BN-x5-Sigmoid", "Inception-Sigmoid")
 
 
 @dataclass(frozen=True)
 class LrConfig:
-    """The experiment: which runs, how long, on what input size."""
+    """The experiment: which runs, how long, on what input size, from which initialisation."""
 
-    epochs: int = 30
+    epochs: int = 60  # networks with BN
+    no_bn_epochs: int = 200  # networks without BN: measured, Inception stops improving by ~190
     image_size: int = 32
     width: float = 0.25
     seed: int = 0
+    init: str = "xavier"  # GoogLeNet's fillers; "pytorch": PyTorch's default
     runs: tuple[str, ...] = RUN_NAMES
-    train_limit: int = 0  # > 0: train on the first N training digits only (quick checks)
     targets: tuple[float, ...] = (0.9, 0.95)  # fixed validation accuracies the table also times
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise BninceptionError(f"epochs must be >= 1, got {self.epochs}")
+        if self.epochs < 1 or self.no_bn_epochs < 1:
+            raise BninceptionError(f"epochs must be >= 1, got {self.epochs} and {self.no_bn_epochs} (no BN)")
         if not 0 < self.width <= 4:
             raise BninceptionError(f"width must be in (0, 4], got {self.width}")
         if self.image_size < 32:
             raise BninceptionError(f"image_size must be >= 32 (Table 5 downsamples 32x), got {self.image_size}")
-        if self.train_limit < 0 or 0 < self.train_limit < 64:
-            raise BninceptionError(f"train_limit must be 0 (all) or >= 64, got {self.train_limit}")
+        if self.init not in INIT_SCHEMES:
+            raise BninceptionError(f"init must be one of {list(INIT_SCHEMES)}, got {self.init!r}")
         unknown = [r for r in self.runs if r not in RUN_NAMES]
         if unknown or not self.runs:
             raise BninceptionError(f"unknown runs {unknown or '(none given)'}; choose from {list(RUN_NAMES)}")
@@ -80,6 +94,9 @@ class LrConfig:
             raise BninceptionError(f"targets must be accuracies in (0, 1], got {self.targets}")
         if "Inception" not in self.runs:
             raise BninceptionError("the runs must include 'Inception': the table's target is its best accuracy")
+
+    def epochs_of(self, run: LrRun) -> int:
+        return self.epochs if run.batchnorm else self.no_bn_epochs
 
 
 @dataclass
@@ -109,6 +126,11 @@ def target_key(target: float) -> str:
     return f"steps_to_{100 * target:g}%"
 
 
+def fewer_steps(reference: float | None, steps: float | None) -> float | None:
+    """How many times fewer steps than ``reference`` (None where either never got there)."""
+    return None if reference is None or steps is None else reference / steps
+
+
 @dataclass
 class LrResult:
     config: LrConfig
@@ -116,21 +138,35 @@ class LrResult:
     signal: dict[str, dict[str, float]] = field(default_factory=dict)  # see signal_at_init
 
     @property
+    def inception(self) -> RunCurve:
+        return next(c for c in self.curves if c.name == "Inception")
+
+    @property
     def target(self) -> float:
         """The no-BN Inception's best validation accuracy."""
-        return next(c.best for c in self.curves if c.name == "Inception")
+        return self.inception.best
 
     def rows(self) -> list[dict[str, Any]]:
-        target = self.target
+        """One row per network: steps to each target and how many times fewer than Inception's."""
+        targets = {"inception_best": self.target} | {target_key(t).removeprefix("steps_to_"): t
+                                                     for t in self.config.targets}
+        reference = {key: self.inception.steps_to(t) for key, t in targets.items()}
         paper = {r.name: r for r in paper_runs()}
-        return [{"run": c.name, "lr": c.lr, "steps_to_inception_best": c.steps_to(target),
-                 **{target_key(t): c.steps_to(t) for t in self.config.targets},
-                 "best_val_accuracy": c.best, "test_accuracy": c.test_accuracy,
-                 "final_train_loss": c.train_loss[-1] if c.train_loss else math.nan,
-                 "steps": c.steps[-1] if c.steps else 0, "seconds": round(c.seconds, 1),
-                 "diverged": c.diverged, "paper_steps": paper[c.name].paper_steps,
-                 "paper_max": paper[c.name].paper_max}
-                for c in self.curves]
+        rows = []
+        for c in self.curves:
+            run = paper[c.name]
+            steps = {key: c.steps_to(t) for key, t in targets.items()}
+            rows.append({
+                "run": c.name, "lr": c.lr, "epochs": self.config.epochs_of(run),
+                **{f"steps_to_{key}": n for key, n in steps.items()},
+                **{f"fewer_steps_to_{key}": fewer_steps(reference[key], n) for key, n in steps.items()},
+                "best_val_accuracy": c.best, "test_accuracy": c.test_accuracy,
+                "final_train_loss": c.train_loss[-1] if c.train_loss else math.nan,
+                "steps": c.steps[-1] if c.steps else 0, "seconds": round(c.seconds, 1),
+                "diverged": c.diverged, "paper_steps": run.paper_steps,
+                "paper_fewer_steps": fewer_steps(PAPER_INCEPTION_STEPS, run.paper_steps),
+                "paper_max": run.paper_max})
+        return rows
 
     def summary(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "inception_best_val_accuracy": self.target,
@@ -138,15 +174,10 @@ class LrResult:
 
 
 @functools.lru_cache(maxsize=2)
-def _bundle(image_size: int, seed: int, train_limit: int) -> Any:
-    from bninception.model.data import DigitsDataset, load_bundle
+def _bundle(image_size: int, seed: int) -> DatasetBundle:
+    from bninception.model.data import load_bundle
 
-    bundle = load_bundle("digits", image_size, seed)
-    if train_limit:
-        bundle = replace(bundle, train=DigitsDataset(bundle.train.images[:train_limit],  # type: ignore[attr-defined]
-                                                     bundle.train.labels[:train_limit],
-                                                     augment=True, seed=seed))
-    return bundle
+    return load_bundle("digits", image_size, seed)
 
 
 def _print_report(message: str) -> None:
@@ -158,14 +189,15 @@ def train_one(cfg: LrConfig, name: str, report: Callable[[str], None] | None = N
     """Train the network ``name`` (one of RUN_NAMES); divergence is recorded, not raised."""
     import torch
 
-    from bninception.model.train import TrainConfig, train
+    from bninception.model.config import TrainConfig
+    from bninception.model.train import train
 
     if threads:
         torch.set_num_threads(threads)
     spec = next(r for r in paper_runs() if r.name == name)
-    bundle = _bundle(cfg.image_size, cfg.seed, cfg.train_limit)
-    train_cfg = replace(TrainConfig(image_size=cfg.image_size, width=cfg.width, epochs=cfg.epochs,
-                                    seed=cfg.seed), **spec.overrides)
+    bundle = _bundle(cfg.image_size, cfg.seed)
+    train_cfg = replace(TrainConfig(image_size=cfg.image_size, width=cfg.width, epochs=cfg.epochs_of(spec),
+                                    seed=cfg.seed, init=cfg.init), **spec.overrides)
     curve = RunCurve(spec.name, train_cfg.lr)
 
     def on_epoch(epoch: int, record: dict[str, float]) -> None:
@@ -173,13 +205,12 @@ def train_one(cfg: LrConfig, name: str, report: Callable[[str], None] | None = N
         curve.val_accuracy.append(float(record["val_accuracy"]))
         curve.train_loss.append(float(record["train_loss"]))
         if report is not None:
-            report(f"lr {curve.name}: epoch {epoch}/{cfg.epochs} step {curve.steps[-1]} "
+            report(f"lr {curve.name}: epoch {epoch}/{train_cfg.epochs} step {curve.steps[-1]} "
                    f"val accuracy {record['val_accuracy']:.3f}")
 
     started = time.perf_counter()
     try:
-        result = train(train_cfg, bundle, progress=False, on_epoch=on_epoch)
-        curve.test_accuracy = result.test_accuracy
+        curve.test_accuracy = train(train_cfg, bundle, progress=False, on_epoch=on_epoch).test_accuracy
     except BninceptionError as exc:  # divergence is a result here, not an error
         if "diverged" not in str(exc):
             raise
@@ -193,24 +224,27 @@ def train_one(cfg: LrConfig, name: str, report: Callable[[str], None] | None = N
 def signal_at_init(cfg: LrConfig, images: int = 64) -> dict[str, dict[str, float]]:
     """How much of each Inception module's output still depends on the input, at initialisation.
 
-    For the no-BN and the BN network (same seed, training mode): the standard deviation across
-    ``images`` validation digits of every output unit, averaged over units, after every module.
-    Without BN it shrinks by orders of magnitude through the depth: every image gets nearly the
-    same logits, so there is no gradient signal to learn from at the base rate.
+    The standard deviation across ``images`` validation digits of every output unit, averaged
+    over units, after the stem and every module (training mode, same seed), for the no-BN and the
+    BN network from ``cfg.init``, and for the no-BN network from PyTorch's default initialisation
+    (where the signal all but vanishes by 5b, so that network cannot learn at the base rate).
     """
     import torch
 
-    from bninception.model.architecture import build_model
+    from bninception.model.config import TrainConfig
     from bninception.model.data import stack_split
-    from bninception.model.train import TrainConfig
+    from bninception.model.train import build_network
 
-    bundle = _bundle(cfg.image_size, cfg.seed, cfg.train_limit)
+    bundle = _bundle(cfg.image_size, cfg.seed)
     x = torch.from_numpy(stack_split(bundle.val, images)[0])
+    networks = [("Inception", False, cfg.init), ("BN", True, cfg.init)]
+    if cfg.init != "pytorch":
+        networks.append(("Inception, PyTorch init", False, "pytorch"))
     result: dict[str, dict[str, float]] = {}
-    for label, batchnorm in (("Inception", False), ("BN", True)):
-        torch.manual_seed(cfg.seed)  # as train() does before building the model
-        train_cfg = TrainConfig(image_size=cfg.image_size, width=cfg.width, seed=cfg.seed, batchnorm=batchnorm)
-        model = build_model(train_cfg.model_config(bundle)).train()
+    for label, batchnorm, init in networks:
+        train_cfg = TrainConfig(image_size=cfg.image_size, width=cfg.width, seed=cfg.seed, batchnorm=batchnorm,
+                                init=init)
+        model = build_network(train_cfg, bundle).train()
         signal = {}
         with torch.no_grad():
             h = model.pool1_3x3_s2(model.conv1_7x7_s2(x))
@@ -227,21 +261,24 @@ def run_lr(cfg: LrConfig, report: Callable[[str], None] | None = None, jobs: int
            threads: int = 0) -> LrResult:
     """Train every requested network, ``jobs`` at a time (separate processes when > 1).
 
-    Worker processes print their progress to stderr when ``report`` is given; ``threads`` > 0
-    sets torch's CPU threads in each worker (and, for ``jobs == 1``, in this process).
+    The longest runs start first. Worker processes print their progress to stderr when ``report``
+    is given; ``threads`` > 0 sets torch's CPU threads in each worker (and, for ``jobs == 1``, in
+    this process). The curves come back in RUN_NAMES order.
     """
-    names = [r.name for r in paper_runs() if r.name in cfg.runs]
+    runs = [r for r in paper_runs() if r.name in cfg.runs]
     if jobs < 1:
         raise BninceptionError(f"jobs must be >= 1, got {jobs}")
     signal = signal_at_init(cfg)
-    if jobs == 1 or len(names) == 1:
-        return LrResult(cfg, [train_one(cfg, name, report, threads) for name in names], signal)
+    if jobs == 1 or len(runs) == 1:
+        return LrResult(cfg, [train_one(cfg, r.name, report, threads) for r in runs], signal)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     worker_report = _print_report if report is not None else None
+    longest_first = sorted(runs, key=cfg.epochs_of, reverse=True)
     # spawn: a forked child of a process that already ran torch's OpenMP pool can hang
-    with ProcessPoolExecutor(max_workers=min(jobs, len(names)),
+    with ProcessPoolExecutor(max_workers=min(jobs, len(runs)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(train_one, cfg, name, worker_report, threads or 1) for name in names]
-        return LrResult(cfg, [f.result() for f in futures], signal)
+        futures = {r.name: pool.submit(train_one, cfg, r.name, worker_report, threads or 1)
+                   for r in longest_first}
+        return LrResult(cfg, [futures[r.name].result() for r in runs], signal)

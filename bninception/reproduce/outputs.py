@@ -59,30 +59,39 @@ def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
 
 
+def _steps(value: int | None, fewer: float | None = None, diverged: str = "") -> str:
+    """'204 (6.3x)': steps, and how many times fewer than Inception needed; 'never' if not reached."""
+    text = "never" if value is None else str(value) + ("" if fewer is None else f" ({fewer:.1f}x)")
+    return text + (" (diverged)" if diverged else "")
+
+
+def _paper_steps(millions: float | None, fewer: float | None) -> str:
+    return "never" if millions is None else f"{millions:.1f}M ({fewer:.1f}x)"
+
+
 def lr_markdown(result: LrResult) -> str:
     """The paper's Figure 3 as a table, with the paper's ImageNet numbers beside ours."""
     from bninception.reproduce.lr import target_key
 
     cfg = result.config
-    targets = [target_key(t) for t in cfg.targets]
+    keys = ["inception_best"] + [target_key(t).removeprefix("steps_to_") for t in cfg.targets]
+    best = _pct(result.target)
     lines = [f"Digits, demo BN-Inception (width {cfg.width:g}, {cfg.image_size}x{cfg.image_size}), "
-             f"{cfg.epochs} epochs of mini-batches of 64, validation accuracy after every epoch. "
-             f"Inception without BN reached {_pct(result.target)} at best.", "",
-             "| network | lr | steps to Inception's best | "
-             + "".join(f"steps to {t.removeprefix('steps_to_')} | " for t in targets)
+             f"{cfg.init} initialisation, seed {cfg.seed}, mini-batches of 64, validation accuracy after "
+             f"every epoch; {cfg.epochs} epochs with BN, {cfg.no_bn_epochs} without. Inception without BN "
+             f"reached {best} at best, first after {_steps(result.inception.steps_to(result.target))} steps. "
+             "Steps to a target (times fewer than Inception needed).", "",
+             f"| network | lr | steps to Inception's best ({best}) | "
+             + "".join(f"steps to {k} | " for k in keys[1:])
              + "best val accuracy | final test accuracy | final train loss "
              "| paper: steps to 72.2% | paper: max |",
-             "|---|---|---|" + "---|" * len(targets) + "---|---|---|---|---|"]
-
-    def steps(value: int | None, diverged: str) -> str:
-        return ("never" if value is None else str(value)) + (" (diverged)" if diverged else "")
-
+             "|---|---|---|" + "---|" * len(keys[1:]) + "---|---|---|---|---|"]
     for row in result.rows():
-        cells = [row["run"], f"{row['lr']:g}", steps(row["steps_to_inception_best"], row["diverged"]),
-                 *(steps(row[t], row["diverged"]) for t in targets),
+        cells = [row["run"], f"{row['lr']:g}",
+                 *(_steps(row[f"steps_to_{k}"], row[f"fewer_steps_to_{k}"], row["diverged"]) for k in keys),
                  _pct(row["best_val_accuracy"]), _pct(row["test_accuracy"]),
                  "n/a" if math.isnan(row["final_train_loss"]) else f"{row['final_train_loss']:.3f}",
-                 row["paper_steps"], row["paper_max"]]
+                 _paper_steps(row["paper_steps"], row["paper_fewer_steps"]), row["paper_max"]]
         lines.append("| " + " | ".join(cells) + " |")
     if result.signal:
         names = list(next(iter(result.signal.values())))

@@ -78,26 +78,36 @@ def plot_fig1bc(result: Fig1Result, target: str | Path) -> None:
 
 
 def plot_lr(result: LrResult, target: str | Path) -> None:
-    """Validation accuracy against training steps for every network (the paper's Figure 2)."""
+    """Validation accuracy against training steps for every network (the paper's Figure 2).
+
+    Two panels: the whole range, and a zoom on the top where the plateaus and Inception's best
+    (the grey line) are told apart; circles mark where each network first reaches that line.
+    """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     target_acc = result.target
-    for curve in result.curves:
-        label = f"{curve.name} (lr {curve.lr:g})" + (" diverged" if curve.diverged else "")
-        line, = ax.plot(curve.steps, curve.val_accuracy, marker=".", markersize=4, linewidth=1.4,
-                        label=label)
-        reached = curve.steps_to(target_acc)
-        if reached is not None:
-            ax.plot([reached], [curve.val_accuracy[curve.steps.index(reached)]], "o",
-                    markerfacecolor="none", markersize=9, color=line.get_color())
-    ax.axhline(target_acc, color="grey", linestyle=":", linewidth=1,
-               label=f"Inception (no BN) best: {100 * target_acc:.1f}%")
-    ax.set_xlabel("training steps (mini-batches of 64)")
-    ax.set_ylabel("validation accuracy (fraction correct)")
-    ax.set_title(f"Figure 2 on digits: demo BN-Inception (width {result.config.width:g}, "
-                 f"{result.config.image_size}x{result.config.image_size})\n"
-                 "circles: first evaluation at or above the grey line (Inception's best)")
-    ax.set_ylim(0.0, 1.0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center right", fontsize="small")
+    speedups = {row["run"]: row["fewer_steps_to_inception_best"] for row in result.rows()}
+    zoom = max(0.0, math.floor((target_acc - 0.08) * 20) / 20)
+    for ax, low in zip(axes, (0.0, zoom), strict=True):
+        for curve in result.curves:
+            label = f"{curve.name} (lr {curve.lr:g})" + (" diverged" if curve.diverged else "")
+            if curve.name != "Inception":
+                fewer = speedups[curve.name]
+                label += ": never reaches the grey line" if fewer is None else f": {fewer:.1f}x fewer steps"
+            line, = ax.plot(curve.steps, curve.val_accuracy, linewidth=1.3, label=label)
+            reached = curve.steps_to(target_acc)
+            if reached is not None:
+                ax.plot([reached], [curve.val_accuracy[curve.steps.index(reached)]], "o",
+                        markerfacecolor="none", markersize=9, color=line.get_color())
+        ax.axhline(target_acc, color="grey", linestyle=":", linewidth=1.2,
+                   label=f"Inception (no BN) best: {100 * target_acc:.1f}%")
+        ax.set_xlabel("training steps (mini-batches of 64)")
+        ax.set_ylim(low, 1.0)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy (fraction correct)")
+    axes[1].set_title(f"zoom on {100 * zoom:.0f}-100%")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    fig.suptitle(f"Figure 2 on digits: demo BN-Inception (width {result.config.width:g}, "
+                 f"{result.config.image_size}x{result.config.image_size}, {result.config.init} init); "
+                 "circles: first evaluation at or above Inception's best (grey)")
     save_figure(fig, target)
