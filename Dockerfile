@@ -1,54 +1,175 @@
-# bninception with TensorRT on a GPU host.
+# bninception: one Dockerfile, two targets. Both run as a non-root user, check /v2/health/ready
+# (HEALTHCHECK) and start through docker/entrypoint.sh (`docker run IMAGE COMMAND ARGS`).
 #
-# Base: NGC TensorRT release 25.01 = TensorRT 10.8.0.43, CUDA 12.8, cuDNN 9 (a TensorRT 10.x
-# image; the code also runs on 11.x, see engines/shim.py). `docker build` has no GPU, so no
-# engine is built here: the entrypoint builds them at container start into the /cache volume
-# and reuses them by key (TensorRT version + GPU + precision + profile + ONNX sha256).
+# cpu: FROM a Debian bookworm image given as BASE_IMAGE, ONNX Runtime CPU (the [cpu] extra).
+#      Trains, validates and serves on CPU hosts. Built and run in a real Docker engine by
+#      `make docker-test` (docker/test_cpu_image.py).
+#   docker build --target cpu --build-arg BASE_IMAGE=debian:bookworm-slim -t bninception:cpu .
 #
-#   docker build -t bninception .
-#   docker run --gpus all -v "$PWD/runs:/runs" -v bninception-cache:/cache bninception pipeline --run /runs/demo
-#   docker run --gpus all -p 8000:8000 -v "$PWD/runs:/runs" -v bninception-cache:/cache \
-#       bninception serve --run /runs/demo --host 0.0.0.0 --port 8000
-FROM nvcr.io/nvidia/tensorrt:25.01-py3
+# gpu: FROM the NGC TensorRT image, onnxruntime-gpu built against that TensorRT. `docker build` has
+#      no GPU, so the entrypoint builds, at container start and into the /cache volume, the engines
+#      the command will use, and reuses them by key. Checked statically here (hadolint, tests).
+#   docker build --target gpu -t bninception:gpu .
+#
+# Build inputs for restricted networks (docker/local/README.md): docker/local/pip-ca.pem (a CA
+# bundle for pip) and docker/local/wheels/*.whl (a torch CPU wheel). Only the cpu-build stage reads
+# them; the cpu image copies /opt/venv from it and the project's wheel, so neither reaches the image.
+
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---------------------------------------------------------------------------------------------
+# cpu-build: a virtual environment with torch (CPU) and the dependencies of the [serve,cpu] extras.
+FROM ${BASE_IMAGE} AS cpu-build
+
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# The base is a build argument, so Debian package versions are whatever its release carries.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+COPY docker/local/ /tmp/local/
+
+# pip uses the given CA bundle only in this stage (a pip.conf that the cpu image never sees).
+# torch (the CPU build, +cpu) comes from a wheel in docker/local/wheels when one is there (its
+# dependencies from PyPI), else from the PyTorch CPU index.
+RUN python3 -m venv /opt/venv \
+ && if [ -s /tmp/local/pip-ca.pem ]; then printf '[global]\ncert = /tmp/local/pip-ca.pem\n' > /etc/pip.conf; fi \
+ && if ls /tmp/local/wheels/torch-*.whl > /dev/null 2>&1; then \
+        /opt/venv/bin/pip install --no-cache-dir --find-links /tmp/local/wheels "torch==${TORCH_VERSION}+cpu"; \
+    else \
+        /opt/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}+cpu"; \
+    fi
+
+# The dependencies first, read from pyproject.toml, so that a change to the code (or README.md,
+# the package's long description) leaves this layer of minutes as it is.
+COPY pyproject.toml /src/
+COPY docker/requirements.py /tmp/requirements.py
+RUN /opt/venv/bin/python /tmp/requirements.py /src/pyproject.toml serve cpu > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
+
+# ---------------------------------------------------------------------------------------------
+# cpu-wheel: the project as a wheel. A stage of its own, so that a change to the code leaves
+# cpu-build, and the cpu image's layer of dependencies copied from it, as they are.
+FROM cpu-build AS cpu-wheel
+
+COPY README.md /src/
+COPY bninception/ /src/bninception/
+COPY core/ /src/core/
+COPY model/ /src/model/
+COPY export/ /src/export/
+COPY calibrate/ /src/calibrate/
+COPY engines/ /src/engines/
+COPY serve/ /src/serve/
+
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src
+
+# ---------------------------------------------------------------------------------------------
+# cpu: the base, python3, the dependencies' virtual environment and the project's wheel; nothing
+# from the build inputs (docker/local) or the build stage's pip settings.
+FROM ${BASE_IMAGE} AS cpu
+
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 bninception \
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin bninception \
+ && mkdir -p /runs \
+ && chown bninception:bninception /runs
+
+COPY --from=cpu-build /opt/venv /opt/venv
+COPY --from=cpu-wheel /dist/ /tmp/dist/
+COPY docker/check_install.py /tmp/check_install.py
+
+# Exactly one ONNX Runtime build (the [cpu] extra) and every requirement met, or the build fails.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /tmp/dist/bninception-*.whl \
+ && /opt/venv/bin/pip check \
+ && /opt/venv/bin/python /tmp/check_install.py --ort onnxruntime \
+ && rm -r /tmp/dist /tmp/check_install.py
+
+COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
+COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    BNINCEPTION_BUILD_ENGINES=0
+
+# uid/gid 10001 (numeric, so runAsNonRoot policies can check it) must be able to write the runs
+# folder mounted at /runs. `runs/demo`, the CLI's default run, is /runs/demo.
+WORKDIR /
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["bninception-healthcheck"]
+ENTRYPOINT ["bninception-entrypoint"]
+CMD ["--help"]
+
+# ---------------------------------------------------------------------------------------------
+# gpu: NGC TensorRT release 25.01 = TensorRT 10.8.0.43, CUDA 12.8, cuDNN 9, Python 3.12.
+# onnxruntime-gpu 1.21 is the release built against TensorRT 10.8 (ONNX Runtime's TensorRT EP
+# requirements table), the same pins as the [gpu] extra in pyproject.toml (a test checks both).
+# TensorRT itself is the image's: the [gpu] extra's pip TensorRT packages are not installed here.
+FROM nvcr.io/nvidia/tensorrt:25.01-py3 AS gpu
 
 ARG TENSORRT_VERSION=10.8.0.43
+ARG ONNXRUNTIME_GPU_VERSION=1.21.1
 ARG TORCH_VERSION=2.7.1
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
-
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    BNINCEPTION_ENGINE_CACHE=/cache
+    BNINCEPTION_ENGINE_CACHE=/cache \
+    BNINCEPTION_BUILD_ENGINES=1
 
 WORKDIR /opt/bninception
 
-# PyTorch built for the image's CUDA 12.8 (the reference model and the GPU parity checks).
+# PyTorch built for the image's CUDA 12.8 (training and the reference model of the parity checks).
 RUN python3 -m pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
 
-COPY pyproject.toml README.md ./
+# The dependencies first (see the cpu-build stage), onnxruntime-gpu among them.
+COPY pyproject.toml ./
+COPY docker/requirements.py docker/check_install.py /tmp/
+RUN python3 /tmp/requirements.py pyproject.toml serve > /tmp/requirements.txt \
+ && python3 -m pip install --no-cache-dir --requirement /tmp/requirements.txt \
+        "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}"
+
+COPY README.md ./
 COPY bninception/ bninception/
+COPY core/ core/
 COPY model/ model/
 COPY export/ export/
 COPY calibrate/ calibrate/
 COPY engines/ engines/
 COPY serve/ serve/
-COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
 
-# The project with the serve and gpu extras. The constraint pins the gpu extra's `tensorrt` to
-# the image's own TensorRT, so pip keeps it instead of fetching a second copy; the last command
-# fails the build if the Python bindings are not that real TensorRT.
-RUN echo "tensorrt==${TENSORRT_VERSION}" > /tmp/constraints.txt \
- && python3 -m pip install --no-cache-dir --constraint /tmp/constraints.txt ".[serve,gpu]" \
- && rm /tmp/constraints.txt \
- && python3 -c "import tensorrt, torch; assert hasattr(tensorrt, 'Builder'); \
-assert tensorrt.__version__ == '${TENSORRT_VERSION}', tensorrt.__version__; \
-print('tensorrt', tensorrt.__version__, 'torch', torch.__version__, 'cuda', torch.version.cuda)" \
- && chmod 0755 /usr/local/bin/bninception-entrypoint
+# The check fails the build unless onnxruntime-gpu is the only ONNX Runtime, it has the TensorRT
+# and CUDA EPs, and the Python TensorRT is the image's own.
+RUN python3 -m pip install --no-cache-dir "/opt/bninception[serve]" \
+ && python3 /tmp/check_install.py --ort onnxruntime-gpu --provider TensorrtExecutionProvider \
+        --provider CUDAExecutionProvider --tensorrt "${TENSORRT_VERSION}" \
+ && rm /tmp/requirements.py /tmp/requirements.txt /tmp/check_install.py \
+ && groupadd --gid 10001 bninception \
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin bninception \
+ && mkdir -p /runs /cache \
+ && chown bninception:bninception /runs /cache
+
+COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
+COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
 
 WORKDIR /
+USER 10001:10001
 VOLUME ["/cache"]
 EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 CMD ["bninception-healthcheck"]
 ENTRYPOINT ["bninception-entrypoint"]
 CMD ["--help"]

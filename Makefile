@@ -4,14 +4,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup demo test lint gpu-test gpu-check bench-fold bench-precision bench-serve reproduce clean
+.PHONY: setup demo test docker-test lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# the CPU build of torch first, so pip never pulls a several-GB CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	# exactly one ONNX Runtime build, the CPU one ([cpu]; [gpu] and [openvino] are the others)
+	$(PY) -m pip install -q -e ".[dev,cpu]"
 	# type stubs only (TensorRT itself cannot be installed without a GPU host) and the
 	# reference BN-Inception file used by the parameter-shape test
 	$(PY) -m pip install -q --no-deps tensorrt-stubs==10.13.0.35.1 pretrainedmodels
@@ -28,6 +29,13 @@ lint: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -q
+	$(MAKE) test-openvino
+	$(MAKE) docker-test
+
+# the Dockerfile's cpu target built and served in a real Docker engine (docker/test_cpu_image.py):
+# starts dockerd if none runs, makes the local base image once, checks the container from the host
+docker-test: $(STAMP)
+	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py
 
 gpu-test: $(STAMP)
 	$(VENV)/bin/pytest -q -m gpu
@@ -46,6 +54,33 @@ bench-precision: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(PY) benchmarks/serve_load.py
+
+bench-soak: $(STAMP)
+	$(PY) benchmarks/soak.py
+
+# ONNX Runtime's OpenVINO provider (the [openvino] extra) in its own environment, since exactly one ONNX
+# Runtime build may be installed per environment; native OpenVINO beside it is the anchor of bench-cpu-runtimes
+OV_VENV ?= .venv-openvino
+OV_STAMP := $(OV_VENV)/.installed
+OPENVINO ?= openvino==2026.4.1
+.PHONY: setup-openvino test-openvino bench-cpu-runtimes
+
+$(OV_STAMP): pyproject.toml
+	test -x $(OV_VENV)/bin/python || python3 -m venv $(OV_VENV)
+	$(OV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(OV_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(OV_VENV)/bin/python -m pip install -q -e ".[dev,openvino]" "$(OPENVINO)"
+	touch $(OV_STAMP)
+
+setup-openvino: $(OV_STAMP)
+
+# every gate of a demo-size run on the openvino provider, and serve's auto-pick of it (a few minutes)
+test-openvino: $(OV_STAMP)
+	$(OV_VENV)/bin/pytest -q -p no:cacheprovider tests/test_openvino.py
+
+# PyTorch, ORT CPU EP (.venv), ORT OpenVINO EP and native OpenVINO (.venv-openvino) side by side (a few minutes)
+bench-cpu-runtimes: $(STAMP) $(OV_STAMP)
+	$(PY) benchmarks/cpu_runtimes.py --openvino-venv $(OV_VENV)
 
 reproduce: $(STAMP)
 	$(VENV)/bin/bninception reproduce fig1 --out runs/reproduce

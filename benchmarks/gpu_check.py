@@ -15,8 +15,8 @@ Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never sto
 8. bench         ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
 
 What the host needs: the repository, Python >= 3.10, a CUDA build of PyTorch, and
-``pip install -e .[cpu]`` (numpy, onnx, onnxruntime, onnxscript, scikit-learn, scikit-image; the
-digits data ship with scikit-learn, nothing is downloaded). TensorRT (``pip install tensorrt``
+``pip install -e .[cpu]`` (numpy, onnx, onnxruntime, scikit-learn, scikit-image; the
+digits data ship with scikit-learn, nothing is downloaded). TensorRT (``pip install -e .[gpu]``
 or the NGC image) and ``onnxruntime-gpu`` are optional: their steps are skipped with the reason
 when absent. Offline hosts: on a connected machine ``pip download -d wheelhouse -e .[cpu]``,
 then ``pip install --no-index --find-links wheelhouse -e .[cpu]`` on the GPU host.
