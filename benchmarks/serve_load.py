@@ -1,10 +1,13 @@
-"""Load benchmark of ``bninception serve``: served throughput with dynamic batching on and off.
+"""Load benchmark of ``bninception serve``: HTTP with dynamic batching on and off, and gRPC, side by side.
 
 Starts the server as a subprocess on 127.0.0.1, drives it from a separate client process with C
-concurrent keep-alive connections for T seconds (binary tensor protocol, one image per request),
-and reports throughput, p50/p95/p99 latency, errors and the mean batch the server formed. In the
-same run it measures in-process ONNX Runtime throughput at the max batch size and at the mean
-served batch size, with the same thread setting, and prints the ratio.
+concurrent requests for T seconds (one image per request: HTTP keep-alive connections with the
+binary tensor extension, or gRPC ModelInfer with raw tensor contents on one channel), and reports
+throughput, p50/p95/p99 latency, errors and the mean batch the server formed. In the same run it
+measures in-process ONNX Runtime throughput at each served mean batch size, with the same thread
+setting, and prints the ratio. Phases are interleaved round by round, so load from elsewhere on the
+host hits every mode alike. The clients are bare asyncio protocols / a raw gRPC channel, so on a
+small host the server gets most of the CPU.
 
     .venv/bin/python benchmarks/serve_load.py                       # demo model, about 55 s
     .venv/bin/python benchmarks/serve_load.py --model runs/demo/model.folded.onnx -c 32 -t 10
@@ -13,13 +16,13 @@ served batch size, with the same thread setting, and prints the ratio.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -51,53 +54,152 @@ def export_demo_model(path: Path, width: float, image_size: int) -> Path:
 
 
 # -- client process -----------------------------------------------------------------------------
+def http_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """The bytes of one keep-alive POST (built once, sent many times)."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "127.0.0.1", "Content-Length": str(len(body)),
+                                                   **headers}.items())
+    return f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body
+
+
+async def http_load(port: int, request: bytes, concurrency: int, start_at: float, stop_at: float
+                    ) -> tuple[list[float], int]:
+    """``concurrency`` keep-alive connections, each sending ``request`` again as soon as the answer
+    is in, until ``stop_at``: (latencies of 200 answers, other answers and failures).
+
+    A bare asyncio protocol: the client costs little CPU, so on a small host the server gets most of
+    it (a blocking client costs about as much CPU per request as the server does)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    errors = 0
+
+    class Connection(asyncio.Protocol):
+        def __init__(self, done: asyncio.Future[None]) -> None:
+            self.done, self.buffer, self.sent = done, bytearray(), 0.0
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+            loop.call_at(start_at, self.send)
+
+        def send(self) -> None:
+            if time.monotonic() >= stop_at or self.transport is None or self.transport.is_closing():
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self.sent = time.perf_counter()
+            self.transport.write(request)
+
+        def data_received(self, data: bytes) -> None:
+            nonlocal errors
+            self.buffer += data
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower() + b"\r\n"
+            at = head.find(b"\r\ncontent-length:")  # at a line start (not inference-header-content-length)
+            length = int(head[at + 17:head.find(b"\r\n", at + 2)]) if at >= 0 else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[:end + 4 + length]
+            if head.startswith(b"http/1.1 200"):
+                latencies.append(time.perf_counter() - self.sent)
+            else:
+                errors += 1
+            self.send()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def one() -> None:
+        nonlocal errors
+        while time.monotonic() < stop_at:
+            done: asyncio.Future[None] = loop.create_future()
+            try:
+                await loop.create_connection(functools.partial(Connection, done), "127.0.0.1", port)
+            except OSError:
+                errors += 1
+                await asyncio.sleep(0.05)
+                continue
+            await done
+            if time.monotonic() < stop_at:
+                errors += 1  # the server closed a connection it should have kept
+
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return latencies, errors
+
+
+async def grpc_load(port: int, request: bytes, concurrency: int, start_at: float, stop_at: float
+                    ) -> tuple[list[float], int]:
+    """``concurrency`` ModelInfer calls in flight on one HTTP/2 channel until ``stop_at`` (the request
+    serialized once, the answers left as bytes: the client does no protobuf work per call)."""
+    import asyncio
+
+    import grpc
+
+    from bninception.serve.grpc_schema import SERVICE
+
+    latencies: list[float] = []
+    errors = 0
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(f"/{SERVICE}/ModelInfer")
+
+        async def worker() -> None:
+            nonlocal errors
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+            while time.monotonic() < stop_at:
+                sent = time.perf_counter()
+                try:
+                    await call(request, timeout=30)
+                    latencies.append(time.perf_counter() - sent)
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors
+
+
+def grpc_request(name: str, input_name: str, shape: list[int], blob: bytes) -> bytes:
+    from bninception.serve.grpc_schema import message_classes
+
+    messages = message_classes()
+    request = messages["ModelInferRequest"](model_name=name, raw_input_contents=[blob])
+    request.inputs.add(name=input_name, datatype="FP32", shape=shape)
+    request.outputs.add(name="logits")
+    return bytes(request.SerializeToString())
+
+
 def client_main(args: argparse.Namespace) -> None:
-    """Run C threads of keep-alive requests for T seconds; print one JSON result on stdout."""
-    import http.client
+    """Run C keep-alive connections (or gRPC calls) for T seconds; print one JSON result on stdout."""
+    import asyncio
 
     shape = json.loads(args.shape)
     blob = np.random.default_rng(0).standard_normal(shape).astype("<f4").tobytes()
     header = json.dumps({"inputs": [{"name": args.input, "datatype": "FP32", "shape": shape,
                                      "parameters": {"binary_data_size": len(blob)}}],
                          "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
-    body = header + blob
-    headers = {"Inference-Header-Content-Length": str(len(header)),
-               "Content-Type": "application/octet-stream"}
-    path = f"/v2/models/{args.name}/infer"
-    latencies: list[list[float]] = [[] for _ in range(args.concurrency)]
-    errors = [0] * args.concurrency
+    request = http_request(f"/v2/models/{args.name}/infer", header + blob,
+                           {"Inference-Header-Content-Length": str(len(header)),
+                            "Content-Type": "application/octet-stream"})
     start_at = time.monotonic() + 0.2
     stop_at = start_at + min(args.duration, MAX_SECONDS_PER_PHASE)
+    runner: Any
+    try:
+        import uvloop
 
-    def worker(index: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
-        while time.monotonic() < start_at:
-            time.sleep(0.001)
-        while time.monotonic() < stop_at:
-            t0 = time.perf_counter()
-            try:
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=30)
-            if ok:
-                latencies[index].append(time.perf_counter() - t0)
-            else:
-                errors[index] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(MAX_SECONDS_PER_PHASE + 30)
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    if args.client == "grpc":
+        latencies, errors = asyncio.run(grpc_load(args.port, grpc_request(args.name, args.input, shape, blob),
+                                                  args.concurrency, start_at, stop_at))
+    else:
+        latencies, errors = runner(http_load(args.port, request, args.concurrency, start_at, stop_at))
     elapsed = time.monotonic() - start_at
-    flat = np.array([v for per in latencies for v in per]) * 1000
-    print(json.dumps({"requests": int(flat.size), "errors": sum(errors), "seconds": elapsed,
+    flat = np.array(latencies) * 1000
+    print(json.dumps({"requests": int(flat.size), "errors": errors, "seconds": elapsed,
                       "p50": float(np.percentile(flat, 50)) if flat.size else None,
                       "p95": float(np.percentile(flat, 95)) if flat.size else None,
                       "p99": float(np.percentile(flat, 99)) if flat.size else None}))
@@ -119,12 +221,15 @@ def metric(url: str, name: str) -> float:
     return float(match.group(1)) if match else float("nan")
 
 
-def run_phase(model: Path, batching: bool, args: argparse.Namespace, shape: list[int]) -> dict[str, Any]:
-    port = free_port()
+def run_phase(model: Path, batching: bool, args: argparse.Namespace, shape: list[int], protocol: str = "http"
+              ) -> dict[str, Any]:
+    port, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "bninception", "serve", "--model", str(model), "--port", str(port),
                "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
                "--threads", str(args.threads), "--max-queue", str(max(256, 4 * args.concurrency))]
+    if protocol == "grpc":
+        command += ["--grpc-port", str(grpc_port)]
     if not batching:
         command.append("--no-batching")
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -142,7 +247,8 @@ def run_phase(model: Path, batching: bool, args: argparse.Namespace, shape: list
                 raise RuntimeError("server did not become ready in 60 s")
             time.sleep(0.2)
         client = subprocess.run(
-            [sys.executable, __file__, "--client", "--port", str(port), "--shape", json.dumps(shape),
+            [sys.executable, __file__, "--client", protocol, "--port", str(grpc_port if protocol == "grpc" else port),
+             "--shape", json.dumps(shape),
              "--input", args.input_name, "--name", "bninception", "-c", str(args.concurrency),
              "-t", str(args.duration)],
             capture_output=True, text=True, timeout=MAX_SECONDS_PER_PHASE + 60, check=True)
@@ -188,7 +294,7 @@ Row = tuple[str, "dict[str, Any] | None", float, int, float]  # label, served re
 
 def print_table(rows: list[Row]) -> None:
     print("\n| run | img/s | p50 ms | p95 ms | p99 ms | errors | mean batch "
-          "| vs in-process at the served mean batch |")
+          "| vs in-process ORT at that batch |")
     print("|---|---|---|---|---|---|---|---|")
     for label, r, ips, batch, same in rows:
         if r is None:
@@ -213,7 +319,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     # client-process mode (internal)
-    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("http", "grpc"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -242,15 +348,14 @@ def main() -> None:
               f"cpus {os.cpu_count()}", file=sys.stderr)
         seconds = min(3.0, args.duration)
         for n in range(1, args.rounds + 1):  # interleaved: load from elsewhere hits every mode alike
-            on = run_phase(model, True, args, shape)
-            off = run_phase(model, False, args, shape)
-            batch = max(1, round(on["mean_batch"]))
-            same = in_process(model, batch, shape, seconds, args.threads)
-            rows += [(f"{n}: served, batching on", on, on["throughput"], batch, same),
-                     (f"{n}: served, batching off", off, off["throughput"], 1, same),
-                     (f"{n}: in-process ORT, batch {batch}", None, same, batch, same),
-                     (f"{n}: in-process ORT, batch 1", None,
-                      in_process(model, 1, shape, seconds, args.threads), 1, same)]
+            served = {"HTTP, batching on": run_phase(model, True, args, shape),
+                      "gRPC, batching on": run_phase(model, True, args, shape, "grpc"),
+                      "HTTP, batching off": run_phase(model, False, args, shape)}
+            batches = {label: max(1, round(r["mean_batch"])) for label, r in served.items()}
+            reference = {b: in_process(model, b, shape, seconds, args.threads) for b in sorted(set(batches.values()))}
+            rows += [(f"{n}: {label}", r, r["throughput"], batches[label], reference[batches[label]])
+                     for label, r in served.items()]
+            rows += [(f"{n}: in-process ORT, batch {b}", None, ips, b, ips) for b, ips in reference.items()]
     print_table(rows)
     if args.json:
         print(json.dumps([{"run": label, "throughput": ips, "batch": batch, "served": r}

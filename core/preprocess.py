@@ -62,11 +62,11 @@ class Preprocess:
         """A PIL image -> resized, centre-cropped uint8 array in ``channel_order``."""
         from PIL import Image
 
-        image = image.convert("L" if self.channel_order == "GRAY" else "RGB")
+        image = _to_eight_bit(image).convert("L" if self.channel_order == "GRAY" else "RGB")
         width, height = image.size
         scale = self.resize / min(width, height)
         new_size = (max(self.size, round(width * scale)), max(self.size, round(height * scale)))
-        image = image.resize(new_size, Image.BILINEAR)
+        image = image.resize(new_size, Image.Resampling.BILINEAR)
         left = (new_size[0] - self.size) // 2
         top = (new_size[1] - self.size) // 2
         image = image.crop((left, top, left + self.size, top + self.size))
@@ -77,17 +77,74 @@ class Preprocess:
         return self.normalize(self.to_pixels(image))
 
 
-def decode_image(data: bytes, source: str = "image") -> Any:
-    """Decode JPEG/PNG bytes into a PIL image with a clear error and a pixel-count bound."""
+def _to_eight_bit(image: Any) -> Any:
+    """16/32-bit integer and float images -> 8-bit ``L``, scaled (Pillow's ``convert("L")`` clips at 255).
+
+    16-bit values keep their high byte, as Pillow does for 16-bit RGB PNGs; ``I`` images (Pillow's
+    32-bit mode, which older Pillow uses for 16-bit PNGs) are read as 16-bit; ``F`` images as 0..1.
+    Every other mode passes through unchanged.
+    """
+    from PIL import Image
+
+    if image.mode in EIGHT_BIT:
+        return image
+    if image.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8), "L")
+    if image.mode == "F":
+        floats = np.array(image, dtype=np.float32)
+        np.nan_to_num(floats, copy=False, nan=0.0)
+        floats *= 255
+        np.rint(floats, out=floats)
+        np.clip(floats, 0, 255, out=floats)
+        return Image.fromarray(floats.astype(np.uint8), "L")
+    ints = np.array(image, dtype=np.int32)
+    np.clip(ints, 0, 65535, out=ints)
+    np.right_shift(ints, 8, out=ints)
+    return Image.fromarray(ints.astype(np.uint8), "L")
+
+
+# Bytes per pixel of Pillow's in-memory modes (its 3- and 2-channel modes are stored in 4 bytes).
+_STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+EIGHT_BIT = frozenset({"1", "L", "P", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                       "LAB", "HSV"})
+
+
+def decode_memory(image: Any, channel_order: ChannelOrder = "RGB") -> int:
+    """Bytes that decoding ``image`` (opened, not loaded) and converting it for ``to_pixels`` hold at the
+    peak: the decoded picture, the numpy copies and scaled ``L`` of a 16/32-bit one, the converted copy."""
+    pixels = int(image.width) * int(image.height)
+    storage = _STORAGE_BYTES.get(image.mode, 4)
+    eight_bit = 0 if image.mode in EIGHT_BIT else pixels * (2 * storage + 1)
+    converted = pixels * (1 if channel_order == "GRAY" else 4)  # convert() copies even when the mode matches
+    return pixels * storage + eight_bit + converted
+
+
+def open_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
+    """Read an image's header (no pixels decoded yet), refusing one of more than ``max_pixels``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise BninceptionError(f"{source}: {image.width}x{image.height} exceeds "
-                                   f"{MAX_IMAGE_PIXELS} pixels")
-        image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise BninceptionError(f"{source}: not a readable image ({exc})") from exc
+    if image.width * image.height > max_pixels:
+        raise BninceptionError(f"{source}: {image.width}x{image.height} exceeds {max_pixels} pixels")
+    return image
+
+
+def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
+    """Decode JPEG/PNG bytes into a PIL image with a clear error and a pixel-count bound."""
+    image = open_image(data, source, max_pixels)
+    return load_pixels(image, source)
+
+
+def load_pixels(image: Any, source: str = "image") -> Any:
+    """Decode the pixels of an image from :func:`open_image`, with a clear error."""
+    from PIL import Image
+
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise BninceptionError(f"{source}: not a readable image ({exc})") from exc
     return image
 

@@ -1,4 +1,4 @@
-"""ONNX Runtime serving: sessions, dynamic batcher, KServe V2 protocol app, Triton repository export.
+"""ONNX Runtime serving: KServe V2 over HTTP (and gRPC), dynamic batcher, limits, Triton repository export.
 
-Needs only model files and onnxruntime (fastapi/uvicorn for the HTTP server, imported lazily).
+Needs only model files and onnxruntime (fastapi/uvicorn for HTTP, grpcio for gRPC, imported lazily).
 """

@@ -3,16 +3,22 @@
 Requests enter a bounded queue. A worker thread takes the oldest request, waits until either
 ``max_batch`` rows are queued or the oldest has waited ``max_delay_s``, concatenates what fits,
 runs it once (ONNX Runtime releases the GIL) and hands each request its slice of the output.
+Requests from an event loop (``submit_async``) get their results in one call into that loop per
+batch, not one thread hop per request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +36,27 @@ class BatcherClosed(Exception):
 @dataclass
 class _Item:
     rows: np.ndarray
-    future: Future[np.ndarray]
+    future: Future[np.ndarray] | asyncio.Future[np.ndarray]
+    loop: asyncio.AbstractEventLoop | None = None  # set for submit_async
     enqueued: float = field(default_factory=time.monotonic)
+
+    def claim(self) -> bool:
+        """False when the caller gave up (timed out, went away) before the batch took it."""
+        if self.loop is None:
+            return self.future.set_running_or_notify_cancel()  # type: ignore[union-attr]
+        return not self.future.done()
+
+
+def _deliver(results: list[tuple[_Item, Any, BaseException | None]]) -> None:
+    """In the event loop: resolve the asyncio futures of one batch (skipping those cancelled since)."""
+    for item, value, error in results:
+        future = item.future
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
 class DynamicBatcher:
@@ -43,8 +68,8 @@ class DynamicBatcher:
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int = 32,
                  max_delay_s: float = 0.005, max_queue: int = 256, batching: bool = True,
                  workers: int = 1, observer: BatchObserver | None = None) -> None:
-        if max_batch < 1 or max_queue < 1 or workers < 1 or max_delay_s < 0:
-            raise ValueError("max_batch, max_queue and workers must be >= 1, max_delay_s >= 0")
+        if max_batch < 1 or max_queue < 1 or workers < 1 or not 0 <= max_delay_s < math.inf:
+            raise ValueError("max_batch, max_queue and workers must be >= 1, max_delay_s finite and >= 0")
         self.run = run
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
@@ -53,10 +78,12 @@ class DynamicBatcher:
         self.observer = observer
         self._queue: deque[_Item] = deque()
         self._rows_queued = 0
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._closed = False
-        self._threads = [threading.Thread(target=self._loop, name=f"bninception-batcher-{i}", daemon=True)
-                         for i in range(workers)]
+        self._running_since: dict[int, float] = {}  # worker index -> start of the batch it runs
+        self._failure: str | None = None
+        self._threads = [threading.Thread(target=self._loop, args=(i,), name=f"bninception-batcher-{i}",
+                                          daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
 
@@ -65,22 +92,48 @@ class DynamicBatcher:
         """Requests waiting (not yet taken into a batch)."""
         return len(self._queue)
 
-    def submit(self, rows: np.ndarray) -> Future[np.ndarray]:
-        """Queue ``rows`` (batch axis first); the future resolves to the matching output rows."""
-        if not 1 <= len(rows) <= self.max_batch:
-            raise ValueError(f"a request must have 1..{self.max_batch} rows, got {len(rows)}")
-        item = _Item(rows, Future())
+    def health(self, stall_s: float) -> str | None:
+        """None while the batcher serves; else why not (closed, a worker died, or no progress for
+        ``stall_s``: the oldest request waited, or one batch ran, that long)."""
+        if self._closed:
+            return "the batcher is shut down"
+        if self._failure is not None or not all(t.is_alive() for t in self._threads):
+            return f"a batcher worker stopped: {self._failure or 'thread exited'}"
+        now = time.monotonic()
+        queue = self._queue
+        oldest = queue[0].enqueued if queue else now
+        running = min(self._running_since.values(), default=now)
+        waited = now - min(oldest, running)
+        if waited > stall_s:
+            return f"the batcher made no progress for {waited:.1f} s"
+        return None
+
+    def _enqueue(self, item: _Item) -> None:
+        if not 1 <= len(item.rows) <= self.max_batch:
+            raise ValueError(f"a request must have 1..{self.max_batch} rows, got {len(item.rows)}")
         with self._cond:
             if self._closed:
                 raise BatcherClosed("the server is shutting down")
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(f"queue full ({self.max_queue} requests waiting)")
             self._queue.append(item)
-            self._rows_queued += len(rows)
+            self._rows_queued += len(item.rows)
             # Wake a worker only when it has something to do: a first item, or a full batch.
             if len(self._queue) == 1 or self._rows_queued >= self.max_batch or not self.batching:
                 self._cond.notify()
-        return item.future
+
+    def submit(self, rows: np.ndarray) -> Future[np.ndarray]:
+        """Queue ``rows`` (batch axis first); the future resolves to the matching output rows."""
+        item = _Item(rows, Future())
+        self._enqueue(item)
+        return item.future  # type: ignore[return-value]
+
+    def submit_async(self, rows: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """``submit`` from a running event loop: an asyncio future, resolved in that loop."""
+        loop = asyncio.get_running_loop()
+        item = _Item(rows, loop.create_future(), loop)
+        self._enqueue(item)
+        return item.future  # type: ignore[return-value]
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the workers after the queued requests have run."""
@@ -109,7 +162,7 @@ class DynamicBatcher:
             while self._queue and rows + len(self._queue[0].rows) <= self.max_batch:
                 item = self._queue.popleft()
                 self._rows_queued -= len(item.rows)
-                if not item.future.set_running_or_notify_cancel():
+                if not item.claim():
                     continue  # the caller gave up (timeout) while it waited
                 batch.append(item)
                 rows += len(item.rows)
@@ -119,13 +172,21 @@ class DynamicBatcher:
                 self._cond.notify()  # leftovers: let another worker start on them
             return batch
 
-    def _loop(self) -> None:
-        while True:
-            batch = self._collect()
-            if batch is None:
-                return
-            if batch:
-                self._execute(batch)
+    def _loop(self, index: int) -> None:
+        try:
+            while True:
+                batch = self._collect()
+                if batch is None:
+                    return
+                if batch:
+                    self._running_since[index] = time.monotonic()
+                    try:
+                        self._execute(batch)
+                    finally:
+                        self._running_since.pop(index, None)
+        except BaseException as exc:  # the thread ends: health() reports it, /v2/health/ready says 503
+            self._failure = f"{type(exc).__name__}: {exc}"
+            raise
 
     def _execute(self, batch: list[_Item]) -> None:
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([i.rows for i in batch], axis=0)
@@ -133,14 +194,33 @@ class DynamicBatcher:
         try:
             outputs = self.run(inputs)
         except Exception as exc:  # hand the failure to every waiting request
-            for item in batch:
-                item.future.set_exception(exc)
+            self._finish(batch, [None] * len(batch), exc)
             return
+        except BaseException as exc:  # the worker ends (health() reports it); its requests fail now
+            self._finish(batch, [None] * len(batch), RuntimeError(f"the batcher worker stopped: {exc!r}"))
+            raise
         seconds = time.perf_counter() - start
+        slices = []
         offset = 0
         for item in batch:
-            count = len(item.rows)
-            item.future.set_result(outputs[offset:offset + count])
-            offset += count
+            slices.append(outputs[offset:offset + len(item.rows)])
+            offset += len(item.rows)
+        self._finish(batch, slices, None)
         if self.observer is not None:
-            self.observer(len(inputs), len(batch), seconds)
+            with contextlib.suppress(Exception):  # metrics must never stop the worker
+                self.observer(len(inputs), len(batch), seconds)
+
+    @staticmethod
+    def _finish(batch: list[_Item], values: list[Any], error: BaseException | None) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Item, Any, BaseException | None]]] = {}
+        for item, value in zip(batch, values, strict=True):
+            if item.loop is None:
+                if error is None:
+                    item.future.set_result(value)
+                else:
+                    item.future.set_exception(error)
+            else:
+                by_loop.setdefault(item.loop, []).append((item, value, error))
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits for these any more
+                loop.call_soon_threadsafe(_deliver, results)

@@ -66,6 +66,17 @@ class Gauge:
                 f"{self.name} {_number(self.read())}"]
 
 
+class Constants:
+    """Fixed values under one gauge name, one label each (the server's limits)."""
+
+    def __init__(self, name: str, help_text: str, values: dict[str, float], label: str = "name") -> None:
+        self.name, self.help, self.values, self.label = name, help_text, dict(values), label
+
+    def render(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge",
+                *(f"{self.name}{_labels(((self.label, k),))} {_number(v)}" for k, v in sorted(self.values.items()))]
+
+
 class Histogram:
     """Cumulative buckets, sum and count, as Prometheus expects."""
 
@@ -105,7 +116,7 @@ class Histogram:
 
 
 class ServerMetrics:
-    """The server's metrics: requests by status, latency, batch size, queue depth."""
+    """The server's metrics: requests by status, latency, batch size, queue depth, refusals, limits."""
 
     def __init__(self, queue_depth: Callable[[], float]) -> None:
         self.requests = Counter("bninception_requests_total", "HTTP requests by endpoint and status code")
@@ -123,10 +134,15 @@ class ServerMetrics:
             [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0])
         self.rejected = Counter("bninception_rejected_total", "requests refused by reason")
         self.queue_depth = Gauge("bninception_queue_depth", "requests waiting for a batch", queue_depth)
+        self.extra: list[Gauge | Constants] = []
+
+    def add(self, metric: Gauge | Constants) -> None:
+        """Render ``metric`` too (gauges of the parts that own the values: decoder, connections, limits)."""
+        self.extra.append(metric)
 
     def render(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.latency, self.batch_size, self.batch_requests,
-                       self.inference, self.rejected, self.queue_depth):
+                       self.inference, self.rejected, self.queue_depth, *self.extra):
             lines += metric.render()
         return "\n".join(lines) + "\n"

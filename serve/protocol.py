@@ -6,6 +6,7 @@ on its own. Every client mistake raises ``ProtocolError(status, message)``.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -19,6 +20,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 DATATYPE = "FP32"
 OUTPUTS = ("logits", "probabilities")
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+MAX_TIMEOUT_US = 1 << 53  # larger integers do not survive the conversion to seconds
 
 
 class ProtocolError(Exception):
@@ -68,7 +70,7 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
     return out
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes | memoryview]:
     if header_length is None:
         return body, b""
     try:
@@ -77,7 +79,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
         raise bad(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
     if not 0 < length <= len(body):
         raise bad(f"{HEADER_LENGTH} is {length} but the body has {len(body)} bytes")
-    return body[:length], body[length:]
+    return body[:length], memoryview(body)[length:]
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
@@ -85,6 +87,8 @@ def _json_object(raw: bytes) -> dict[str, Any]:
         obj = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise bad(f"malformed JSON in the request header: {exc}") from None
+    except RecursionError:
+        raise bad("malformed JSON in the request header: nested too deeply") from None
     if not isinstance(obj, dict):
         raise bad(f"the request must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -115,7 +119,7 @@ def _flatten_numbers(data: Any, name: str) -> list[Any]:
     return flat
 
 
-def _shape(raw: Any, name: str, item_shape: tuple[int, ...], max_batch: int) -> tuple[int, ...]:
+def check_shape(raw: Any, name: str, item_shape: tuple[int, ...], max_batch: int) -> tuple[int, ...]:
     expected = [-1, *item_shape]
     if not isinstance(raw, list) or not all(_is_int(d) for d in raw):
         raise bad(f"input {name!r}: 'shape' must be a list of integers, got {raw!r}")
@@ -151,10 +155,19 @@ def _outputs(obj: dict[str, Any], all_binary: bool) -> tuple[RequestedOutput, ..
     return tuple(wanted)
 
 
-def parse_infer_request(body: bytes, header_length: str | None, input_name: str,
-                        item_shape: tuple[int, ...], max_batch: int) -> InferRequest:
-    """Validate a V2 infer request body (JSON, or JSON header + binary tensor data)."""
-    header, binary = _split_body(body, header_length)
+@dataclass(frozen=True)
+class _Plan:
+    """What a request header asks for: everything but the tensor bytes (for JSON data, the tensor too)."""
+
+    id: str | None
+    outputs: tuple[RequestedOutput, ...]
+    timeout_s: float | None
+    shape: tuple[int, ...]
+    data: np.ndarray | None  # set for JSON data; None: ``shape`` FP32 values from the binary part
+
+
+def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[int, ...],
+          max_batch: int) -> _Plan:
     obj = _json_object(header)
     request_id = obj.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -165,58 +178,76 @@ def parse_infer_request(body: bytes, header_length: str | None, input_name: str,
         raise bad("parameter binary_data_output must be true or false")
     timeout_s = None
     if "timeout" in params:
-        if not _is_int(params["timeout"]) or params["timeout"] <= 0:
-            raise bad("parameter timeout must be a positive integer (microseconds)")
+        if not _is_int(params["timeout"]) or not 0 < params["timeout"] <= MAX_TIMEOUT_US:
+            raise bad(f"parameter timeout must be a positive integer of at most {MAX_TIMEOUT_US} (microseconds)")
         timeout_s = params["timeout"] / 1e6
 
     inputs = obj.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise bad(f"'inputs' must be a non-empty list; the model takes one input {input_name!r}")
+    if len(inputs) > 1:
+        names = [e.get("name") if isinstance(e, dict) else e for e in inputs]
+        raise bad(f"{len(inputs)} inputs {names}; the model takes one input {input_name!r}")
+    entry = inputs[0]
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise bad("each input must be an object with a string 'name'")
+    name = entry["name"]
+    if name != input_name:
+        raise bad(f"unknown input {name!r}; the model takes one input {input_name!r}")
+    if entry.get("datatype") != DATATYPE:
+        raise bad(f"input {name!r}: datatype {entry.get('datatype')!r} is not supported; "
+                  f"the model takes {DATATYPE}")
+    shape = check_shape(entry.get("shape"), name, item_shape, max_batch)
+    count = math.prod(shape)
+    size = _parameters(entry, f"input {name!r}").get("binary_data_size")
     data: np.ndarray | None = None
-    offset = 0
-    for entry in inputs:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise bad("each input must be an object with a string 'name'")
-        name = entry["name"]
-        if name != input_name:
-            raise bad(f"unknown input {name!r}; the model takes one input {input_name!r}")
-        if data is not None:
-            raise bad(f"input {name!r} given twice")
-        if entry.get("datatype") != DATATYPE:
-            raise bad(f"input {name!r}: datatype {entry.get('datatype')!r} is not supported; "
-                      f"the model takes {DATATYPE}")
-        shape = _shape(entry.get("shape"), name, item_shape, max_batch)
-        count = math.prod(shape)
-        size = _parameters(entry, f"input {name!r}").get("binary_data_size")
-        if size is not None:
-            if "data" in entry:
-                raise bad(f"input {name!r} has both 'data' and binary_data_size")
-            if not _is_int(size) or size < 0:
-                raise bad(f"input {name!r}: binary_data_size must be a non-negative integer")
-            if size != count * 4:
-                raise bad(f"input {name!r}: binary_data_size {size} does not match shape {list(shape)} "
-                          f"({count} FP32 values = {count * 4} bytes)")
-            if offset + size > len(binary):
-                raise bad(f"input {name!r}: binary_data_size {size} but only {len(binary) - offset} "
-                          f"bytes of binary data follow the header")
-            data = np.frombuffer(binary, dtype="<f4", count=count, offset=offset).reshape(shape)
-            offset += size
-        else:
-            if "data" not in entry:
-                raise bad(f"input {name!r} has neither 'data' nor binary_data_size")
-            flat = _flatten_numbers(entry["data"], name)
-            if len(flat) != count:
-                raise bad(f"input {name!r}: {len(flat)} values in 'data' but shape {list(shape)} "
-                          f"needs {count}")
+    if size is not None:
+        if "data" in entry:
+            raise bad(f"input {name!r} has both 'data' and binary_data_size")
+        if not _is_int(size) or size < 0:
+            raise bad(f"input {name!r}: binary_data_size must be a non-negative integer")
+        if size != count * 4:
+            raise bad(f"input {name!r}: binary_data_size {size} does not match shape {list(shape)} "
+                      f"({count} FP32 values = {count * 4} bytes)")
+        if size > binary_size:
+            raise bad(f"input {name!r}: binary_data_size {size} but only {binary_size} "
+                      f"bytes of binary data follow the header")
+    else:
+        if "data" not in entry:
+            raise bad(f"input {name!r} has neither 'data' nor binary_data_size")
+        flat = _flatten_numbers(entry["data"], name)
+        if len(flat) != count:
+            raise bad(f"input {name!r}: {len(flat)} values in 'data' but shape {list(shape)} "
+                      f"needs {count}")
+        try:
             data = np.asarray(flat, dtype=np.float32).reshape(shape)
-    if offset != len(binary):
-        raise bad(f"{len(binary) - offset} bytes of binary data after the header are not claimed by "
+        except OverflowError:
+            raise bad(f"input {name!r} has a number too large for {DATATYPE}") from None
+        size = 0
+    if size != binary_size:
+        raise bad(f"{binary_size - size} bytes of binary data after the header are not claimed by "
                   f"any input's binary_data_size")
-    assert data is not None
+    return _Plan(request_id, _outputs(obj, all_binary), timeout_s, shape, data)
+
+
+# Binary requests repeat the same small header (only the tensor bytes change): validate each once.
+_cached_plan = functools.lru_cache(maxsize=256)(_plan)
+CACHED_HEADER_BYTES = 2048
+
+
+def parse_infer_request(body: bytes, header_length: str | None, input_name: str,
+                        item_shape: tuple[int, ...], max_batch: int) -> InferRequest:
+    """Validate a V2 infer request body (JSON, or JSON header + binary tensor data)."""
+    header, binary = _split_body(body, header_length)
+    binary_size = len(body) - len(header)
+    if binary_size and len(header) <= CACHED_HEADER_BYTES:
+        plan = _cached_plan(header, binary_size, input_name, item_shape, max_batch)
+    else:
+        plan = _plan(header, binary_size, input_name, item_shape, max_batch)
+    data = plan.data if plan.data is not None else np.frombuffer(binary, dtype="<f4").reshape(plan.shape)
     if not np.isfinite(data).all():
         raise bad(f"input {input_name!r} contains NaN or infinite values")
-    return InferRequest(request_id, np.ascontiguousarray(data, dtype=np.float32),
-                        _outputs(obj, all_binary), timeout_s)
+    return InferRequest(plan.id, data, plan.outputs, plan.timeout_s)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -225,14 +256,42 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _json_numbers(array: np.ndarray) -> list[float | None]:
+    """Flat values for a JSON ``data`` array: NaN and infinities (which JSON cannot hold) become null."""
+    values: list[float | None] = array.ravel().tolist()
+    if not np.isfinite(array).all():
+        values = [v if math.isfinite(v) else None for v in values]  # type: ignore[arg-type]
+    return values
+
+
+@functools.lru_cache(maxsize=256)
+def _binary_header(model_name: str, version: str, request_id: str | None, names: tuple[str, ...], rows: int,
+                   classes: int) -> bytes:
+    """The JSON header of a response whose outputs are all binary (it depends only on the shapes)."""
+    size = rows * classes * 4
+    outputs = [{"name": name, "datatype": DATATYPE, "shape": [rows, classes],
+                "parameters": {"binary_data_size": size}} for name in names]
+    response: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": outputs}
+    if request_id is not None:
+        response["id"] = request_id
+    return json.dumps(response, separators=(",", ":")).encode()
+
+
 def encode_infer_response(model_name: str, version: str, request: InferRequest,
                           logits: np.ndarray) -> tuple[bytes, dict[str, str]]:
     """Response body and headers; binary outputs follow the JSON header in request order."""
     tensors = {"logits": logits.astype(np.float32, copy=False)}
     if any(o.name == "probabilities" for o in request.outputs):
         tensors["probabilities"] = softmax(logits)
+    if all(o.binary for o in request.outputs):
+        rows, classes = logits.shape
+        header = _binary_header(model_name, version, request.id, tuple(o.name for o in request.outputs),
+                                rows, classes)
+        blobs = [np.ascontiguousarray(tensors[o.name], dtype="<f4").tobytes() for o in request.outputs]
+        return b"".join([header, *blobs]), {"Content-Type": "application/octet-stream",
+                                            HEADER_LENGTH: str(len(header))}
     outputs: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
+    blobs = []
     for wanted in request.outputs:
         array = tensors[wanted.name]
         entry: dict[str, Any] = {"name": wanted.name, "datatype": DATATYPE, "shape": list(array.shape)}
@@ -241,12 +300,12 @@ def encode_infer_response(model_name: str, version: str, request: InferRequest,
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = array.ravel().tolist()
+            entry["data"] = _json_numbers(array)
         outputs.append(entry)
     response: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": outputs}
     if request.id is not None:
         response["id"] = request.id
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = json.dumps(response, separators=(",", ":"), allow_nan=False).encode()
     if not blobs:
         return header, {"Content-Type": "application/json"}
     return header + b"".join(blobs), {"Content-Type": "application/octet-stream",

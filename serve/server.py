@@ -1,10 +1,19 @@
-"""Run the app under uvicorn: in the foreground (the CLI) or in a background thread (tests, benchmarks)."""
+"""Run the app under uvicorn (and the gRPC service beside it): in the foreground (the CLI) or in a
+background thread (tests, benchmarks).
+
+uvicorn gets the server's limits from its ServeConfig: ``timeout_keep_alive``,
+``timeout_graceful_shutdown`` and ``limit_concurrency`` are uvicorn's own; the request-head bound and
+the read deadline come from the connection protocol in http.py.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,46 +22,119 @@ from bninception.core.errors import BninceptionError
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A listening-ready TCP socket (port 0 = an ephemeral port chosen by the OS)."""
+    if not 0 <= port <= 65535:
+        raise BninceptionError(f"port must be in 0..65535, got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         sock.close()
-        raise BninceptionError(f"cannot listen on {host}:{port}: {exc}") from exc
+        raise BninceptionError(f"cannot listen on {host}:{port}: {exc}") from None
     sock.set_inheritable(True)
     return sock
 
 
-def _config(app: Any, access_log: bool) -> Any:
+class _Hooks:
+    """Connection events -> the server's metrics."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def opened(self) -> None:
+        self.state.open_connections += 1
+
+    def closed(self) -> None:
+        self.state.open_connections -= 1
+
+    def refused(self, reason: str, status: int | None) -> None:
+        self.state.metrics.rejected.inc(reason=reason)
+        if status is not None:
+            self.state.metrics.requests.inc(endpoint="connection", code=str(status))
+
+
+def uvicorn_config(app: Any, access_log: bool = False) -> Any:
+    """uvicorn's Config for ``app`` (from ``create_app``) with the limits of its ServeConfig."""
     import uvicorn
 
-    return uvicorn.Config(app, log_level="warning", access_log=access_log, lifespan="on",
-                          timeout_keep_alive=30, backlog=2048)
+    from bninception.serve.http import HttpLimits, protocol_class
+
+    state = app.state.server
+    config = state.config
+    limits = HttpLimits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
+                        read_timeout_s=config.read_timeout_s, graceful_shutdown_s=config.graceful_shutdown_s)
+    route = getattr(app, "route", None)  # the V2 infer route, served by the connection itself
+    return uvicorn.Config(app, http=protocol_class(limits, _Hooks(state), route), ws="none", lifespan="on",
+                          log_level="warning", access_log=access_log, backlog=2048, proxy_headers=False,
+                          timeout_keep_alive=config.keep_alive_s,  # type: ignore[arg-type]
+                          timeout_graceful_shutdown=config.graceful_shutdown_s,  # type: ignore[arg-type]
+                          limit_concurrency=config.max_connections)
 
 
-def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, access_log: bool = False) -> None:
-    """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully)."""
+def _foreground_server(config: Any) -> Any:
+    """A uvicorn Server that, after a graceful shutdown on SIGTERM / Ctrl-C, returns (exit 0) instead
+    of raising the signal again (uvicorn's default, which kills the process before the gRPC service
+    and everything after the server have stopped)."""
     import uvicorn
+    from uvicorn.server import HANDLED_SIGNALS
 
-    sock = bind_socket(host, port)
-    uvicorn.Server(_config(app, access_log)).run(sockets=[sock])
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
+def _start_grpc(app: Any, host: str, port: int | None) -> Any:
+    if port is None:
+        return None
+    from bninception.serve.grpc_service import start_grpc
+
+    return start_grpc(app.state.server, host, port)
+
+
+def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, access_log: bool = False,
+                  sock: socket.socket | None = None, grpc_port: int | None = None) -> None:
+    """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully, within the configured time)."""
+    sock = sock or bind_socket(host, port)
+    grpc = _start_grpc(app, host, grpc_port)
+    try:
+        _foreground_server(uvicorn_config(app, access_log)).run(sockets=[sock])
+    finally:
+        if grpc is not None:
+            grpc.stop(app.state.server.config.graceful_shutdown_s)
 
 
 @dataclass
 class RunningServer:
-    """A uvicorn server on a background thread; ``stop()`` shuts it down."""
+    """A uvicorn server on a background thread (and its gRPC service); ``stop()`` shuts them down."""
 
     url: str
     host: str
     port: int
     server: Any
     thread: threading.Thread
+    grpc: Any = None
+
+    @property
+    def grpc_port(self) -> int | None:
+        return None if self.grpc is None else int(self.grpc.port)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        if self.grpc is not None:
+            self.grpc.stop(1.0)
 
     def __enter__(self) -> RunningServer:
         return self
@@ -61,14 +143,16 @@ class RunningServer:
         self.stop()
 
 
-def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0
-                    ) -> RunningServer:
-    """Start ``app`` on ``host`` (an ephemeral port by default) and wait until it accepts requests."""
+def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
+                    grpc_port: int | None = None) -> RunningServer:
+    """Start ``app`` on ``host`` (an ephemeral port by default; ``grpc_port=0``: gRPC on another one)
+    and wait until it accepts requests."""
     import uvicorn
 
     sock = bind_socket(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    server = uvicorn.Server(_config(app, access_log=False))
+    grpc = _start_grpc(app, host, grpc_port)
+    server = uvicorn.Server(uvicorn_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bninception-uvicorn",
                               daemon=True)
     thread.start()
@@ -76,7 +160,9 @@ def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_ti
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
+            if grpc is not None:
+                grpc.stop(0)
             raise BninceptionError(f"the server did not start on {bound_host}:{bound_port}")
         time.sleep(0.01)
     url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningServer(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread)
+    return RunningServer(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread, grpc)

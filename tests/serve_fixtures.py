@@ -49,3 +49,19 @@ def serve_server(serve_model_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_tight_server(serve_model_path: Path) -> Iterator[Any]:
+    """A server with small limits and short timeouts (the hardening tests run into them)."""
+    from bninception.serve.app import create_app
+    from bninception.serve.server import start_in_thread
+
+    app = create_app(serve_model_path, max_batch=8, max_delay_ms=1, max_body_bytes=1 << 20, keep_alive_s=1.0,
+                     read_timeout_s=1.0, decode_memory_mb=16, max_image_pixels=20_000_000, max_header_bytes=8192,
+                     max_headers=32)
+    server = start_in_thread(app)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,79 @@ def export_classifier(path: Path, metadata: bool = True) -> Path:
 
 def digits_images(count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, 1, 32, 32)).astype(np.float32)
+
+
+def binary_infer_body(x: np.ndarray, name: str = "data") -> tuple[bytes, dict[str, str]]:
+    """A V2 infer body with ``x`` as binary tensor data, and its headers."""
+    import json
+
+    blob = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    header = json.dumps({"inputs": [{"name": name, "datatype": "FP32", "shape": list(x.shape),
+                                     "parameters": {"binary_data_size": len(blob)}}],
+                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    return header + blob, {"Inference-Header-Content-Length": str(len(header)),
+                           "Content-Type": "application/octet-stream"}
+
+
+def infer_logits(host: str, port: int, x: np.ndarray, model: str = "bninception") -> np.ndarray:
+    """Logits for ``x`` from the server's V2 infer route (binary tensors), or an AssertionError."""
+    import http.client
+
+    body, headers = binary_infer_body(x)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request("POST", f"/v2/models/{model}/infer", body=body, headers=headers)
+        response = conn.getresponse()
+        raw = response.read()
+        assert response.status == 200, raw[:500]
+        length = int(response.getheader("Inference-Header-Content-Length"))
+        return np.frombuffer(raw[length:], "<f4").reshape(len(x), -1)
+    finally:
+        conn.close()
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response from a raw socket: status, headers (lower-case names), body.
+
+    Raises ConnectionError when the server closes (or resets) before a whole response arrived.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a response head arrived (got {data[:200]!r})")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed in the middle of a response body")
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True when the server has closed the connection (reads give EOF or a reset)."""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def metric_value(host: str, port: int, series: str) -> float:
+    """A value from /metrics by its exact series name with labels (0 when absent)."""
+    import re
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=30).read().decode()
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="serve this ONNX file instead of the run's model")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                         help="fp32: model.folded.onnx, fp16: model.fp16.onnx, int8: the INT8 file fastest on the "
-                             "provider (model.int8.cpu.onnx on cpu, model.int8.onnx elsewhere)")
+                             "provider (model.int8.cpu.onnx on cpu and openvino, model.int8.onnx on cuda and "
+                             "tensorrt)")
     parser.add_argument("--providers", default=None,
                         help="comma-separated execution providers: cpu, openvino, cuda, tensorrt (default: the "
                              "fastest one this ONNX Runtime build has)")
@@ -44,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="let idle ONNX Runtime threads busy-wait (off by default: the event loop shares "
                              "the cores)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--grpc-port", type=int, default=None,
+                        help="also serve the KServe V2 gRPC API on this port (default: HTTP only)")
+    parser.add_argument("--read-timeout-s", type=float, default=C.read_timeout_s,
+                        help="a request must arrive whole within this, else 408 (default: %(default)s)")
+    parser.add_argument("--keep-alive-s", type=float, default=C.keep_alive_s,
+                        help="close a connection idle this long (default: %(default)s)")
+    parser.add_argument("--graceful-shutdown-s", type=float, default=C.graceful_shutdown_s,
+                        help="on SIGTERM, running requests get this long (default: %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=C.max_connections,
+                        help="open connections before 503 (default: %(default)s)")
+    parser.add_argument("--decode-memory-mb", type=int, default=C.decode_memory_mb,
+                        help="memory for all image decodes at once (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,17 +77,27 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise BninceptionError(f"serving needs the serve extra: pip install 'bninception[serve]' ({exc})") from exc
     from bninception.serve.app import create_app
-    from bninception.serve.server import serve_forever
+    from bninception.serve.server import bind_socket, serve_forever
 
     max_batch = min(args.max_batch, served.max_batch or args.max_batch)  # an engine's profile bounds it
     config = ServeConfig(model_name=args.name, providers=served.providers, optimization=args.optimization,
                          threads=args.threads, spinning=args.spin, batching=not args.no_batching,
                          max_batch=max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
-                         request_timeout_s=args.timeout_s)
-    app = create_app(path, config)
+                         request_timeout_s=args.timeout_s, read_timeout_s=args.read_timeout_s,
+                         keep_alive_s=args.keep_alive_s, graceful_shutdown_s=args.graceful_shutdown_s,
+                         max_connections=args.max_connections, decode_memory_mb=args.decode_memory_mb)
+    if args.grpc_port is not None:
+        bind_socket(args.host, args.grpc_port).close()  # a bad or busy port fails before the model loads
+    sock = bind_socket(args.host, args.port)
+    try:
+        app = create_app(path, config)
+    except BaseException:
+        sock.close()
+        raise
     state = app.state.server
-    print(f"serving {path} as {args.name!r} on http://{args.host}:{args.port} "
+    grpc = f" and gRPC on {args.host}:{args.grpc_port}" if args.grpc_port is not None else ""
+    print(f"serving {path} as {args.name!r} on http://{args.host}:{args.port}{grpc} "
           f"(providers {', '.join(state.runner.providers)}, max batch {max_batch}, "
           f"max delay {args.max_delay_ms:g} ms)", file=sys.stderr)
-    serve_forever(app, host=args.host, port=args.port, access_log=args.access_log)
+    serve_forever(app, host=args.host, access_log=args.access_log, sock=sock, grpc_port=args.grpc_port)
     return 0

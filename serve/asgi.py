@@ -1,0 +1,173 @@
+"""The ASGI entry: every route but V2 infer through FastAPI, and the request metrics of all of them.
+
+V2 infer requests are served by the connection itself (http.py hands them to
+:class:`~bninception.serve.infer.InferRoute`, no ASGI task or messages per request); the ones that
+reach this app another way (another ASGI server, a method other than POST) go through the same
+route here. Client mistakes are a 4xx with ``{"error": "..."}``; a client that leaves before its
+request has arrived is counted (499, or the 408/503 the connection answered for it) and never logged
+as a server error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from types import SimpleNamespace
+from typing import Any
+
+from bninception.serve.decode import MemoryBudget
+from bninception.serve.http import GAVE_UP
+from bninception.serve.infer import CLIENT_CLOSED, INFER_PATH, InferRoute
+from bninception.serve.protocol import ProtocolError
+from bninception.serve.state import ServerState
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+
+class ClientGone(Exception):
+    """The connection ended (the client left, or it timed out) before the request had arrived."""
+
+
+def gone_status(scope: Scope) -> int:
+    """The status to count for a request whose client is gone: what the connection answered, or 499."""
+    gave_up = scope.get(GAVE_UP)
+    return int(gave_up[0]) if gave_up else CLIENT_CLOSED
+
+
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, buffers: MemoryBudget,
+                    held: list[int]) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes and with 503 when the
+    bodies of all requests together would pass the buffer budget. ``held[0]`` counts the bytes taken
+    from ``buffers``: the caller gives them back."""
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ProtocolError(400, f"Content-Length must be an integer, got {declared.decode(errors='replace')!r}",
+                                {"Connection": "close"}) from None
+        if size > limit:
+            raise ProtocolError(413, f"request body of {size} bytes exceeds the limit of {limit} bytes",
+                                {"Connection": "close"})
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            total += len(chunk)
+            if total > limit:
+                raise ProtocolError(413, f"request body exceeds the limit of {limit} bytes", {"Connection": "close"})
+            if not buffers.try_take(len(chunk)):
+                raise ProtocolError(503, f"server busy: request bodies already hold {buffers.used >> 20} MiB of "
+                                         f"{buffers.capacity >> 20} MiB; retry later",
+                                    {"Retry-After": "1", "Connection": "close"})
+            held[0] += len(chunk)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def endpoint_of(path: str) -> str:
+    if path.endswith("/infer"):
+        return "infer"
+    if path == "/v1/classify":
+        return "classify"
+    if path.startswith("/v2/health"):
+        return "health"
+    if path.startswith("/v2"):
+        return "metadata"
+    return "metrics" if path == "/metrics" else "other"
+
+
+class ServerApp:
+    """The ASGI app ``create_app`` returns; ``.state.server`` is its :class:`ServerState`."""
+
+    def __init__(self, server: ServerState, routed: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.server = server
+        self.routed = routed
+        self.route = InferRoute(server)
+        self.state = SimpleNamespace(server=server)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            match = INFER_PATH.match(path) if path.endswith("/infer") else None
+            if match is not None:
+                await self.infer(scope, receive, send, match[1], match[2])
+                return
+            await self.other(scope, receive, send)
+            return
+        await self.routed(scope, receive, send)  # lifespan
+
+    async def infer(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        """POST /v2/models/{name}[/versions/{version}]/infer through :class:`InferRoute` (the connection
+        protocol of server.py hands these requests to the route itself; this path serves the rest)."""
+        route = self.route
+        start = time.perf_counter()
+        held = [0]
+        answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] = \
+            asyncio.get_running_loop().create_future()
+
+        def reply(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+            if not answer.done():
+                answer.set_result((status, headers, body))
+            return True
+
+        try:
+            if scope["method"] != "POST":
+                raise ProtocolError(405, f"{scope['method']} is not allowed here; use POST", {"Allow": "POST"})
+            headers = dict(scope["headers"])
+            route.check_head((name, version), headers)
+            body = await read_body(receive, headers, route.max_body, route.buffers, held)
+            route.run(headers, body, reply, start)
+        except ProtocolError as exc:
+            route.refuse(exc, reply, start)
+        except ClientGone:
+            route.count(gone_status(scope), start)
+            return
+        finally:
+            if held[0]:
+                self.server.buffers.give(held[0])
+        try:
+            status, out, content = await answer
+        except asyncio.CancelledError:
+            route.count(503, start)  # the server's graceful-shutdown time ran out
+            raise
+        await respond(send, status, content, out)
+
+    async def other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every other route, through FastAPI, counted by endpoint and status."""
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.routed(scope, receive, capture)
+        finally:
+            endpoint = endpoint_of(scope.get("path", ""))
+            self.server.metrics.requests.inc(endpoint=endpoint, code=str(status))
+            if endpoint == "classify":
+                self.server.metrics.latency.observe(time.perf_counter() - start)

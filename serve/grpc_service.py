@@ -1,0 +1,232 @@
+"""KServe V2 gRPC (``inference.GRPCInferenceService``) beside the HTTP API, on its own port.
+
+Health, server and model metadata, and ModelInfer with raw tensor contents (``raw_input_contents``)
+or typed ``fp32_contents``, served by grpcio's asyncio server on a thread of its own. It answers from
+the same ServerState as HTTP: the same batcher merges requests of both, the same health decides
+readiness. Client mistakes get the gRPC status that
+matches the HTTP one (400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 503 -> UNAVAILABLE, 504 ->
+DEADLINE_EXCEEDED). grpcio's own limits bound the rest: message size (the infer body limit),
+concurrent RPCs (``max_connections``), metadata size (its 8 KiB default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from bninception.core.errors import BninceptionError
+from bninception.serve.grpc_schema import METHODS, SERVICE, message_classes
+from bninception.serve.protocol import DATATYPE, MAX_TIMEOUT_US, OUTPUTS, ProtocolError, check_shape, softmax
+from bninception.serve.state import MODEL_VERSION, ServerState
+
+log = logging.getLogger(__name__)
+
+STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
+          503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
+def _bad(message: str) -> ProtocolError:
+    return ProtocolError(400, message)
+
+
+def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_batch: int) -> np.ndarray:
+    """The float32 NCHW batch of a ModelInferRequest, checked like the HTTP route checks its body."""
+    if len(request.inputs) != 1 or request.inputs[0].name != input_name:
+        names = [i.name for i in request.inputs]
+        raise _bad(f"the model takes one input {input_name!r}, got {names}")
+    tensor = request.inputs[0]
+    if tensor.datatype != DATATYPE:
+        raise _bad(f"input {input_name!r}: datatype {tensor.datatype!r} is not supported; the model takes {DATATYPE}")
+    shape = check_shape(list(tensor.shape), input_name, item_shape, max_batch)
+    count = math.prod(shape)
+    typed = tensor.HasField("contents")
+    if len(request.raw_input_contents) > 1:
+        raise _bad(f"{len(request.raw_input_contents)} raw_input_contents for one input")
+    if request.raw_input_contents:
+        if typed:
+            raise _bad(f"input {input_name!r} has both contents and raw_input_contents")
+        raw = request.raw_input_contents[0]
+        if len(raw) != count * 4:
+            raise _bad(f"input {input_name!r}: raw_input_contents has {len(raw)} bytes but shape {list(shape)} "
+                       f"needs {count * 4} ({count} FP32 values)")
+        data = np.frombuffer(raw, dtype="<f4").reshape(shape)
+    elif typed:
+        values = tensor.contents.fp32_contents
+        if len(values) != count:
+            raise _bad(f"input {input_name!r}: {len(values)} fp32_contents but shape {list(shape)} needs {count}")
+        data = np.asarray(values, dtype=np.float32).reshape(shape)
+    else:
+        raise _bad(f"input {input_name!r} has no data: send raw_input_contents or contents.fp32_contents")
+    if not np.isfinite(data).all():
+        raise _bad(f"input {input_name!r} contains NaN or infinite values")
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _timeout_s(request: Any, context: Any) -> float | None:
+    timeout: float | None = None
+    if "timeout" in request.parameters:
+        micros = request.parameters["timeout"].int64_param
+        if not 0 < micros <= MAX_TIMEOUT_US:
+            raise _bad("parameter timeout must be a positive int64_param (microseconds)")
+        timeout = micros / 1e6
+    remaining = context.time_remaining()
+    if remaining is not None:  # the client's own gRPC deadline
+        timeout = remaining if timeout is None else min(timeout, remaining)
+    return timeout
+
+
+def _requested(request: Any) -> list[str]:
+    names = [o.name for o in request.outputs] or list(OUTPUTS)
+    for name in names:
+        if name not in OUTPUTS:
+            raise _bad(f"unknown output {name!r}; the model has outputs {list(OUTPUTS)}")
+    if len(set(names)) != len(names):
+        raise _bad("an output is requested twice")
+    return names
+
+
+class InferenceService:
+    """The RPCs, answered from a ServerState."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.messages = message_classes()
+
+    def _reply(self, message: str, /, **fields: Any) -> Any:
+        return self.messages[message](**fields)
+
+    # The RPCs keep the protocol's method names.
+    def ServerLive(self, request: Any, context: Any) -> Any:
+        return self._reply("ServerLiveResponse", live=True)
+
+    def ServerReady(self, request: Any, context: Any) -> Any:
+        return self._reply("ServerReadyResponse", ready=self.state.health() is None)
+
+    def ModelReady(self, request: Any, context: Any) -> Any:
+        self.state.check_model(request.name, request.version)
+        return self._reply("ModelReadyResponse", ready=self.state.health() is None)
+
+    def ServerMetadata(self, request: Any, context: Any) -> Any:
+        return self._reply("ServerMetadataResponse", **self.state.server_metadata())
+
+    def ModelMetadata(self, request: Any, context: Any) -> Any:
+        self.state.check_model(request.name, request.version)
+        meta = self.state.metadata()
+        tensor = self.messages["ModelMetadataResponse.TensorMetadata"]
+        return self._reply("ModelMetadataResponse", name=meta["name"], versions=meta["versions"],
+                           platform=meta["platform"], inputs=[tensor(**t) for t in meta["inputs"]],
+                           outputs=[tensor(**t) for t in meta["outputs"]])
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        state = self.state
+        state.check_model(request.model_name, request.model_version)
+        rows = infer_rows(request, state.info.input.name, state.info.item_shape, state.max_batch)
+        names = _requested(request)
+        logits = await state.predict(rows, _timeout_s(request, context))
+        tensors = {"logits": logits}
+        if "probabilities" in names:
+            tensors["probabilities"] = softmax(logits)
+        response = self._reply("ModelInferResponse", model_name=state.name, model_version=MODEL_VERSION,
+                               id=request.id)
+        for name in names:
+            array = np.ascontiguousarray(tensors[name], dtype="<f4")
+            response.outputs.add(name=name, datatype=DATATYPE, shape=list(array.shape))
+            response.raw_output_contents.append(array.tobytes())
+        return response
+
+
+def _handler(service: InferenceService, method: str) -> Any:
+    import grpc
+
+    call = getattr(service, method)
+    is_async = asyncio.iscoroutinefunction(call)
+    metrics = service.state.metrics
+    endpoint = "grpc_infer" if method == "ModelInfer" else "grpc"
+
+    async def handle(request: Any, context: Any) -> Any:
+        code = "OK"
+        try:
+            return await call(request, context) if is_async else call(request, context)
+        except ProtocolError as exc:
+            code = STATUS.get(exc.status, "INTERNAL")
+            await context.abort(getattr(grpc.StatusCode, code), exc.message)
+        except asyncio.CancelledError:
+            code = "CANCELLED"  # the client went away or its deadline passed
+            raise
+        except Exception:
+            code = "INTERNAL"
+            log.exception("gRPC %s failed", method)
+            raise
+        finally:
+            metrics.requests.inc(endpoint=endpoint, code=code)
+
+    request_type, response_type = (service.messages[n] for n in METHODS[method])
+    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_type.FromString,
+                                               response_serializer=response_type.SerializeToString)
+
+
+class GrpcServer:
+    """grpcio's asyncio server on a thread and event loop of its own (requests still meet HTTP's in the
+    one batcher, which hands each loop its results)."""
+
+    def __init__(self, state: ServerState, host: str, port: int) -> None:
+        self.state, self.address = state, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Any = None
+        self._error: BaseException | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bninception-grpc", daemon=True)
+
+    def start(self) -> GrpcServer:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise BninceptionError(f"cannot listen on {self.address} for gRPC: {self._error}") from None
+        return self
+
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        import grpc
+
+        state = self.state
+        limit = state.max_body_bytes + (1 << 16)
+        try:
+            service = InferenceService(state)
+            server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
+                                              ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)],
+                                     maximum_concurrent_rpcs=state.config.max_connections)
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+                SERVICE, {method: _handler(service, method) for method in METHODS}),))
+            self.port = server.add_insecure_port(self.address)
+            if not self.port:
+                raise RuntimeError("the port is taken or not valid")
+            await server.start()
+        except Exception as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._loop, self._server = asyncio.get_running_loop(), server
+        self._started.set()
+        await server.wait_for_termination()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls; running ones get ``grace`` seconds."""
+        if self._loop is not None and self._thread.is_alive():
+            done = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
+            with contextlib.suppress(Exception):
+                done.result((grace or 0) + 5)
+        self._thread.join((grace or 0) + 5)
+
+
+def start_grpc(state: ServerState, host: str, port: int) -> GrpcServer:
+    """The gRPC service for ``state`` on ``host:port`` (0: an ephemeral port), started."""
+    return GrpcServer(state, host, port).start()

@@ -1,0 +1,181 @@
+"""One served model and everything its requests share: session, batcher, decoder, metrics, limits.
+
+The HTTP app and the gRPC service both answer from a ``ServerState``: the same batcher merges their
+requests, the same health decides readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+
+from bninception.core import metadata
+from bninception.core.ort import user_name
+from bninception.core.runner import OrtRunner
+from bninception.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
+from bninception.serve.config import MIB, ServeConfig
+from bninception.serve.decode import ImageDecoder, MemoryBudget
+from bninception.serve.metrics import Constants, Gauge, ServerMetrics
+from bninception.serve.model_info import ModelInfo, read_model_info
+from bninception.serve.protocol import DATATYPE, EXTENSIONS, OUTPUTS, ProtocolError
+from bninception.serve.triton import model_config
+
+log = logging.getLogger(__name__)
+
+MODEL_VERSION = "1"
+SERVER_NAME = "bninception"
+
+
+class RequestTimeout(Exception):
+    """A request's time ran out before the batcher answered it."""
+
+
+def _expire(future: asyncio.Future[Any], timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(RequestTimeout(timeout_s))
+
+
+class ServerState:
+    """The model, its session and batcher, the metrics, and the limits of one server."""
+
+    def __init__(self, model_path: str | os.PathLike[str], config: ServeConfig) -> None:
+        self.config = config
+        self.name = config.model_name
+        self.runner = OrtRunner(model_path, name=config.model_name, providers=config.providers,
+                                optimization=config.optimization, threads=config.threads, spinning=config.spinning)
+        self.info: ModelInfo = read_model_info(self.runner, model_path)
+        self.max_batch = config.max_batch
+        self.max_delay_ms = config.max_delay_ms
+        self.request_timeout_s = config.request_timeout_s
+        values = config.max_batch * int(np.prod(self.info.item_shape))
+        # JSON numbers take up to ~25 bytes each; binary 4. Images for /v1/classify are bounded apart.
+        self.max_body_bytes = config.max_body_bytes or max(1 << 20, values * 32 + (64 << 10))
+        self.max_image_bytes = config.max_image_bytes
+        self.buffers = MemoryBudget(config.buffer_memory_mb * MIB)
+        self.decoder = (ImageDecoder(self.info.preprocess, config.decode_memory_mb * MIB, config.max_image_pixels)
+                        if self.info.preprocess is not None else None)
+        self.metrics = ServerMetrics(queue_depth=self._queue_depth)
+        self.batcher = DynamicBatcher(self.runner.run, max_batch=config.max_batch,
+                                      max_delay_s=config.max_delay_ms / 1000, max_queue=config.max_queue,
+                                      batching=config.batching, workers=config.workers, observer=self._observe)
+        self.open_connections = 0  # kept by the HTTP protocol
+        self._add_gauges()
+
+    def _add_gauges(self) -> None:
+        metrics, config = self.metrics, self.config
+        metrics.add(Gauge("bninception_ready", "1 while /v2/health/ready answers 200",
+                          lambda: float(self.health() is None)))
+        metrics.add(Gauge("bninception_open_connections", "HTTP connections open now",
+                          lambda: float(self.open_connections)))
+        metrics.add(Gauge("bninception_buffered_bytes", "request body bytes held now, all requests",
+                          lambda: float(self.buffers.used)))
+        if self.decoder is not None:
+            budget = self.decoder.budget
+            metrics.add(Gauge("bninception_decode_bytes", "decode budget taken now (estimated bytes)",
+                              lambda: float(budget.used)))
+            metrics.add(Gauge("bninception_decode_peak_bytes", "most of the decode budget ever taken at once",
+                              lambda: float(budget.peak)))
+        metrics.add(Constants("bninception_limit", "the server's limits (README: Serving, Limits)", {
+            "max_header_bytes": config.max_header_bytes, "max_headers": config.max_headers,
+            "max_body_bytes": self.max_body_bytes, "max_image_bytes": config.max_image_bytes,
+            "max_image_pixels": config.max_image_pixels, "decode_memory_bytes": config.decode_memory_mb * MIB,
+            "buffer_memory_bytes": config.buffer_memory_mb * MIB, "max_connections": config.max_connections,
+            "max_queue": config.max_queue, "max_batch": config.max_batch,
+            "read_timeout_seconds": config.read_timeout_s, "keep_alive_seconds": config.keep_alive_s,
+            "request_timeout_seconds": config.request_timeout_s,
+            "graceful_shutdown_seconds": config.graceful_shutdown_s,
+        }))
+
+    # -- inference ----------------------------------------------------------------------------
+    def _queue_depth(self) -> float:
+        return float(self.batcher.depth)
+
+    def _observe(self, rows: int, requests: int, seconds: float) -> None:
+        self.metrics.batch_size.observe(rows)
+        self.metrics.batch_requests.observe(requests)
+        self.metrics.inference.observe(seconds)
+
+    def health(self) -> str | None:
+        """None while requests can be answered; else why not (``/v2/health/ready`` says 503)."""
+        return self.batcher.health(stall_s=self.request_timeout_s)
+
+    def _refuse_busy(self, exc: Exception) -> ProtocolError:
+        if isinstance(exc, QueueFull):
+            self.metrics.rejected.inc(reason="queue_full")
+            return ProtocolError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"})
+        return ProtocolError(503, str(exc), {"Retry-After": "1"})
+
+    def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> asyncio.Future[np.ndarray]:
+        """Queue ``rows`` in the batcher (in an event loop): a future of their logits that fails with
+        RequestTimeout when the request's time runs out. Read it with :meth:`outcome`."""
+        timeout = min(timeout_s or self.request_timeout_s, self.request_timeout_s)
+        try:
+            future = self.batcher.submit_async(rows)
+        except (QueueFull, BatcherClosed) as exc:
+            raise self._refuse_busy(exc) from None
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, timeout)
+        future.add_done_callback(lambda _: timer.cancel())
+        return future
+
+    def outcome(self, future: asyncio.Future[np.ndarray]) -> np.ndarray:
+        """The logits of a done ``submit`` future, or the ProtocolError (504, 500) its failure means."""
+        try:
+            return future.result()
+        except RequestTimeout as exc:
+            self.metrics.rejected.inc(reason="timeout")
+            raise ProtocolError(504, f"request timed out after {exc.args[0]:g} s") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the runtime failed on a valid request: a server error
+            log.error("inference failed: %s", exc, exc_info=exc)
+            raise ProtocolError(500, f"inference failed: {exc}") from None
+
+    async def predict(self, rows: np.ndarray, timeout_s: float | None = None) -> np.ndarray:
+        """Logits for ``rows`` through the dynamic batcher, with queue and time limits (in an event loop)."""
+        future = self.submit(rows, timeout_s)
+        with contextlib.suppress(Exception):  # outcome() turns the failure into the answer
+            await future  # cancelled with this task when the client goes away: the batcher skips it
+        return self.outcome(future)
+
+    # -- metadata -----------------------------------------------------------------------------
+    def check_model(self, name: str, version: str | None = None) -> None:
+        if name != self.name:
+            raise ProtocolError(404, f"unknown model {name!r}; this server serves {self.name!r}")
+        if version and version != MODEL_VERSION:
+            raise ProtocolError(404, f"model {name!r} has no version {version!r}; "
+                                     f"versions: [{MODEL_VERSION!r}]")
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": version("bninception"), "extensions": EXTENSIONS}
+
+    def metadata(self) -> dict[str, Any]:
+        info = self.info
+        classes = info.num_classes
+        return {
+            "name": self.name,
+            "versions": [MODEL_VERSION],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": info.input.name, "datatype": DATATYPE, "shape": [-1, *info.item_shape]}],
+            "outputs": [{"name": name, "datatype": DATATYPE, "shape": [-1, classes]} for name in OUTPUTS],
+            "parameters": {"labels": info.labels, "max_batch_size": self.max_batch,
+                           "preprocess": info.preprocess.to_dict() if info.preprocess is not None else None,
+                           "source_sha256": info.metadata.get(metadata.SOURCE_SHA256),
+                           "providers": [user_name(p) for p in self.runner.providers]},
+        }
+
+    def triton_config(self) -> dict[str, Any]:
+        config = model_config(self.info, self.name, self.max_batch, round(self.max_delay_ms * 1000),
+                              platform="onnxruntime_onnx", backend="onnxruntime")
+        config["output"].append({**config["output"][0], "name": "probabilities"})
+        return config
+
+    def close(self) -> None:
+        self.batcher.close()
+        if self.decoder is not None:
+            self.decoder.close()
