@@ -314,9 +314,14 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, default=32, help="concurrent clients (default 32)")
     parser.add_argument("-t", "--duration", type=float, default=4.0, help="seconds per phase (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all modes (default 2)")
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, default=16,
+                        help="server max batch (default 16: half the clients, so one batch's I/O overlaps the "
+                             "next one's compute)")
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: auto)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="ONNX Runtime intra-op threads, server and in-process alike (default 1: the demo "
+                             "network runs as fast on one thread as on two, so the other core serves I/O; "
+                             "0: ONNX Runtime's default)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     # client-process mode (internal)
     parser.add_argument("--client", choices=("http", "grpc"), help=argparse.SUPPRESS)
