@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from bninception.bench import cpu_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "runs" / "cpu-runtimes"
 DEFAULT_OPENVINO_VENV = ROOT / ".venv-openvino"
@@ -454,16 +456,6 @@ def table(results: list[Result], batch_sizes: list[int], best: dict[tuple[str, i
         cells = [cell(result, b, best) for b in batch_sizes]
         lines.append("| " + " | ".join([result.row.runtime, file, result.row.precision, *cells, agree]) + " |")
     return "\n".join(lines)
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
-            if f in flags]
 
 
 def openvino_python(venv: Path) -> Path:

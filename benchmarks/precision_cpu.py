@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from bninception.bench import cpu_flags
+
 VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu")
 KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
            "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
@@ -41,15 +43,6 @@ KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLine
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_fp16") if f in flags]
 
 
 class PhotoDataset:

@@ -152,6 +152,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The vector / matrix extensions of this CPU that the runtimes' kernels use (Linux; else none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [f for f in CPU_FLAGS if f in flags]
+
+
 def _version(module: str) -> str | None:
     try:
         from importlib.metadata import version
@@ -186,7 +199,8 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     return {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "cores_available": available, "gpu": gpu,
+        "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "cores_available": available,
+        "gpu": gpu,
         "platform": platform.platform(), "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "onnxruntime": _onnxruntime_version(),

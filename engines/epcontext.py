@@ -45,6 +45,7 @@ from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_bytes, sha256_file
 from bninception.core.runner import InputSpec, OrtRunner
 from bninception.engines.key import Sidecar
+from bninception.engines.profile import read_graph_io
 
 if TYPE_CHECKING:
     import onnx
@@ -72,21 +73,6 @@ def hardware_architecture(sidecar: Sidecar) -> str:
                                f"{sidecar.spec.env.compute_capability!r} in its sidecar") from None
 
 
-def _source_io(source_onnx: Path) -> tuple[Any, list[Any], list[Any]]:
-    """(model, graph inputs without initializers, graph outputs) of the engine's source ONNX."""
-    import onnx
-
-    try:
-        model = onnx.load(os.fspath(source_onnx), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError, OSError
-        raise BninceptionError(f"{source_onnx} is not a readable ONNX model: {exc}") from exc
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [vi for vi in model.graph.input if vi.name not in initializers]
-    if not inputs or not model.graph.output:
-        raise BninceptionError(f"{source_onnx}: no graph inputs or outputs to wrap")
-    return model, inputs, list(model.graph.output)
-
-
 def build_context_model(sidecar: Sidecar, source_onnx: str | os.PathLike[str],
                         plan_file: str | None = None) -> onnx.ModelProto:
     """The EPContext wrapper of ``sidecar``'s plan, with the source ONNX's I/O names, types and shapes.
@@ -102,7 +88,9 @@ def build_context_model(sidecar: Sidecar, source_onnx: str | os.PathLike[str],
         raise BninceptionError(f"ep_cache_context must be a path below the context model, got {plan_file!r} "
                                "(ONNX Runtime refuses absolute paths and '..')")
     source = Path(source_onnx)
-    model, inputs, outputs = _source_io(source)
+    model, inputs, outputs = read_graph_io(source)
+    if not inputs or not outputs:
+        raise BninceptionError(f"{source}: no graph inputs or outputs to wrap")
     if sidecar.input_name not in [vi.name for vi in inputs]:
         raise BninceptionError(f"{source}: input {sidecar.input_name!r} of engine {sidecar.key} is not a graph "
                                f"input (found {[vi.name for vi in inputs]}); the ONNX changed since the build")

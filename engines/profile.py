@@ -70,8 +70,8 @@ def profile_shapes(shape: tuple[int | None, ...], profile: BatchProfile,
     return (profile.min, *fixed), (profile.opt, *fixed), (profile.max, *fixed)
 
 
-def read_onnx_input(path: str | os.PathLike[str]) -> OnnxInput:
-    """The graph input of an ONNX file (initializers excluded), without loading external weights."""
+def read_graph_io(path: str | os.PathLike[str]) -> tuple[Any, list[Any], list[Any]]:
+    """(model, graph inputs without initializers, graph outputs) of an ONNX file, external weights not loaded."""
     import onnx
 
     try:
@@ -79,7 +79,14 @@ def read_onnx_input(path: str | os.PathLike[str]) -> OnnxInput:
     except Exception as exc:  # protobuf DecodeError, OSError
         raise BninceptionError(f"{path} is not a readable ONNX model: {exc}") from exc
     initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    return model, [i for i in model.graph.input if i.name not in initializers], list(model.graph.output)
+
+
+def read_onnx_input(path: str | os.PathLike[str]) -> OnnxInput:
+    """The single graph input of an ONNX file: name, element type, shape."""
+    import onnx
+
+    _, inputs, _ = read_graph_io(path)
     if len(inputs) != 1:
         raise BninceptionError(f"{path}: expected exactly one graph input, found "
                                f"{[i.name for i in inputs]}")
