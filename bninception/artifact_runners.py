@@ -116,13 +116,6 @@ def _ort(path: str, name: str, provider: str, optimization: str, threads: int) -
     return make
 
 
-def onnx_providers() -> list[str]:
-    """The execution providers that run plain ONNX files here (TensorRT runs our plans instead)."""
-    from bninception.core.ort import available
-
-    return [p for p in available() if p != "tensorrt"]
-
-
 # -- TensorRT ------------------------------------------------------------------------------------
 def _engine_runners(run: RunDir) -> tuple[list[ArtifactRunner], list[Skipped]]:
     """Runners for the run's usable engines: TensorRT itself, and our plan through ONNX Runtime's TensorRT
@@ -188,6 +181,8 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
                                  "population` or `import-weights`")
     runners.append(ArtifactRunner("PyTorch population (reference)", layout.MODEL_PT, REFERENCE, "pytorch", "fp32",
                                   _torch(run, layout.MODEL_PT, "pytorch", device)))
+    from bninception.core.ort import onnx_providers
+
     listed = onnx_providers() if providers is None else providers
     for provider in listed:
         suffix = "" if provider == "cpu" else f" [{provider}]"

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from bninception.artifact_runners import ArtifactRunner, Skipped, discover, onnx_providers
+from bninception.artifact_runners import ArtifactRunner, Skipped, discover
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json
 from bninception.core.gates import GATES, Comparison, compare, gate_for
+from bninception.core.ort import onnx_providers
 from bninception.core.rundir import RunDir
 from bninception.core.runner import run_all
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage

@@ -6,13 +6,13 @@ A cache is reusable (``--from-cache``) only for the model it was computed on: it
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bninception.core.errors import BninceptionError
+from bninception.core.files import read_json
 
 CACHE_FORMAT = "bninception-calibration/1"
 MAX_CACHE_BYTES = 64 << 20
@@ -53,12 +53,7 @@ def load_calibration(path: str | Path, model_sha256: str) -> Calibration:
     path = Path(path)
     if not path.is_file():
         raise BninceptionError(f"--from-cache: {path} does not exist; calibrate once without --from-cache")
-    if path.stat().st_size > MAX_CACHE_BYTES:
-        raise BninceptionError(f"{path} is over {MAX_CACHE_BYTES} bytes, not a calibration cache")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BninceptionError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json(path, MAX_CACHE_BYTES, "a calibration cache")
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
         raise BninceptionError(f"{path} is not a bninception calibration cache (format {CACHE_FORMAT})")
     if data.get("model_sha256") != model_sha256:

@@ -59,6 +59,19 @@ def atomic_write_with(target: str | os.PathLike[str], writer: Callable[[BinaryIO
         writer(handle)
 
 
+def read_json(path: str | os.PathLike[str], max_bytes: int, what: str) -> Any:
+    """A small JSON file (``what`` says what it should be), size-bounded, with errors naming the file."""
+    from bninception.core.errors import BninceptionError
+
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise BninceptionError(f"{path} is larger than {max_bytes} bytes; not {what}")
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise BninceptionError(f"{path} is not valid JSON: {exc}") from exc
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -81,6 +81,11 @@ def available() -> list[str]:
     return [name for name in FASTEST_FIRST if PROVIDERS[name] in present]
 
 
+def onnx_providers() -> list[str]:
+    """The providers that run plain ONNX files here, fastest first (TensorRT runs our plans instead)."""
+    return [name for name in available() if name != "tensorrt"]
+
+
 def provider_name(name: str) -> str:
     """``cuda`` -> ``CUDAExecutionProvider`` (ONNX Runtime's own names pass through)."""
     if name in PROVIDERS.values():

@@ -14,15 +14,15 @@ sidecar, missing or altered plan), with the reason. It needs neither TensorRT no
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_path, atomic_write_bytes, atomic_write_json, sha256_file
+from bninception.core.files import atomic_path, atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from bninception.core.layout import ENGINES_DIR, PRECISION_FILES, context_model_name, plan_name, sidecar_name
+from bninception.core.rundir import RunDir
 from bninception.engines.detect import HostEnv
 from bninception.engines.key import Sidecar, compatibility_problem, is_engine_key, stage_name
 
@@ -60,13 +60,7 @@ def read_sidecar(path: str | os.PathLike[str]) -> Sidecar:
     path = Path(path)
     if not path.is_file():
         raise BninceptionError(f"{path} is missing (every engine plan needs its JSON sidecar)")
-    if path.stat().st_size > MAX_SIDECAR_BYTES:
-        raise BninceptionError(f"{path} is larger than {MAX_SIDECAR_BYTES} bytes; not an engine sidecar")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BninceptionError(f"{path} is not valid JSON: {exc}") from exc
-    return Sidecar.from_dict(data, where=str(path))
+    return Sidecar.from_dict(read_json(path, MAX_SIDECAR_BYTES, "an engine sidecar"), where=str(path))
 
 
 def read_plan(path: str | os.PathLike[str], sidecar: Sidecar | None = None) -> bytes:
@@ -225,12 +219,12 @@ def classify_engines(run: object, here: HostEnv | None, host_reason: str = "", v
 
 
 def _recorded_outputs(root: Path, precision: str) -> set[str]:
-    manifest = root / "manifest.json"
+    """The files the manifest records for ``precision``'s build stage (none where it cannot say)."""
     try:
-        stages = json.loads(manifest.read_text(encoding="utf-8")).get("stages", {})
-        return set(stages.get(stage_name(precision), {}).get("outputs", {}))
-    except (OSError, ValueError, AttributeError):
+        stages = RunDir(root, create=False).manifest()["stages"]
+    except BninceptionError:
         return set()
+    return set(stages.get(stage_name(precision), {}).get("outputs", {}))
 
 
 def usable_engines(run: object, here: HostEnv, precision: str | None = None,

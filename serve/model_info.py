@@ -71,14 +71,17 @@ def _engine_model(run: Path, precision: str) -> ServedModel:
 
 
 def served_model(run: str | os.PathLike[str], precision: str, requested: Sequence[str] | None = None,
-                 engine: bool | None = None) -> ServedModel:
+                 engine: bool | None = None, model: str | os.PathLike[str] | None = None) -> ServedModel:
     """Resolve what to serve. ``engine=True``: our TensorRT plan through ONNX Runtime's TensorRT provider;
     ``None`` (default): that plan where this ONNX Runtime has the provider and the run a usable engine,
-    else the precision's ONNX file on the fastest provider that runs ONNX files here (or ``requested``)."""
-    from bninception.core.ort import available, provider_name, user_name
+    else the precision's ONNX file (or ``model``) on the fastest provider that runs ONNX files here (or
+    ``requested``)."""
+    from bninception.core.ort import available, onnx_providers, provider_name, user_name
 
     root = Path(run)
     wanted = tuple(user_name(provider_name(p)) for p in requested or ())
+    if model is not None:
+        return ServedModel(Path(model), wanted or tuple(onnx_providers()[:1]))
     if engine or wanted[:1] == ("tensorrt",):
         return _engine_model(root, precision)
     if engine is None and not wanted and "tensorrt" in available():
@@ -86,7 +89,7 @@ def served_model(run: str | os.PathLike[str], precision: str, requested: Sequenc
             return _engine_model(root, precision)
         except BninceptionError as exc:
             log.info("serving the ONNX file, not a TensorRT plan: %s", exc)
-    providers = wanted or (next(p for p in available() if p != "tensorrt"),)
+    providers = wanted or tuple(onnx_providers()[:1])
     return ServedModel(model_path_for(root, precision, providers[0]), providers)
 
 

@@ -104,6 +104,8 @@ def test_engine_serving_is_refused_clearly_without_the_tensorrt_provider(tmp_pat
     (tmp_path / "model.folded.onnx").write_bytes(b"x")
     assert served_model(tmp_path, "fp32").path.name == "model.folded.onnx"  # auto: the ONNX file here
     assert served_model(tmp_path, "fp32").providers == (available()[0],)
+    other = served_model(tmp_path, "fp32", model=tmp_path / "other.onnx")  # --model: same provider choice
+    assert other.path == tmp_path / "other.onnx" and other.providers == (available()[0],)
     for argv in (["--engine"], ["--providers", "tensorrt"]):
         assert main(["serve", "--run", str(tmp_path), *argv]) == 2
         err = capsys.readouterr().err

@@ -61,15 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
     from bninception.core.errors import BninceptionError
     from bninception.serve.config import ServeConfig
-    from bninception.serve.model_info import ServedModel, served_model
+    from bninception.serve.model_info import served_model
 
     requested = [p for p in (args.providers or "").split(",") if p.strip()]
-    served = ServedModel(Path(args.model), tuple(requested) or ("cpu",)) if args.model else \
-        served_model(args.run, args.precision, requested, args.engine)
+    served = served_model(args.run, args.precision, requested, args.engine, args.model)
     path = served.path
     try:
         import fastapi  # noqa: F401
