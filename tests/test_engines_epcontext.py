@@ -12,6 +12,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from engine_fakes import A10, FakeBuilder, tiny_onnx
 from onnx import TensorProto
 
 from bninception.core.errors import BninceptionError
@@ -21,9 +22,7 @@ from bninception.engines.detect import HostEnv
 from bninception.engines.key import BuildOptions
 from bninception.engines.stages import build_engine_stage
 from bninception.engines.store import read_sidecar
-from tests.test_engines_stage import FakeBuilder, tiny_onnx
 
-A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
 H100 = HostEnv("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from engine_fakes import A10, H100, RTX3090, T4
 
 from bninception.core.errors import BninceptionError
 from bninception.engines.detect import HostEnv
@@ -18,11 +19,7 @@ from bninception.engines.key import (
 )
 from bninception.engines.profile import BatchProfile, profile_shapes
 
-A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
 A10_NEWER_TRT = HostEnv("10.9.0.34", "NVIDIA A10", "8.6")
-RTX3090 = HostEnv("10.8.0.43", "NVIDIA GeForce RTX 3090", "8.6")
-H100 = HostEnv("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")
-T4 = HostEnv("10.8.0.43", "Tesla T4", "7.5")
 SHA = "ab" * 32
 
 

@@ -9,48 +9,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
+from engine_fakes import A10, H100, T4, FakeBuilder, tiny_onnx
+from onnx import TensorProto
 
 from bninception.cli import main
 from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
 from bninception.engines import available, list_engines
 from bninception.engines.build import format_parser_errors
-from bninception.engines.detect import HostEnv, load_tensorrt
+from bninception.engines.detect import load_tensorrt
 from bninception.engines.profile import read_onnx_input
 from bninception.engines.stages import build_engine_stage, select_engine, stage_name
 from bninception.engines.store import read_plan, read_sidecar
-
-A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
-H100 = HostEnv("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")
-
-
-def tiny_onnx(path: Path, classes: int = 10, batch: str | int = "N", elem: int = TensorProto.FLOAT) -> None:
-    """input [N,1,4,4] -> Flatten -> Gemm -> logits [N, classes]."""
-    values = [0.01 * i for i in range(16 * classes)]
-    weight = helper.make_tensor("W", TensorProto.FLOAT, [classes, 16], values)
-    graph = helper.make_graph(
-        [helper.make_node("Flatten", ["input"], ["flat"]),
-         helper.make_node("Gemm", ["flat", "W"], ["logits"], transB=1)],
-        "tiny", [helper.make_tensor_value_info("input", elem, [batch, 1, 4, 4])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])], [weight])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-
-
-class FakeBuilder:
-    """Stands in for engines.build.build_plan: records calls, returns bytes derived from the spec."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def __call__(self, onnx_path, spec, onnx_input, timing_cache):
-        self.calls.append((Path(onnx_path).name, spec.key()))
-        sm = spec.env.compute_capability.replace(".", "")
-        assert timing_cache.name == f"timing-trt{spec.env.trt_version}-sm{sm}.cache"
-        assert timing_cache.parent == Path(onnx_path).parent / "engines"
-        return f"PLAN {spec.key()} {onnx_input.name}".encode(), {"tf32": "off"}
 
 
 @pytest.fixture
@@ -174,7 +145,7 @@ def test_list_and_select_engines(run: RunDir) -> None:
         select_engine(run, "fp32", here=A10)
     build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
     with pytest.raises(BninceptionError, match=r"this GPU is Tesla T4 \(compute capability 7\.5\)"):
-        select_engine(run, "fp32", here=HostEnv("10.8.0.43", "Tesla T4", "7.5"))
+        select_engine(run, "fp32", here=T4)
 
 
 def test_parser_errors_are_all_reported() -> None:

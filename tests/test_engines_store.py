@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from engine_fakes import A10, H100, RTX3090, T4, FakeBuilder, tiny_onnx
 
 from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
@@ -22,12 +23,7 @@ from bninception.engines.store import (
     select_engine,
     usable_engines,
 )
-from tests.test_engines_stage import FakeBuilder, tiny_onnx
 
-A10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
-RTX3090 = HostEnv("10.8.0.43", "NVIDIA GeForce RTX 3090", "8.6")
-H100 = HostEnv("10.8.0.43", "NVIDIA H100 80GB HBM3", "9.0")
-T4 = HostEnv("10.8.0.43", "Tesla T4", "7.5")
 A10_TRT_10_13 = HostEnv("10.13.0.35", "NVIDIA A10", "8.6")
 
 

@@ -56,15 +56,12 @@ def test_onnx_model_repository(run_dir: Path, tmp_path: Path) -> None:
 
 def _build_engine(run_dir: Path, max_batch: int = 8) -> str:
     """A plan made by the real build-engine stage with a stand-in compiler (no GPU here)."""
+    from engine_fakes import A10, FakeBuilder
+
     from bninception.core.rundir import RunDir
-    from bninception.engines.detect import HostEnv
     from bninception.engines.stages import build_engine_stage
 
-    def compile_plan(onnx_path, spec, onnx_input, timing_cache):  # type: ignore[no-untyped-def]
-        return f"PLAN {spec.key()}".encode(), {}
-
-    a10 = HostEnv("10.8.0.43", "NVIDIA A10", "8.6")
-    result = build_engine_stage(RunDir(run_dir), "fp32", max_batch=max_batch, env=a10, builder=compile_plan)
+    result = build_engine_stage(RunDir(run_dir), "fp32", max_batch=max_batch, env=A10, builder=FakeBuilder())
     return result.summary["key"]
 
 
