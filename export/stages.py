@@ -27,8 +27,6 @@ def export_stage(run: RunDir, opset: int = 17, force: bool = False) -> StageResu
                      [layout.MODEL_PT], [layout.ONNX], hints={layout.MODEL_PT: MODEL_HINT})
 
     def body() -> Done:
-        import onnx
-
         from bninception.export import parity
         from bninception.export.to_onnx import export_onnx
         from bninception.model.checkpoint import load_model
@@ -38,10 +36,10 @@ def export_stage(run: RunDir, opset: int = 17, force: bool = False) -> StageResu
         spec_in = InputSpec("data", preprocess.channels, preprocess.size, preprocess.size)
         reference = run_all(TorchRunner(model, spec_in), images)
         with atomic_path(run.path(layout.ONNX)) as tmp:
-            export_onnx(model, preprocess, labels, tmp, opset=opset, source_sha256=run.sha256(layout.MODEL_PT))
+            proto = export_onnx(model, preprocess, labels, tmp, opset=opset,
+                                source_sha256=run.sha256(layout.MODEL_PT))
             candidate = run_all(parity.parity_runner(tmp, layout.ONNX), images)
             result = gate.check(compare(reference, candidate, source), "export parity (ORT vs PyTorch)")
-            proto = onnx.load(str(tmp))
         bn_nodes = sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
         nodes = len(proto.graph.node)
         return Done({"opset": opset, "nodes": nodes, "bn_nodes": bn_nodes, "parity": result.to_dict()},

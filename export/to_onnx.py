@@ -135,9 +135,10 @@ def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
 
 def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str],
                 out_path: str | os.PathLike[str], opset: int = 17, source_sha256: str | None = None,
-                image_size: int | None = None) -> None:
+                image_size: int | None = None) -> onnx.ModelProto:
     """Write ``out_path``: input ``data`` (dynamic batch), output ``logits``, BN kept, and the
-    metadata of :mod:`bninception.core.metadata` (preprocessing, labels, config, source hash)."""
+    metadata of :mod:`bninception.core.metadata` (preprocessing, labels, config, source hash); the model
+    written is returned."""
     from bninception.core import metadata
     from bninception.export.onnx_io import check_full
 
@@ -153,3 +154,4 @@ def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str
     proto.doc_string = "BN-Inception (bninception); BatchNormalization kept, see model.folded.onnx"
     check_full(proto, str(out_path))
     atomic_write_bytes(out_path, proto.SerializeToString())
+    return proto
