@@ -6,16 +6,20 @@ digits training images, BN-Inception from crops of scikit-image's sample photogr
 are untrained: speed does not depend on their values). With ``--run RUN`` the demo row uses the
 run's own model.folded.onnx / model.fp16.onnx / model.int8*.onnx where they exist.
 
-INT8 is measured twice: ``int8-trt`` is model.int8.onnx (the TensorRT Q/DQ layout) and
-``int8-cpu`` is model.int8.cpu.onnx (the U8S8 layout ONNX Runtime fuses into QLinear* kernels),
-both from the same calibration. The script prints which kernels ORT actually runs (counts from
-the optimized graph) and the CPU's VNNI/AMX flags.
+INT8: ``int8-trt`` is model.int8.onnx (the TensorRT Q/DQ layout) and ``int8-cpu`` is
+model.int8.cpu.onnx (U8 activations, 7-bit S8 weights, fused into QLinear* kernels), beside the
+candidates it was chosen over: ``int8-cpu-8bit`` (8-bit S8 weights) and ``int8-cpu-u8u8`` (U8
+weights), all from one calibration. Each variant's accuracy against FP32 (agreement, drop, max
+logit diff, its gate) is measured on the digits test split (demo) and photo crops (224, untrained:
+agreement there only shows how far the logits move). The script prints which kernels ORT actually
+runs and the CPU's VNNI/AMX flags. ``--emulate-cpu EPYC-Rome`` re-runs the accuracy part under
+``qemu-x86_64`` with that CPU model (AVX2, no VNNI), for the host class this machine is not.
 
 Variants are timed round-robin (several rounds, median per variant) so that load from other
 processes hits them alike. Bounded: about 2-4 minutes on 2 cores.
 
     .venv/bin/python benchmarks/precision_cpu.py [--run runs/demo] [--rounds 3] [--threads 0]
-        [--skip-full] [--json OUT]
+        [--skip-full] [--accuracy-only] [--emulate-cpu EPYC-Rome] [--json OUT]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,7 @@ import onnx
 
 from bninception.bench import cpu_flags
 
-VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu")
+VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu", "int8-cpu-8bit", "int8-cpu-u8u8")
 KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
            "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
 
@@ -100,9 +105,36 @@ def make_variants(folded: onnx.ModelProto, calibration: np.ndarray, out_dir: Pat
     assert {op.activation for op in weighted_ops(folded)} <= set(amax)
     paths["int8-trt"] = out_dir / "int8_trt.onnx"
     onnx.save(quantize(folded, symmetric(amax), TENSORRT), paths["int8-trt"])
-    paths["int8-cpu"] = out_dir / "int8_cpu.onnx"
-    onnx.save(quantize(folded, cpu_ranges(stats.amax, stats.amin), CPU), paths["int8-cpu"])
+    candidates = {"int8-cpu": CPU, "int8-cpu-8bit": replace(CPU, reduce_range=False),
+                  "int8-cpu-u8u8": replace(CPU, reduce_range=False, weight_signed=False)}
+    for variant, layout in candidates.items():
+        paths[variant] = out_dir / f"{variant}.onnx"
+        onnx.save(quantize(folded, cpu_ranges(stats.amax, stats.amin), layout), paths[variant])
     return paths
+
+
+def accuracy(label: str, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray | None,
+             threads: int) -> list[dict[str, Any]]:
+    """Each variant against FP32 (all graph optimizations, as served) through the gate of its precision."""
+    from bninception.core.gates import GATES, compare
+
+    def logits(path: Path) -> np.ndarray:
+        sess = session(path, threads)
+        name = sess.get_inputs()[0].name
+        return np.concatenate([sess.run(None, {name: images[i:i + 32]})[0] for i in range(0, len(images), 32)])
+
+    reference = logits(paths["fp32"])
+    rows = []
+    for variant, path in paths.items():
+        if variant == "fp32":
+            continue
+        cmp = compare(reference, logits(path), f"{len(images)} images", labels)
+        failures = GATES[variant.split("-")[0]].failures(cmp)
+        rows.append({"model": label, "variant": variant, "agreement": round(cmp.top1_agreement, 4),
+                     "drop_points": cmp.accuracy_drop_points, "max_abs_diff": round(cmp.max_abs_diff, 3),
+                     "gate": "FAIL: " + "; ".join(failures) if failures else "PASS"})
+        say(f"  {label} {variant}: agreement {100 * cmp.top1_agreement:.2f}%, {rows[-1]['gate']}")
+    return rows
 
 
 def session(path: Path, threads: int) -> Any:
@@ -156,40 +188,47 @@ def bench_model(label: str, paths: dict[str, Path], shape: tuple[int, ...], batc
     return rows
 
 
-def demo_paths(run: str | None, tmp: Path) -> tuple[dict[str, Path], str]:
+def demo_paths(run: str | None, tmp: Path) -> tuple[dict[str, Path], str, tuple[np.ndarray, np.ndarray]]:
+    """The demo variants (from ``run``'s model.folded.onnx when given, else an untrained demo network),
+    calibrated on 256 validation digits, and the test split they are judged on."""
     from bninception.model.architecture import ModelConfig
     from bninception.model.data import load_bundle, stack_split
 
     bundle = load_bundle("digits", 32, 0)
-    calibration, _ = stack_split(bundle.val, limit=64)
+    calibration, _ = stack_split(bundle.val, limit=256)
+    test = stack_split(bundle.test)
     if run and Path(run, "model.folded.onnx").is_file():
         folded = onnx.load(str(Path(run, "model.folded.onnx")))
-        paths = make_variants(folded, calibration, tmp / "demo")
-        for variant, name in (("fp16", "model.fp16.onnx"), ("int8-trt", "model.int8.onnx"),
-                              ("int8-cpu", "model.int8.cpu.onnx")):
-            if Path(run, name).is_file():
-                paths[variant] = Path(run, name)
-        return paths, f"{run} (trained)"
+        return make_variants(folded, calibration, tmp / "demo"), f"{run} (trained)", test
     folded = build_folded(ModelConfig(num_classes=10, in_channels=1, width=0.25), bundle.train, 32, 4, 64)
-    return make_variants(folded, calibration, tmp / "demo"), "demo architecture, untrained, digits statistics"
+    return (make_variants(folded, calibration, tmp / "demo"), "demo architecture, untrained, digits statistics",
+            test)
 
 
-def full_paths(tmp: Path) -> dict[str, Path]:
+def full_paths(tmp: Path, crops: int) -> tuple[dict[str, Path], np.ndarray]:
+    """BN-Inception 224 variants (population statistics and calibration from photo crops), and
+    ``crops`` other crops to judge them on."""
     from bninception.model.architecture import ModelConfig
     from bninception.model.data import imagenet_preprocess
 
     pre = imagenet_preprocess(224)
-    dataset = PhotoDataset(pre, 32)
+    dataset = PhotoDataset(pre, 32 + crops)
     folded = build_folded(ModelConfig(), dataset, 224, 2, 8)
     calibration = np.stack([dataset.crops[i] for i in range(16, 32)])
-    return make_variants(folded, calibration, tmp / "full")
+    return make_variants(folded, calibration, tmp / "full"), np.stack([dataset.crops[i] for i in range(32, 32 + crops)])
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'model':<22}{'batch':>6}  {'variant':<10}{'ms/batch':>10}{'img/s':>10}{'vs fp32':>9}")
+    print(f"{'model':<24}{'variant':<15}{'agreement':>10}{'drop':>7}{'max diff':>9}  gate")
+    for row in rows:
+        if "agreement" in row:
+            drop = "-" if row["drop_points"] is None else f"{row['drop_points']:.2f}"
+            print(f"{row['model']:<24}{row['variant']:<15}{100 * row['agreement']:>9.2f}%{drop:>7}"
+                  f"{row['max_abs_diff']:>9.3f}  {row['gate']}")
+    print(f"\n{'model':<24}{'batch':>6}  {'variant':<15}{'ms/batch':>10}{'img/s':>10}{'vs fp32':>9}")
     for row in rows:
         if "ms" in row:
-            print(f"{row['model']:<22}{row['batch']:>6}  {row['variant']:<10}{row['ms']:>10.2f}"
+            print(f"{row['model']:<24}{row['batch']:>6}  {row['variant']:<15}{row['ms']:>10.2f}"
                   f"{row['images_per_s']:>10.1f}{row['speedup_vs_fp32']:>8.2f}x")
     print("\nkernels ONNX Runtime runs (optimized graph, ALL level):")
     for row in rows:
@@ -204,8 +243,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.5, help="minimum time per measurement")
     parser.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: all cores)")
     parser.add_argument("--skip-full", action="store_true", help="demo model only")
+    parser.add_argument("--accuracy-only", action="store_true", help="no timing (as under emulation)")
+    parser.add_argument("--crops", type=int, default=8, help="photo crops that judge the 224 variants")
+    parser.add_argument("--emulate-cpu", metavar="MODEL",
+                        help="re-run the accuracy part under qemu-x86_64 -cpu MODEL (e.g. EPYC-Rome: AVX2 only)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    if args.emulate_cpu:
+        import shutil
+
+        if shutil.which("qemu-x86_64") is None:
+            raise SystemExit("--emulate-cpu needs qemu-x86_64 (apt-get install qemu-user)")
+        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--emulate-cpu")
+                and a != args.emulate_cpu]
+        os.execvp("qemu-x86_64", ["qemu-x86_64", "-cpu", args.emulate_cpu, sys.executable, __file__, *rest,
+                                  "--accuracy-only"])
     import onnxruntime as ort
 
     started = time.perf_counter()
@@ -216,15 +268,19 @@ def main(argv: list[str] | None = None) -> int:
         (tmp / "demo").mkdir()
         (tmp / "full").mkdir()
         say("building the demo model variants ...")
-        paths, source = demo_paths(args.run, tmp)
+        paths, source, (images, labels) = demo_paths(args.run, tmp)
         say(f"demo: {source}")
-        rows += bench_model("demo 1x32x32 w0.25", paths, (1, 32, 32), (1, 32), args.rounds, args.seconds,
-                            args.threads, tmp)
+        rows += accuracy("demo 1x32x32 w0.25", paths, images, labels, args.threads)
+        if not args.accuracy_only:
+            rows += bench_model("demo 1x32x32 w0.25", paths, (1, 32, 32), (1, 32), args.rounds, args.seconds,
+                                args.threads, tmp)
         if not args.skip_full:
             say("building BN-Inception 224x224 (population statistics from photo crops) ...")
-            paths = full_paths(tmp)
-            rows += bench_model("bn-inception 3x224x224", paths, (3, 224, 224), (1, 32),
-                                max(2, args.rounds - 1), args.seconds, args.threads, tmp)
+            paths, crops = full_paths(tmp, args.crops)
+            rows += accuracy("bn-inception 3x224x224", paths, crops, None, args.threads)
+            if not args.accuracy_only:
+                rows += bench_model("bn-inception 3x224x224", paths, (3, 224, 224), (1, 32),
+                                    max(2, args.rounds - 1), args.seconds, args.threads, tmp)
     print_table(rows)
     print(f"\nonnxruntime {ort.__version__}; CPU flags: {' '.join(cpu_flags())}; "
           f"threads {args.threads or 'default'}; {time.perf_counter() - started:.0f} s")

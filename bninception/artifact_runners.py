@@ -48,6 +48,7 @@ class ArtifactRunner:
     factory: Callable[[], Runner] = field(repr=False)
     provider: str = "cpu"  # cpu | openvino | cuda | tensorrt (where it runs)
     optimization: str | None = None  # ONNX Runtime graph optimization level, when it applies
+    rejected: bool = False  # a stage's gate rejected it: validated and shown, never served or gating the run
     _runner: Runner | None = field(default=None, repr=False)
 
     @property
@@ -187,15 +188,17 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
     for provider in listed:
         suffix = "" if provider == "cpu" else f" [{provider}]"
         for entry in layout.ONNX_ARTIFACTS:
-            path = run.path(entry.file)
+            path, label, rejected = run.path(entry.file), entry.label, False
+            if not path.is_file() and run.path(layout.rejected(entry.file)).is_file():
+                path, label, rejected = run.path(layout.rejected(entry.file)), f"{label}, rejected", True
             if not path.is_file():
                 if provider == listed[0]:
                     skipped.append(Skipped(entry.file, entry.kind, "not built"))
                 continue
             level = optimization or default_optimization(entry.kind)
-            runners.append(ArtifactRunner(entry.label + suffix, entry.file, entry.kind, "onnxruntime",
+            runners.append(ArtifactRunner(label + suffix, path.name, entry.kind, "onnxruntime",
                                           entry.precision, _ort(str(path), entry.kind, provider, level, threads),
-                                          provider=provider, optimization=level))
+                                          provider=provider, optimization=level, rejected=rejected))
     if include_engines:
         more, why = _engine_runners(run)
         runners += more

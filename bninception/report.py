@@ -146,7 +146,7 @@ def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: lis
         report = ValidationReport.from_dict(validate)
     except (BninceptionError, KeyError, TypeError) as exc:
         return [*lines, f"`validate.json` is not readable: {exc}", ""]
-    lines += [f"**Overall: {'PASS' if report.passed else 'FAIL'}**", "", report.table(markdown=True)]
+    lines += [f"**Overall: {report.verdict()}**", "", report.table(markdown=True)]
     try:
         from bninception.plots import accuracy_plot
 

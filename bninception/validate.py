@@ -40,7 +40,8 @@ def _pct(value: float | None) -> str:
 class ValidationRow:
     """One artifact (on one provider): its comparison with the reference and its verdict.
 
-    status: REF, INFO, PASS, FAIL or ERROR.
+    status: REF, INFO, PASS, FAIL, ERROR, or REJECTED (a file its stage's gate rejected: measured and
+    shown, never served, and not failing the run, whose served file of that precision passed).
     """
 
     name: str
@@ -103,6 +104,20 @@ class ValidationReport:
         return [f"{row.name} ({row.artifact}): {'; '.join(row.failures) or row.status}"
                 for row in self.rows if row.failed]
 
+    def rejected(self) -> list[str]:
+        """``file (why)`` for every rejected artifact (one entry per file, the first provider's numbers)."""
+        seen: dict[str, str] = {}
+        for row in self.rows:
+            if row.status == "REJECTED" and row.artifact not in seen:
+                seen[row.artifact] = f"{row.artifact} ({'; '.join(row.failures) or row.note})"
+        return list(seen.values())
+
+    def verdict(self) -> str:
+        """``all gates PASS`` / ``N gate(s) FAIL``, naming any rejected artifact."""
+        text = "all gates PASS" if self.passed else f"{len(self.failures())} gate(s) FAIL"
+        rejected = self.rejected()
+        return f"{text}; rejected: {', '.join(rejected)}" if rejected else text
+
     def errors(self) -> list[str]:
         """Artifacts that could not be run at all (a corrupt or unreadable file): bad input."""
         return [f"{row.name} ({row.artifact}): {'; '.join(row.failures)}" for row in self.rows
@@ -115,7 +130,7 @@ class ValidationReport:
         return {"format": REPORT_FORMAT, "passed": self.passed, "data": self.data,
                 "gates": {p: {**asdict(g), "text": g.describe()} for p, g in GATES.items()},
                 "rows": [r.to_dict() for r in self.rows], "skipped": [s.to_dict() for s in self.skipped],
-                "failures": self.failures(), "seconds": round(self.seconds, 3)}
+                "failures": self.failures(), "rejected": self.rejected(), "seconds": round(self.seconds, 3)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
@@ -142,8 +157,7 @@ class ValidationReport:
         notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
         d = self.data
         caption = (f"{d.get('images', '?')} images, {d.get('classes', '?')} classes from "
-                   f"{d.get('source', '?')} ({d.get('split', '?')} split); "
-                   f"overall: {'PASS' if self.passed else 'FAIL'}")
+                   f"{d.get('source', '?')} ({d.get('split', '?')} split); overall: {self.verdict()}")
         if markdown:
             return "\n".join([caption, "", *lines, "", *(f"- {n}" for n in notes)]).rstrip() + "\n"
         return "\n".join([*lines, caption, *notes])
@@ -250,6 +264,10 @@ def _verdict(row: ValidationRow, art: ArtifactRunner, reference_top1: float) -> 
         row.gate = gate.describe()
         row.failures = gate.failures(cmp)
         row.status = "FAIL" if row.failures else "PASS"
+        if art.rejected:
+            row.status = "REJECTED"
+            row.note = ("rejected by its stage's gate, not served" if row.failures else
+                        "rejected by its stage's gate where it was made; passes here, not served")
 
 
 def validate_run(run: RunDir, data: str | None = None, include_engines: bool = True,
@@ -310,8 +328,8 @@ def validate_stage(run: RunDir, data: str | None = None, force: bool = False, in
 
     def body() -> Done:
         report = validate_run(run, data, include_engines=include_engines, limit=limit)
-        return Done({"passed": report.passed, "failures": report.failures()}, report,
-                    "all gates PASS" if report.passed else f"{len(report.failures())} gate(s) FAIL")
+        return Done({"passed": report.passed, "failures": report.failures(), "rejected": report.rejected()},
+                    report, report.verdict())
 
     return run_stage(run, spec, body, force=force, on_skip=lambda: load_validation(run))
 

@@ -29,18 +29,25 @@ class WeightedOp:
     axis: int  # the weight's output-channel axis (per-channel scales run along it)
 
 
-def weighted_ops(model: onnx.ModelProto) -> list[WeightedOp]:
-    """Every Conv / Gemm / MatMul whose input 1 is an initializer, with the weight's output axis.
+def weighted_ops(model: onnx.ModelProto, through_qdq: bool = False) -> list[WeightedOp]:
+    """Every Conv / Gemm / MatMul whose input 1 is an initializer, with the weight's output axis
+    (``through_qdq``: also one read through DequantizeLinear, or QuantizeLinear -> DequantizeLinear).
 
     Conv weight ``(M, C/g, kH, kW)``: axis 0. Gemm ``B``: ``(N, K)`` with ``transB=1`` -> axis 0,
     ``(K, N)`` -> axis 1. MatMul ``B`` ``(..., K, N)``: the last axis.
     """
     inits = initializers(model)
+    producers = {out: node for node in model.graph.node for out in node.output} if through_qdq else {}
     found = []
     for node in model.graph.node:
         if node.op_type not in WEIGHTED_OPS or node.domain not in DEFAULT_DOMAINS or len(node.input) < 2:
             continue
-        weight = inits.get(node.input[1])
+        source = node.input[1]
+        for op_type in ("DequantizeLinear", "QuantizeLinear"):
+            step = producers.get(source)
+            if step is not None and step.op_type == op_type:
+                source = step.input[0]
+        weight = inits.get(source)
         if weight is None:
             continue
         rank = len(weight.dims)
@@ -54,7 +61,7 @@ def weighted_ops(model: onnx.ModelProto) -> list[WeightedOp]:
             if rank < 2:
                 continue
             axis = rank - 1
-        found.append(WeightedOp(node=node, activation=node.input[0], weight=node.input[1], axis=axis))
+        found.append(WeightedOp(node=node, activation=node.input[0], weight=source, axis=axis))
     return found
 
 

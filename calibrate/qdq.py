@@ -1,27 +1,16 @@
-"""Explicit INT8 quantization with ONNX Runtime's Q/DQ writer, in the two layouts we ship, and the
-independent check of TensorRT's explicit-quantization rules.
+"""Explicit INT8 quantization with ONNX Runtime's Q/DQ writer in the two layouts we ship, and the
+check of a Q/DQ model against TensorRT's explicit-quantization rules.
 
-One writer (``onnxruntime.quantization``'s ``QDQQuantizer``, called with keyword arguments), two
-option sets over the same calibration:
+One writer (``onnxruntime.quantization``'s ``QDQQuantizer``), two option sets over one calibration:
 
-- ``TENSORRT`` (``model.int8.onnx``): symmetric INT8 everywhere (zero points 0), per-channel
-  weights as INT8 initializers read through DequantizeLinear, a dedicated Q/DQ pair on the
-  activation input of every Conv / Gemm / MatMul only, FP32 bias, no Q/DQ on the outputs of
-  weighted ops; a weighted op fed straight by another is left in float, as both rules cannot
-  hold for it. ``check_trt_layout`` walks the result and lists every violation.
-- ``CPU`` (``model.int8.cpu.onnx``): U8 activations on every quantizable op, S8 per-channel
-  symmetric weights, so ONNX Runtime's CPU provider fuses the whole network into QLinear* kernels
-  that use AVX512-VNNI (u8 x s8). The TensorRT layout has no Q after a Conv and, with symmetric
-  int8 activations, no Relu folded into the next Q, so ORT's CPU provider runs it as
-  DequantizeLinear + FP32 Conv: correct, but slower than FP32. No ``reduce_range``: that is for
-  CPUs without VNNI.
-
-Measured on the demo model (512 calibration images, percentile ranges): the TensorRT layout from
-this writer and from the hand-written inserter it replaced passed ``check_trt_layout`` alike and
-gave the same test accuracy and agreement (98.05%, 99.72%), with the same scales (``amax / 127``);
-logits differed by at most 0.053, because here a pool that shares its input with a Conv reads the
-dequantized tensor, where the old inserter gave it the float one (TensorRT accepts both, and can
-then run the pool in INT8). The inserter was faster (16 ms vs 0.42 s) but 130 lines of our own.
+- ``TENSORRT`` (``model.int8.onnx``): symmetric INT8 (zero points 0), per-channel INT8 weights
+  read through DequantizeLinear, a dedicated Q/DQ pair on the activation input of every Conv /
+  Gemm / MatMul, FP32 bias, no Q/DQ on the outputs of weighted ops; a weighted op fed straight by
+  another is left in float.
+- ``CPU`` (``model.int8.cpu.onnx``): U8 activations on every quantizable op and S8 per-channel
+  7-bit weights (``reduce_range``), which ONNX Runtime's CPU provider fuses into QLinear* kernels.
+  The 7-bit weights keep the u8 x s8 pair sums inside int16 on CPUs without VNNI, so the file
+  computes the same logits on AVX2, AVX512-VNNI and AMX hosts (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -50,6 +39,8 @@ class QdqLayout:
     activation_signed: bool
     op_types: tuple[str, ...]
     extra_options: dict[str, Any] = field(default_factory=dict)
+    weight_signed: bool = True
+    reduce_range: bool = False  # 7-bit weights: no int16 saturation in U8S8 kernels without VNNI
 
 
 TENSORRT = QdqLayout("tensorrt", True, WEIGHTED_OPS, {
@@ -58,7 +49,8 @@ TENSORRT = QdqLayout("tensorrt", True, WEIGHTED_OPS, {
 })
 CPU = QdqLayout("cpu", False, ("Conv", "Gemm", "MatMul", "Relu", "Clip", "MaxPool", "AveragePool",
                                "GlobalAveragePool", "Concat", "Add", "Mul", "Flatten", "Reshape", "Transpose",
-                               "Squeeze", "Unsqueeze"), {"ActivationSymmetric": False, "WeightSymmetric": True})
+                               "Squeeze", "Unsqueeze"), {"ActivationSymmetric": False, "WeightSymmetric": True},
+                reduce_range=True)
 
 
 def symmetric(amax: dict[str, float]) -> dict[str, Range]:
@@ -112,8 +104,8 @@ def quantize(model: onnx.ModelProto, ranges: dict[str, Range], layout: QdqLayout
     data = {name: TensorData(lowest=np.float32(low), highest=np.float32(high)) for name, (low, high) in ranges.items()}
     try:
         quantizer = QDQQuantizer(
-            model=save_and_reload_model_with_shape_infer(model), per_channel=True, reduce_range=False,
-            weight_qType=QuantType.QInt8,
+            model=save_and_reload_model_with_shape_infer(model), per_channel=True, reduce_range=layout.reduce_range,
+            weight_qType=QuantType.QInt8 if layout.weight_signed else QuantType.QUInt8,
             activation_qType=QuantType.QInt8 if layout.activation_signed else QuantType.QUInt8,
             tensors_range=TensorsData(CalibrationMethod.MinMax, data), nodes_to_quantize=[],
             nodes_to_exclude=excluded, op_types_to_quantize=list(layout.op_types),
@@ -137,11 +129,63 @@ def qdq_summary(model: onnx.ModelProto) -> dict[str, Any]:
             "weighted_ops": len(weighted), "quantized_ops": quantized, "float_ops": len(weighted) - quantized}
 
 
-def check_trt_layout(model: onnx.ModelProto) -> list[str]:
-    """Every violation of the TensorRT explicit-quantization rules (empty list: the layout is good)."""
-    from onnx import TensorProto, numpy_helper
+# TensorRT developer guide, "Working with Quantized Types" > "Explicit Quantization" (10.x and 11.x):
+TRT_DOC = "https://docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/quantized-types-explicit-quantization.html"
+SCHEME = f"{TRT_DOC} (Quantization scheme: INT8 is symmetric, zero point 0)"
+PER_TENSOR = f"{TRT_DOC} (Q/DQ layers: activations are quantized per tensor; per-channel only on weights)"
+WEIGHT_AXIS = f"{TRT_DOC} (Quantized weights: per-channel scales run along the output-channel axis)"
+WEIGHTS = f"{TRT_DOC} (Quantized weights: INT8 initializer, or a float initializer through Q -> DQ)"
+CONSTANT = f"{TRT_DOC} (Q/DQ layers: scale and zero point are build-time constants)"
+PLACEMENT = f"{TRT_DOC} (Q/DQ layer-placement recommendations)"
+OPSET = "https://onnx.ai/onnx/operators/onnx__DequantizeLinear.html (per-axis scales need opset 13)"
 
-    problems: list[str] = []
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of :func:`check_trt_layout`: an error TensorRT refuses or miscomputes, or placement advice."""
+
+    node: str
+    message: str
+    rule: str
+    error: bool
+
+    def __str__(self) -> str:
+        return f"{self.node}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.error]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if not f.error]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"errors": [str(f) for f in self.errors], "warnings": [str(f) for f in self.warnings]}
+
+
+def _array(init: onnx.TensorProto | None) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    return None if init is None else numpy_helper.to_array(init)
+
+
+def check_trt_layout(model: onnx.ModelProto) -> LayoutCheck:
+    """``model`` against TensorRT's explicit-quantization rules: errors are what TensorRT refuses or
+    computes differently; warnings are placement advice (a weighted op left in float, a Q right
+    after a weighted op, a shared pair). FP32 weight -> Q -> DQ (ModelOpt, QAT exports) is accepted."""
+    from onnx import TensorProto
+
+    found: list[Finding] = []
+
+    def add(node: str, message: str, rule: str, error: bool = True) -> None:
+        found.append(Finding(node, message, rule, error))
+
     graph = model.graph
     inits = initializers(model)
     producers = {out: node for node in graph.node for out in node.output}
@@ -149,67 +193,74 @@ def check_trt_layout(model: onnx.ModelProto) -> list[str]:
     for node in graph.node:
         for name in node.input:
             readers.setdefault(name, []).append(node)
-    low, high = QDQ_OPSET_RANGE
-    opset = default_opset(model)
-    if not low <= opset <= high:
-        problems.append(f"opset {opset} outside {low}..{high}")
-    for node in graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-            continue
+    if default_opset(model) < QDQ_OPSET_RANGE[0]:
+        add("model", f"opset {default_opset(model)} < {QDQ_OPSET_RANGE[0]}", OPSET)
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    for node in qdq:
         if len(node.input) < 3 or node.input[2] not in inits:
-            problems.append(f"{node.name}: no constant zero point")
-            continue
-        zp = inits[node.input[2]]
-        if zp.data_type != TensorProto.INT8:
-            problems.append(f"{node.name}: zero point is {TensorProto.DataType.Name(zp.data_type)}, not INT8")
-        if np.any(numpy_helper.to_array(zp) != 0):
-            problems.append(f"{node.name}: non-zero zero point")
-        scale = inits.get(node.input[1])
-        if scale is None or np.any(numpy_helper.to_array(scale) <= 0):
-            problems.append(f"{node.name}: scale missing or not positive")
-    for node in graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul"):
-            continue
-        act = producers.get(node.input[0])
-        if act is not None and act.op_type in ("Conv", "Gemm", "MatMul"):
-            continue  # fed straight by a weighted op: left in float on purpose (see insert_qdq)
-        if act is None or act.op_type != "DequantizeLinear":
-            problems.append(f"{node.name}: input is not read through DequantizeLinear")
+            add(node.name, "no constant zero point", CONSTANT)
         else:
-            scale = inits.get(act.input[1])
-            if scale is None or numpy_helper.to_array(scale).size != 1:
-                problems.append(f"{node.name}: activation scale is not per-tensor")
-            q = producers.get(act.input[0])
-            if q is None or q.op_type != "QuantizeLinear":
-                problems.append(f"{node.name}: activation DequantizeLinear is not fed by QuantizeLinear")
-        wdq = producers.get(node.input[1])
-        if wdq is None or wdq.op_type != "DequantizeLinear":
-            problems.append(f"{node.name}: weight is not read through DequantizeLinear")
+            zp = inits[node.input[2]]
+            if zp.data_type != TensorProto.INT8:
+                add(node.name, f"zero point is {TensorProto.DataType.Name(zp.data_type)}, not INT8", SCHEME)
+            elif np.any(_array(zp) != 0):
+                add(node.name, "non-zero zero point", SCHEME)
+        scale = _array(inits.get(node.input[1]))
+        if scale is None:
+            add(node.name, "scale is not a constant initializer", CONSTANT)
+        elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            add(node.name, "scale is not finite and positive", SCHEME)
+    for op in weighted_ops(model, through_qdq=True):
+        node = op.node
+        act = producers.get(op.activation)
+        float_weight = producers.get(node.input[1]) is None
+        if act is None or act.op_type != "DequantizeLinear" or float_weight:
+            add(node.name, f"{node.op_type} runs in float: its {'weight' if float_weight else 'input'} is not read "
+                "through DequantizeLinear", PLACEMENT, error=False)
         else:
-            weight = inits.get(wdq.input[0])
-            scale = inits.get(wdq.input[1])
-            axis = get_attr(wdq, "axis", 1)
-            if weight is None or weight.data_type != TensorProto.INT8:
-                problems.append(f"{node.name}: weight is not an INT8 initializer")
-            elif scale is None or numpy_helper.to_array(scale).ndim != 1:
-                problems.append(f"{node.name}: weight scale is not per-channel")
-            else:
-                expected = 0 if node.op_type == "Conv" else None
-                if node.op_type == "Gemm":
-                    trans_b = get_attr(node, "transB", 0)
-                    expected = 0 if trans_b else 1
-                elif node.op_type == "MatMul":
-                    expected = len(weight.dims) - 1
-                if axis != expected:
-                    problems.append(f"{node.name}: weight scale axis {axis}, expected {expected}")
-                elif numpy_helper.to_array(scale).size != weight.dims[axis]:
-                    problems.append(f"{node.name}: {numpy_helper.to_array(scale).size} scales for "
-                                    f"{weight.dims[axis]} output channels")
-        if len(node.input) > 2 and node.input[2]:
-            bias = inits.get(node.input[2])
-            if bias is None or bias.data_type != TensorProto.FLOAT:
-                problems.append(f"{node.name}: bias is not an FP32 initializer")
-        for reader in readers.get(node.output[0], []):
-            if reader.op_type in ("QuantizeLinear", "DequantizeLinear"):
-                problems.append(f"{node.name}: output goes straight into {reader.op_type}")
-    return problems
+            scale = _array(inits.get(act.input[1]))
+            if scale is not None and scale.size != 1:
+                add(node.name, f"activation scale has {scale.size} values, not one", PER_TENSOR)
+            if len(readers.get(act.output[0], [])) > 1:
+                add(node.name, "activation DequantizeLinear is shared with other readers", PLACEMENT, error=False)
+        _check_weight(node, op.axis, producers, inits, add)
+        if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
+            add(node.name, "bias is not a constant initializer", CONSTANT)
+        if any(r.op_type == "QuantizeLinear" for r in readers.get(node.output[0], [])):
+            add(node.name, "output goes straight into QuantizeLinear (no fusion with what follows)", PLACEMENT,
+                error=False)
+    return LayoutCheck(tuple(found))
+
+
+def _check_weight(node: onnx.NodeProto, axis: int, producers: dict[str, onnx.NodeProto],
+                  inits: dict[str, onnx.TensorProto], add: Any) -> None:
+    """The weight of a weighted op: an INT8 initializer or a float one through Q, read through a DQ
+    whose per-channel scales (if any) run along the output-channel ``axis``."""
+    from onnx import TensorProto
+
+    dq = producers.get(node.input[1])
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return  # a float weight: the op runs in float (a warning above)
+    source = dq.input[0]
+    quantize_node = producers.get(source)
+    if quantize_node is not None and quantize_node.op_type == "QuantizeLinear":
+        source = quantize_node.input[0]
+        weight = inits.get(source)
+        if weight is None or weight.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16):
+            add(node.name, "weight QuantizeLinear does not read a float initializer", WEIGHTS)
+            return
+    else:
+        weight = inits.get(source)
+        if weight is None or weight.data_type != TensorProto.INT8:
+            add(node.name, "weight is neither an INT8 initializer nor a float one through QuantizeLinear", WEIGHTS)
+            return
+    scale = _array(inits.get(dq.input[1]))
+    if scale is None or scale.size == 1:
+        return
+    rank = len(weight.dims)
+    dq_axis = get_attr(dq, "axis", 1)
+    dq_axis = dq_axis + rank if dq_axis < 0 else dq_axis
+    if dq_axis != axis:
+        add(node.name, f"weight scales run along axis {dq_axis}, not the output-channel axis {axis}", WEIGHT_AXIS)
+    elif scale.size != weight.dims[axis]:
+        add(node.name, f"{scale.size} weight scales for {weight.dims[axis]} output channels", WEIGHT_AXIS)

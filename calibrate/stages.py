@@ -9,6 +9,8 @@ its report), for inspection, while the file later stages consume keeps its last 
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bninception.core import layout, metadata
@@ -18,11 +20,14 @@ from bninception.core.gates import GATES, compare
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
+log = logging.getLogger("bninception.stage")
+
 if TYPE_CHECKING:
     import onnx
 
 FP16_PASS = "fp16/1"
-INT8_PASS = "qdq-trt-symmetric/1"
+INT8_PASS = "qdq-trt-symmetric/2"  # /2: the CPU layout's 7-bit weights
+ADOPT_PASS = "adopted/1"
 METHODS = ("percentile", "entropy", "minmax")
 DEFAULT_METHOD = "percentile"
 DEFAULT_SAMPLES = 512
@@ -64,6 +69,8 @@ def _write_model(run: RunDir, name: str, model: onnx.ModelProto) -> None:
     check_full(model, name)
     with atomic_path(run.path(name)) as tmp:
         tmp.write_bytes(model.SerializeToString())
+    if name in (layout.FP16, layout.INT8, layout.INT8_CPU):
+        run.path(layout.rejected(name)).unlink(missing_ok=True)  # a passing file replaces a rejected one
 
 
 def _evaluate(run: RunDir, model: onnx.ModelProto, candidates: dict[str, onnx.ModelProto], bundle: Any
@@ -161,6 +168,12 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
     if method not in METHODS:
         raise BninceptionError(f"--method must be one of {METHODS}, got {method!r}")
     gate = GATES["int8"]
+    adopted = run.manifest()["stages"].get("int8")
+    if not force and adopted is not None and adopted["params"].get("pass") == ADOPT_PASS and run.is_fresh(
+            "int8", adopted["params"], [layout.FOLDED], [layout.INT8, layout.INT8_REPORT]):
+        log.info("stage int8: model.int8.onnx was adopted from %s; kept (--force recalibrates)",
+                 adopted["params"]["from"])
+        return StageResult("int8", "skipped", 0.0, {"adopted_from": adopted["params"]["from"]})
     params = {"pass": INT8_PASS, "method": method, "samples": samples,
               "percentile": percentile if method == "percentile" else None, "gate": gate.describe()}
     spec = StageSpec("int8", params, [layout.FOLDED], [layout.INT8, layout.CALIBRATION, layout.INT8_REPORT],
@@ -183,15 +196,15 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
         bundle = load_run_bundle(run)
         calib = cached or calibrate(bundle, model, model_sha, method, samples, percentile)
         qdq = quantize(model, symmetric(calib.amax), TENSORRT)
-        problems = check_trt_layout(qdq)
-        if problems:
-            raise BninceptionError(f"INT8 Q/DQ layout breaks TensorRT rules: {problems[:3]}")
+        check = check_trt_layout(qdq)
+        if check.errors:
+            raise BninceptionError(f"INT8 Q/DQ layout breaks TensorRT rules: {[str(e) for e in check.errors[:3]]}")
         cpu = quantize(model, cpu_ranges(calib.minmax, calib.minimum), CPU)
         cmps = _evaluate(run, model, {"int8": qdq, "cpu": cpu}, bundle)
         failures, cpu_failures = gate.failures(cmps["int8"]), gate.failures(cmps["cpu"])
         payload = {"stage": "int8", "passed": not failures, "method": method, "comparison": cmps["int8"].to_dict(),
                    "cpu_variant": {"passed": not cpu_failures, "comparison": cmps["cpu"].to_dict()},
-                   "qdq": qdq_summary(qdq), "from_cache": cached is not None,
+                   "qdq": qdq_summary(qdq), "layout": check.to_dict(), "from_cache": cached is not None,
                    "calibration": {"samples": calib.samples, "data_source": calib.data_source,
                                    "data_sha256": calib.data_sha256}, "params": params}
         names = spec.outputs if not failures else [layout.rejected(n) for n in spec.outputs]
@@ -216,5 +229,100 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
                             f"{100 * cmp.top1_agreement:.2f}%, accuracy drop {cmp.accuracy_drop_points} points; "
                             f"model.int8.cpu.onnx agreement {100 * cmp_cpu.top1_agreement:.2f}% on "
                             f"{cmp.source}{note}")
+
+    return run_stage(run, spec, body, force=force)
+
+
+# -- adopting an INT8 model quantized elsewhere ----------------------------------------------------
+def _io_signature(model: onnx.ModelProto, which: str) -> list[tuple[str, int, list[int | str]]]:
+    inits = {init.name for init in model.graph.initializer}
+    values = model.graph.input if which == "input" else model.graph.output
+    out = []
+    for value in values:
+        if value.name in inits:
+            continue
+        tensor = value.type.tensor_type
+        dims: list[int | str] = [d.dim_value if d.HasField("dim_value") else "?" for d in tensor.shape.dim]
+        out.append((value.name, tensor.elem_type, dims))
+    return out
+
+
+def check_adoptable(candidate: onnx.ModelProto, reference: onnx.ModelProto, source: str) -> None:
+    """One clear error when ``candidate`` cannot stand in for the run's INT8 model: not a Q/DQ model,
+    an opset without per-axis Q/DQ, other inputs or outputs than the run's ``reference``."""
+    import onnx
+
+    from bninception.calibrate.graph import QDQ_OPSET_RANGE
+    from bninception.export.graph import default_opset
+
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.domain in ("", "ai.onnx")
+               for n in candidate.graph.node):
+        raise BninceptionError(f"{source} is not a Q/DQ model (no QuantizeLinear/DequantizeLinear nodes); "
+                               "quantize it first, or let `bninception calibrate --precision int8` do it")
+    opset = default_opset(candidate)
+    if opset < QDQ_OPSET_RANGE[0]:
+        raise BninceptionError(f"{source} has opset {opset}; explicit per-channel Q/DQ needs opset >= "
+                               f"{QDQ_OPSET_RANGE[0]}: re-export it with a newer opset")
+    for which in ("input", "output"):
+        theirs, ours = _io_signature(candidate, which), _io_signature(reference, which)
+        if theirs != ours:
+            def show(sig: list[tuple[str, int, list[int | str]]]) -> str:
+                return ", ".join(f"{n!r} {onnx.TensorProto.DataType.Name(t).lower()}{d}" for n, t, d in sig)
+
+            raise BninceptionError(f"{source} has {which}s {show(theirs)}; the run's {layout.FOLDED} has "
+                                   f"{show(ours)}: it is not a quantization of this run's model")
+
+
+def adopt_int8_stage(run: RunDir, source: str | Path, force: bool = False) -> StageResult:
+    """An INT8 Q/DQ model quantized elsewhere (ModelOpt, a QAT export) -> the run's model.int8.onnx.
+
+    Checked at the door (Q/DQ, opset, the run's inputs and outputs, TensorRT's hard rules), gated
+    like ours, recorded with its source and sha256. The run's CPU-layout file (made from our own
+    calibration) is removed, so every provider serves the adopted model. Nothing changes in the
+    run when a check or the gate fails.
+    """
+    from bninception.core.files import sha256_bytes
+    from bninception.export.onnx_io import MAX_ONNX_BYTES, parse_onnx
+
+    path = Path(source)
+    if not path.is_file():
+        raise BninceptionError(f"--from {path}: no such file")
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise BninceptionError(f"--from {path}: over the 2 GiB single-file ONNX limit")
+    data = path.read_bytes()
+    digest = sha256_bytes(data)
+    gate = GATES["int8"]
+    params = {"pass": ADOPT_PASS, "from": str(path.resolve()), "source_sha256": digest, "gate": gate.describe()}
+    spec = StageSpec("int8", params, [layout.FOLDED], [layout.INT8, layout.INT8_REPORT], hints=FOLDED_HINT)
+
+    def body() -> Done:
+        from bninception.calibrate.qdq import check_trt_layout, qdq_summary
+        from bninception.export.onnx_io import load_onnx
+        from bninception.model.data import load_run_bundle
+
+        candidate = parse_onnx(data, str(path))
+        reference = load_onnx(run.path(layout.FOLDED))
+        check_adoptable(candidate, reference, str(path))
+        check = check_trt_layout(candidate)
+        if check.errors:
+            shown = "; ".join(str(e) for e in check.errors[:3])
+            raise BninceptionError(f"{path} breaks {len(check.errors)} TensorRT explicit-quantization rule(s), "
+                                   f"e.g. {shown} (see {check.errors[0].rule})")
+        if not metadata.props(candidate):
+            metadata.write(candidate, metadata.props(reference))  # preprocessing and labels for serve
+        cmp = _evaluate(run, reference, {"int8": candidate}, load_run_bundle(run))["int8"]
+        gate.check(cmp, f"INT8 gate ({path})")
+        _write_model(run, layout.INT8, candidate)
+        run.path(layout.INT8_CPU).unlink(missing_ok=True)  # made from our calibration, not this model
+        summary = qdq_summary(candidate)
+        atomic_write_json(run.path(layout.INT8_REPORT), {
+            "stage": "int8", "passed": True, "adopted": {"from": str(path), "sha256": digest},
+            "comparison": cmp.to_dict(), "layout": check.to_dict(), "qdq": summary, "params": params})
+        return Done({"adopted_from": str(path), "sha256": digest, **cmp.to_dict(),
+                     "layout_warnings": len(check.warnings)},
+                    message=f"adopted {path} as model.int8.onnx ({summary['quantized_ops']} of "
+                            f"{summary['weighted_ops']} weighted ops in INT8, {len(check.warnings)} placement "
+                            f"warning(s)); top-1 agreement {100 * cmp.top1_agreement:.2f}%, accuracy drop "
+                            f"{cmp.accuracy_drop_points} points on {cmp.source}")
 
     return run_stage(run, spec, body, force=force)

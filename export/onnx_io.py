@@ -29,9 +29,6 @@ def load_onnx(path: str | os.PathLike[str], check: bool = True) -> onnx.ModelPro
     Refuses: a missing or oversized file, bytes that are not an ONNX ModelProto (or are
     truncated), a model without a graph, and models whose tensors live in external data files.
     """
-    import onnx
-    from google.protobuf.message import DecodeError
-
     path = str(path)
     if not os.path.isfile(path):
         raise BninceptionError(f"ONNX model {path} does not exist")
@@ -41,7 +38,14 @@ def load_onnx(path: str | os.PathLike[str], check: bool = True) -> onnx.ModelPro
     if size > MAX_ONNX_BYTES:
         raise BninceptionError(f"{path} is {size} bytes, over the 2 GiB single-file ONNX limit")
     with open(path, "rb") as handle:
-        data = handle.read()
+        return parse_onnx(handle.read(), path, check)
+
+
+def parse_onnx(data: bytes, path: str, check: bool = True) -> onnx.ModelProto:
+    """:func:`load_onnx` on bytes already read (``path`` names them in errors)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
     try:
         model = onnx.load_from_string(data)
     except (DecodeError, RuntimeError, ValueError) as exc:

@@ -55,7 +55,7 @@ def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: 
     assert int8_summary["accuracy_drop_points"] <= 0.5
     assert int8_summary["calibration_samples"] == 512 and int8_summary["samples"] == 359
     model = onnx.load(str(folded_run.path("model.int8.onnx")))
-    assert check_trt_layout(model) == []
+    assert check_trt_layout(model).findings == ()
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
     cache = json.loads(folded_run.path("calibration.json").read_text())
@@ -124,7 +124,7 @@ def test_every_method_end_to_end(int8_summary: dict, demo_run_copy: RunDir, meth
         assert all(t["amax"] == t["max_abs"] for t in tensors)
     else:  # entropy clips the long tails of most activations
         assert sum(t["amax"] < t["max_abs"] for t in tensors) > len(cache["tensors"]) // 2
-    assert check_trt_layout(onnx.load(str(demo_run_copy.path("model.int8.onnx")))) == []
+    assert check_trt_layout(onnx.load(str(demo_run_copy.path("model.int8.onnx")))).findings == ()
 
 
 def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
@@ -138,7 +138,7 @@ def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.Capt
     assert payload["stage"] == "int8" and payload["from_cache"] is True
     code = main(["calibrate", "--run", str(demo_run_copy.root), "--precision", "fp16", "--method", "entropy"])
     assert code == 2
-    assert "--method and --from-cache apply to --precision int8 only" in capsys.readouterr().err
+    assert "--method, --from-cache and --from apply to --precision int8 only" in capsys.readouterr().err
 
 
 def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, demo_run_copy: RunDir,

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             print(result.validation.table())
         if result.bench is not None:
             print(result.bench.table())
-        verdict = "all gates PASS" if result.passed else "a gate FAILED"
+        verdict = result.validation.verdict() if result.validation is not None else "not validated"
         print(f"pipeline: {verdict} in {result.seconds:.1f} s; report: {run_dir.path(REPORT_MD)}",
               file=sys.stderr)
     if result.validation is not None and result.validation.errors():
