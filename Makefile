@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: setup demo test docker-test lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak reproduce clean
+.PHONY: protos setup demo test docker-test lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -85,6 +85,12 @@ bench-cpu-runtimes: $(STAMP) $(OV_STAMP)
 reproduce: $(STAMP)
 	$(VENV)/bin/bninception reproduce fig1 --out runs/reproduce
 	$(VENV)/bin/bninception reproduce lr --out runs/reproduce
+
+# regenerate serve/proto/inference_pb2.py from serve/proto/inference.proto (protoc 27.2 from grpcio-tools
+# 1.66.2, so the module loads on protobuf 5.27.2 and newer), in a throwaway venv
+protos:
+	python3 -m venv /tmp/bninception-protoc && /tmp/bninception-protoc/bin/pip install -q grpcio-tools==1.66.2
+	cd serve/proto && /tmp/bninception-protoc/bin/python -m grpc_tools.protoc -I. --python_out=. inference.proto
 
 clean:
 	rm -rf runs/demo .pytest_cache .mypy_cache .ruff_cache

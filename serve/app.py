@@ -102,6 +102,64 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
         problem = state.health()
         return _json({"ready": True}) if problem is None else _json({"ready": False, "error": problem}, 503)
 
+    async def small_json(request: Request) -> dict[str, Any]:
+        held = [0]
+        try:
+            body = await read_body(request.receive, dict(request.scope["headers"]), 64 << 10, state.buffers, held)
+        finally:
+            state.buffers.give(held[0])
+        try:
+            obj = json.loads(body or b"{}")
+        except (ValueError, RecursionError):
+            raise ProtocolError(400, "the request body is not valid JSON") from None
+        if not isinstance(obj, dict):
+            raise ProtocolError(400, "the request body must be a JSON object")
+        return obj
+
+    # -- Triton extensions: statistics, model_repository, system_shared_memory ----------------
+    @app.get("/v2/models")
+    async def models() -> Response:
+        return _json({"models": [state.name]})
+
+    @app.get("/v2/models/stats")
+    @app.get("/v2/models/{name}/stats")
+    @app.get("/v2/models/{name}/versions/{version}/stats")
+    async def statistics(name: str | None = None, version: str | None = None) -> Response:
+        if name is not None:
+            state.check_model(name, version)
+        return _json({"model_stats": [state.stats.to_dict()]})
+
+    @app.post("/v2/repository/index")
+    async def repository_index() -> Response:
+        return _json(state.repository_index())
+
+    @app.post("/v2/repository/models/{name}/{action}")
+    async def repository_load(name: str, action: str) -> Response:
+        if action not in ("load", "unload"):
+            raise ProtocolError(404, f"unknown repository action {action!r}")
+        state.load(name, unload=action == "unload")
+        return _json({})
+
+    @app.get("/v2/systemsharedmemory/status")
+    @app.get("/v2/systemsharedmemory/region/{region}/status")
+    async def shm_status(region: str | None = None) -> Response:
+        return _json(state.shm.status(region))
+
+    @app.post("/v2/systemsharedmemory/region/{region}/register")
+    async def shm_register(region: str, request: Request) -> Response:
+        obj = await small_json(request)
+        key, offset, size = obj.get("key"), obj.get("offset", 0), obj.get("byte_size")
+        if not isinstance(key, str) or not isinstance(offset, int) or not isinstance(size, int):
+            raise ProtocolError(400, "register needs {\"key\": str, \"offset\": int, \"byte_size\": int}")
+        state.shm.register(region, key, offset, size)
+        return _json({})
+
+    @app.post("/v2/systemsharedmemory/unregister")
+    @app.post("/v2/systemsharedmemory/region/{region}/unregister")
+    async def shm_unregister(region: str | None = None) -> Response:
+        state.shm.unregister(region)
+        return _json({})
+
     # -- model --------------------------------------------------------------------------------
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
@@ -151,6 +209,8 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return ServerApp(state, app)

@@ -168,6 +168,6 @@ class ServerApp:
             await self.routed(scope, receive, capture)
         finally:
             endpoint = endpoint_of(scope.get("path", ""))
-            self.server.metrics.requests.inc(endpoint=endpoint, code=str(status))
+            self.server.metrics.count(endpoint, status)
             if endpoint == "classify":
                 self.server.metrics.latency.observe(time.perf_counter() - start)

@@ -1,8 +1,10 @@
-"""Dynamic batching: concurrent requests merged up to ``max_batch`` rows within ``max_delay``.
+"""Dynamic batching: concurrent requests merged up to ``max_batch`` rows.
 
-Requests enter a bounded queue. A worker thread takes the oldest request, waits until either
-``max_batch`` rows are queued or the oldest has waited ``max_delay_s``, concatenates what fits,
-runs it once (ONNX Runtime releases the GIL) and hands each request its slice of the output.
+Requests enter a bounded queue. A free worker thread takes what is queued (up to ``max_batch``
+rows) at once; requests that arrive while it runs wait and form the next batch, so a lone request
+never waits for company. ``max_delay_s`` > 0 also lets the oldest request wait that long for a fuller
+batch (Triton's ``max_queue_delay_microseconds``). The batch runs once (ONNX Runtime releases the
+GIL) and each request gets its slice of the output.
 Requests from an event loop (``submit_async``) get their results in one call into that loop per
 batch, not one thread hop per request.
 """
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-BatchObserver = Callable[[int, int, float], None]  # (rows, requests, seconds)
+# (rows, seconds each request queued, seconds to (gather inputs, run, slice outputs))
+BatchObserver = Callable[[int, list[float], tuple[float, float, float]], None]
 
 
 class QueueFull(Exception):
@@ -66,7 +69,7 @@ class DynamicBatcher:
     """
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int = 32,
-                 max_delay_s: float = 0.005, max_queue: int = 256, batching: bool = True,
+                 max_delay_s: float = 0.0, max_queue: int = 256, batching: bool = True,
                  workers: int = 1, observer: BatchObserver | None = None) -> None:
         if max_batch < 1 or max_queue < 1 or workers < 1 or not 0 <= max_delay_s < math.inf:
             raise ValueError("max_batch, max_queue and workers must be >= 1, max_delay_s finite and >= 0")
@@ -150,7 +153,7 @@ class DynamicBatcher:
                 self._cond.wait()
             if not self._queue:
                 return None
-            if self.batching:
+            if self.batching and self.max_delay_s > 0:
                 deadline = self._queue[0].enqueued + self.max_delay_s
                 while self._rows_queued < self.max_batch and not self._closed:
                     remaining = deadline - time.monotonic()
@@ -189,8 +192,9 @@ class DynamicBatcher:
             raise
 
     def _execute(self, batch: list[_Item]) -> None:
+        began, start = time.monotonic(), time.perf_counter()
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([i.rows for i in batch], axis=0)
-        start = time.perf_counter()
+        gathered = time.perf_counter()
         try:
             outputs = self.run(inputs)
         except Exception as exc:  # hand the failure to every waiting request
@@ -199,7 +203,7 @@ class DynamicBatcher:
         except BaseException as exc:  # the worker ends (health() reports it); its requests fail now
             self._finish(batch, [None] * len(batch), RuntimeError(f"the batcher worker stopped: {exc!r}"))
             raise
-        seconds = time.perf_counter() - start
+        ran = time.perf_counter()
         slices = []
         offset = 0
         for item in batch:
@@ -208,7 +212,8 @@ class DynamicBatcher:
         self._finish(batch, slices, None)
         if self.observer is not None:
             with contextlib.suppress(Exception):  # metrics must never stop the worker
-                self.observer(len(inputs), len(batch), seconds)
+                self.observer(len(inputs), [began - item.enqueued for item in batch],
+                              (gathered - start, ran - gathered, time.perf_counter() - ran))
 
     @staticmethod
     def _finish(batch: list[_Item], values: list[Any], error: BaseException | None) -> None:

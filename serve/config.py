@@ -26,7 +26,7 @@ class ServeConfig:
     spinning: bool = False  # idle ONNX Runtime threads busy-wait (off: the event loop shares the cores)
     batching: bool = True
     max_batch: int = 32  # rows per merged batch
-    max_delay_ms: float = 5.0  # longest wait to fill a batch
+    max_delay_ms: float = 0.0  # how long the oldest request may wait for a fuller batch (0: batch what is queued)
     max_queue: int = 256  # requests waiting before 503
     workers: int = 1  # batcher threads
     request_timeout_s: float = 30.0  # queue + inference, then 504

@@ -1,7 +1,9 @@
-"""KServe V2 gRPC (``inference.GRPCInferenceService``) beside the HTTP API, on its own port.
+"""KServe V2 / Triton gRPC (``inference.GRPCInferenceService``) beside the HTTP API, on its own port.
 
-Health, server and model metadata, and ModelInfer with raw tensor contents (``raw_input_contents``)
-or typed ``fp32_contents``, served by grpcio's asyncio server on a thread of its own. It answers from
+Health, server and model metadata, ModelInfer (``raw_input_contents``, typed ``fp32_contents`` or
+system shared memory), and Triton's ModelConfig, ModelStatistics, repository and system shared-memory
+RPCs, with the message classes generated from ``proto/inference.proto``, served by grpcio's asyncio
+server on a thread of its own. It answers from
 the same ServerState as HTTP: the same batcher merges requests of both, the same health decides
 readiness. Client mistakes get the gRPC status that
 matches the HTTP one (400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 503 -> UNAVAILABLE, 504 ->
@@ -16,17 +18,33 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
+from google.protobuf import json_format
 
 from bninception.core.errors import BninceptionError
-from bninception.serve.grpc_schema import METHODS, SERVICE, message_classes
-from bninception.serve.protocol import DATATYPE, MAX_TIMEOUT_US, OUTPUTS, ProtocolError, check_shape, softmax
+from bninception.serve.proto import inference_pb2 as pb
+from bninception.serve.protocol import (
+    DATATYPE,
+    MAX_TIMEOUT_US,
+    OUTPUTS,
+    ProtocolError,
+    RequestedOutput,
+    check_shape,
+    shm_span,
+    softmax,
+    write_outputs,
+)
 from bninception.serve.state import MODEL_VERSION, ServerState
 
 log = logging.getLogger(__name__)
 
+SERVICE = "inference.GRPCInferenceService"
+METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelConfig",
+           "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
+           "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister")
 STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
           503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
@@ -35,8 +53,16 @@ def _bad(message: str) -> ProtocolError:
     return ProtocolError(400, message)
 
 
-def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_batch: int) -> np.ndarray:
-    """The float32 NCHW batch of a ModelInferRequest, checked like the HTTP route checks its body."""
+def _params(parameters: Any) -> dict[str, Any]:
+    """A protobuf map of InferParameter as plain values."""
+    return {key: getattr(value, value.WhichOneof("parameter_choice") or "bool_param")
+            for key, value in parameters.items()}
+
+
+def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_batch: int,
+               read_shm: Any = None) -> np.ndarray:
+    """The float32 NCHW batch of a ModelInferRequest, checked like the HTTP route checks its body;
+    non-finite values pass through, as in Triton."""
     if len(request.inputs) != 1 or request.inputs[0].name != input_name:
         names = [i.name for i in request.inputs]
         raise _bad(f"the model takes one input {input_name!r}, got {names}")
@@ -46,6 +72,13 @@ def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_b
     shape = check_shape(list(tensor.shape), input_name, item_shape, max_batch)
     count = math.prod(shape)
     typed = tensor.HasField("contents")
+    shm = shm_span(_params(tensor.parameters), f"input {input_name!r}")
+    if shm is not None:
+        if typed or request.raw_input_contents:
+            raise _bad(f"input {input_name!r} has shared memory and contents")
+        if shm[2] != count * 4:
+            raise _bad(f"input {input_name!r}: shared_memory_byte_size {shm[2]} does not match shape {list(shape)}")
+        return np.frombuffer(read_shm(*shm), dtype="<f4").reshape(shape).astype(np.float32)
     if len(request.raw_input_contents) > 1:
         raise _bad(f"{len(request.raw_input_contents)} raw_input_contents for one input")
     if request.raw_input_contents:
@@ -63,8 +96,6 @@ def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_b
         data = np.asarray(values, dtype=np.float32).reshape(shape)
     else:
         raise _bad(f"input {input_name!r} has no data: send raw_input_contents or contents.fp32_contents")
-    if not np.isfinite(data).all():
-        raise _bad(f"input {input_name!r} contains NaN or infinite values")
     return np.ascontiguousarray(data, dtype=np.float32)
 
 
@@ -81,64 +112,115 @@ def _timeout_s(request: Any, context: Any) -> float | None:
     return timeout
 
 
-def _requested(request: Any) -> list[str]:
-    names = [o.name for o in request.outputs] or list(OUTPUTS)
+def _requested(request: Any) -> tuple[RequestedOutput, ...]:
+    wanted = tuple(RequestedOutput(o.name, True, shm_span(_params(o.parameters), f"output {o.name!r}"))
+                   for o in request.outputs) or tuple(RequestedOutput(name, True) for name in OUTPUTS)
+    names = [o.name for o in wanted]
     for name in names:
         if name not in OUTPUTS:
             raise _bad(f"unknown output {name!r}; the model has outputs {list(OUTPUTS)}")
     if len(set(names)) != len(names):
         raise _bad("an output is requested twice")
-    return names
+    return wanted
 
 
 class InferenceService:
-    """The RPCs, answered from a ServerState."""
+    """The RPCs (the protocol's method names), answered from a ServerState."""
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.messages = message_classes()
 
-    def _reply(self, message: str, /, **fields: Any) -> Any:
-        return self.messages[message](**fields)
-
-    # The RPCs keep the protocol's method names.
     def ServerLive(self, request: Any, context: Any) -> Any:
-        return self._reply("ServerLiveResponse", live=True)
+        return pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request: Any, context: Any) -> Any:
-        return self._reply("ServerReadyResponse", ready=self.state.health() is None)
+        return pb.ServerReadyResponse(ready=self.state.health() is None)
 
     def ModelReady(self, request: Any, context: Any) -> Any:
         self.state.check_model(request.name, request.version)
-        return self._reply("ModelReadyResponse", ready=self.state.health() is None)
+        return pb.ModelReadyResponse(ready=self.state.health() is None)
 
     def ServerMetadata(self, request: Any, context: Any) -> Any:
-        return self._reply("ServerMetadataResponse", **self.state.server_metadata())
+        return pb.ServerMetadataResponse(**self.state.server_metadata())
 
     def ModelMetadata(self, request: Any, context: Any) -> Any:
         self.state.check_model(request.name, request.version)
         meta = self.state.metadata()
-        tensor = self.messages["ModelMetadataResponse.TensorMetadata"]
-        return self._reply("ModelMetadataResponse", name=meta["name"], versions=meta["versions"],
-                           platform=meta["platform"], inputs=[tensor(**t) for t in meta["inputs"]],
-                           outputs=[tensor(**t) for t in meta["outputs"]])
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(name=meta["name"], versions=meta["versions"], platform=meta["platform"],
+                                        inputs=[tensor(**t) for t in meta["inputs"]],
+                                        outputs=[tensor(**t) for t in meta["outputs"]])
+
+    def ModelConfig(self, request: Any, context: Any) -> Any:
+        self.state.check_model(request.name, request.version)
+        return json_format.ParseDict({"config": self.state.triton_config()}, pb.ModelConfigResponse())
+
+    def ModelStatistics(self, request: Any, context: Any) -> Any:
+        if request.name:
+            self.state.check_model(request.name, request.version)
+        return json_format.ParseDict({"model_stats": [self.state.stats.to_dict()]}, pb.ModelStatisticsResponse())
+
+    def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        return json_format.ParseDict({"models": self.state.repository_index()}, pb.RepositoryIndexResponse())
+
+    def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        self.state.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        self.state.load(request.model_name, unload=True)
+        return pb.RepositoryModelUnloadResponse()
+
+    def SystemSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        regions = {r["name"]: r for r in self.state.shm.status(request.name or None)}
+        return json_format.ParseDict({"regions": regions}, pb.SystemSharedMemoryStatusResponse())
+
+    def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        self.state.shm.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        self.state.shm.unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         state = self.state
         state.check_model(request.model_name, request.model_version)
-        rows = infer_rows(request, state.info.input.name, state.info.item_shape, state.max_batch)
-        names = _requested(request)
+        rows = infer_rows(request, state.info.input.name, state.info.item_shape, state.max_batch, state.shm.read)
+        wanted = _requested(request)
         logits = await state.predict(rows, _timeout_s(request, context))
         tensors = {"logits": logits}
-        if "probabilities" in names:
+        if any(o.name == "probabilities" for o in wanted):
             tensors["probabilities"] = softmax(logits)
-        response = self._reply("ModelInferResponse", model_name=state.name, model_version=MODEL_VERSION,
-                               id=request.id)
-        for name in names:
-            array = np.ascontiguousarray(tensors[name], dtype="<f4")
-            response.outputs.add(name=name, datatype=DATATYPE, shape=list(array.shape))
-            response.raw_output_contents.append(array.tobytes())
+        write_outputs(wanted, tensors, state.shm.write)
+        response = pb.ModelInferResponse(model_name=state.name, model_version=MODEL_VERSION, id=request.id)
+        for output in wanted:
+            array = np.ascontiguousarray(tensors[output.name], dtype="<f4")
+            entry = response.outputs.add(name=output.name, datatype=DATATYPE, shape=list(array.shape))
+            if output.shm is not None:
+                entry.parameters["shared_memory_region"].string_param = output.shm[0]
+                entry.parameters["shared_memory_byte_size"].int64_param = array.nbytes
+                response.raw_output_contents.append(b"")  # keeps raw contents aligned with outputs
+            else:
+                response.raw_output_contents.append(array.tobytes())
         return response
+
+
+class _Undecodable:
+    """A request message that did not parse: answered INVALID_ARGUMENT by the handler."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _parser(message: Any) -> Any:
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError, or anything a broken message raises
+            return _Undecodable(exc)
+
+    return parse
 
 
 def _handler(service: InferenceService, method: str) -> Any:
@@ -146,12 +228,17 @@ def _handler(service: InferenceService, method: str) -> Any:
 
     call = getattr(service, method)
     is_async = asyncio.iscoroutinefunction(call)
-    metrics = service.state.metrics
+    state = service.state
+    metrics = state.metrics
     endpoint = "grpc_infer" if method == "ModelInfer" else "grpc"
 
     async def handle(request: Any, context: Any) -> Any:
         code = "OK"
+        start = time.perf_counter()
         try:
+            if isinstance(request, _Undecodable):
+                log.warning("gRPC %s: undecodable request message (%s)", method, type(request.error).__name__)
+                raise ProtocolError(400, f"the {method} request message could not be decoded")
             return await call(request, context) if is_async else call(request, context)
         except ProtocolError as exc:
             code = STATUS.get(exc.status, "INTERNAL")
@@ -164,10 +251,13 @@ def _handler(service: InferenceService, method: str) -> Any:
             log.exception("gRPC %s failed", method)
             raise
         finally:
-            metrics.requests.inc(endpoint=endpoint, code=code)
+            metrics.count(endpoint, code)
+            if method == "ModelInfer":
+                state.stats.request(code == "OK", time.perf_counter() - start)
 
-    request_type, response_type = (service.messages[n] for n in METHODS[method])
-    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=request_type.FromString,
+    prefix = "ModelInfer" if method == "ModelInfer" else method
+    request_type, response_type = getattr(pb, f"{prefix}Request"), getattr(pb, f"{prefix}Response")
+    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=_parser(request_type),
                                                response_serializer=response_type.SerializeToString)
 
 

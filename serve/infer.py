@@ -77,7 +77,7 @@ class InferRoute:
         length = headers.get(_HEADER_LENGTH)
         info = self.state.info
         return parse_infer_request(body, None if length is None else length.decode("latin-1"), info.input.name,
-                                   info.item_shape, self.state.max_batch)
+                                   info.item_shape, self.state.max_batch, self.state.shm.read)
 
     def run(self, headers: dict[bytes, bytes], body: bytes, reply: Reply, start: float | None = None) -> None:
         """Parse, queue for the batcher, and answer through ``reply`` (at once for a refusal, from the
@@ -100,10 +100,11 @@ class InferRoute:
             return
         try:
             logits = self.state.outcome(future)
+            content, headers = encode_infer_response(self.state.name, MODEL_VERSION, parsed, logits,
+                                                     self.state.shm.write)
         except ProtocolError as exc:
             self.refuse(exc, reply, start)
             return
-        content, headers = encode_infer_response(self.state.name, MODEL_VERSION, parsed, logits)
         self.finish(reply, 200, [(k.lower().encode(), v.encode()) for k, v in headers.items()], content, start)
 
     def finish(self, reply: Reply, status: int, headers: Headers, body: bytes, start: float) -> None:
@@ -111,5 +112,7 @@ class InferRoute:
 
     def count(self, status: int, start: float) -> None:
         metrics = self.state.metrics
-        metrics.requests.inc(endpoint="infer", code=str(status))
-        metrics.latency.observe(time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        metrics.count("infer", status)
+        metrics.latency.observe(seconds)
+        self.state.stats.request(status == 200, seconds)

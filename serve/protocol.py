@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 HEADER_LENGTH = "Inference-Header-Content-Length"
 DATATYPE = "FP32"
 OUTPUTS = ("logits", "probabilities")
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "model_repository",
+              "system_shared_memory"]
 MAX_TIMEOUT_US = 1 << 53  # larger integers do not survive the conversion to seconds
 
 
@@ -37,10 +39,14 @@ def bad(message: str) -> ProtocolError:
     return ProtocolError(400, message)
 
 
+Span = tuple[str, int, int]  # a shared-memory region, offset and byte size
+
+
 @dataclass(frozen=True)
 class RequestedOutput:
     name: str
     binary: bool
+    shm: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,18 @@ def check_shape(raw: Any, name: str, item_shape: tuple[int, ...], max_batch: int
     return tuple(raw)
 
 
+def shm_span(params: dict[str, Any], where: str) -> Span | None:
+    """The shared-memory region, offset and byte size a tensor's parameters name (None: none)."""
+    region = params.get("shared_memory_region")
+    if region is None:
+        return None
+    size, offset = params.get("shared_memory_byte_size"), params.get("shared_memory_offset", 0)
+    if not isinstance(region, str) or not _is_int(size) or not _is_int(offset) or size <= 0 or offset < 0:
+        raise bad(f"{where}: shared_memory_region needs a string name, shared_memory_byte_size > 0 and "
+                  f"shared_memory_offset >= 0")
+    return region, offset, size
+
+
 def _outputs(obj: dict[str, Any], all_binary: bool) -> tuple[RequestedOutput, ...]:
     raw = obj.get("outputs")
     if raw is None:
@@ -151,7 +169,7 @@ def _outputs(obj: dict[str, Any], all_binary: bool) -> tuple[RequestedOutput, ..
         binary = params.get("binary_data", all_binary)
         if not isinstance(binary, bool):
             raise bad(f"output {name!r}: parameter binary_data must be true or false")
-        wanted.append(RequestedOutput(name, binary))
+        wanted.append(RequestedOutput(name, binary, shm_span(params, f"output {name!r}")))
     return tuple(wanted)
 
 
@@ -163,7 +181,8 @@ class _Plan:
     outputs: tuple[RequestedOutput, ...]
     timeout_s: float | None
     shape: tuple[int, ...]
-    data: np.ndarray | None  # set for JSON data; None: ``shape`` FP32 values from the binary part
+    data: np.ndarray | None  # set for JSON data; None: ``shape`` FP32 values from the binary part or ``shm``
+    shm: Span | None = None
 
 
 def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[int, ...],
@@ -199,9 +218,18 @@ def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[in
                   f"the model takes {DATATYPE}")
     shape = check_shape(entry.get("shape"), name, item_shape, max_batch)
     count = math.prod(shape)
-    size = _parameters(entry, f"input {name!r}").get("binary_data_size")
+    input_params = _parameters(entry, f"input {name!r}")
+    size = input_params.get("binary_data_size")
     data: np.ndarray | None = None
-    if size is not None:
+    shm = shm_span(input_params, f"input {name!r}")
+    if shm is not None:
+        if "data" in entry or size is not None:
+            raise bad(f"input {name!r} has shared memory and 'data' or binary_data_size")
+        if shm[2] != count * 4:
+            raise bad(f"input {name!r}: shared_memory_byte_size {shm[2]} does not match shape {list(shape)} "
+                      f"({count * 4} bytes)")
+        size = 0
+    elif size is not None:
         if "data" in entry:
             raise bad(f"input {name!r} has both 'data' and binary_data_size")
         if not _is_int(size) or size < 0:
@@ -227,7 +255,7 @@ def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[in
     if size != binary_size:
         raise bad(f"{binary_size - size} bytes of binary data after the header are not claimed by "
                   f"any input's binary_data_size")
-    return _Plan(request_id, _outputs(obj, all_binary), timeout_s, shape, data)
+    return _Plan(request_id, _outputs(obj, all_binary), timeout_s, shape, data, shm)
 
 
 # Binary requests repeat the same small header (only the tensor bytes change): validate each once.
@@ -236,17 +264,21 @@ CACHED_HEADER_BYTES = 2048
 
 
 def parse_infer_request(body: bytes, header_length: str | None, input_name: str,
-                        item_shape: tuple[int, ...], max_batch: int) -> InferRequest:
-    """Validate a V2 infer request body (JSON, or JSON header + binary tensor data)."""
+                        item_shape: tuple[int, ...], max_batch: int,
+                        read_shm: Callable[[str, int, int], bytes] | None = None) -> InferRequest:
+    """Validate a V2 infer request body (JSON, or JSON header + binary tensor data, or shared memory
+    read through ``read_shm``). Non-finite values pass through to the model, as in Triton."""
     header, binary = _split_body(body, header_length)
     binary_size = len(body) - len(header)
     if binary_size and len(header) <= CACHED_HEADER_BYTES:
         plan = _cached_plan(header, binary_size, input_name, item_shape, max_batch)
     else:
         plan = _plan(header, binary_size, input_name, item_shape, max_batch)
+    if plan.shm is not None:
+        if read_shm is None:
+            raise bad("shared memory is not available on this route")
+        binary = read_shm(*plan.shm)
     data = plan.data if plan.data is not None else np.frombuffer(binary, dtype="<f4").reshape(plan.shape)
-    if not np.isfinite(data).all():
-        raise bad(f"input {input_name!r} contains NaN or infinite values")
     return InferRequest(plan.id, data, plan.outputs, plan.timeout_s)
 
 
@@ -277,13 +309,30 @@ def _binary_header(model_name: str, version: str, request_id: str | None, names:
     return json.dumps(response, separators=(",", ":")).encode()
 
 
-def encode_infer_response(model_name: str, version: str, request: InferRequest,
-                          logits: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    """Response body and headers; binary outputs follow the JSON header in request order."""
+def write_outputs(outputs: tuple[RequestedOutput, ...], tensors: dict[str, np.ndarray],
+                  write_shm: Callable[[str, int, bytes], None] | None) -> None:
+    """Write each output that names a shared-memory region into it (400 when it does not fit)."""
+    for wanted in outputs:
+        if wanted.shm is None:
+            continue
+        blob = np.ascontiguousarray(tensors[wanted.name], dtype="<f4").tobytes()
+        region, offset, size = wanted.shm
+        if write_shm is None:
+            raise bad("shared memory is not available on this route")
+        if len(blob) > size:
+            raise bad(f"output {wanted.name!r} has {len(blob)} bytes, more than its shared_memory_byte_size {size}")
+        write_shm(region, offset, blob)
+
+
+def encode_infer_response(model_name: str, version: str, request: InferRequest, logits: np.ndarray,
+                          write_shm: Callable[[str, int, bytes], None] | None = None) -> tuple[bytes, dict[str, str]]:
+    """Response body and headers; binary outputs follow the JSON header in request order, outputs with
+    a shared-memory region are written there."""
     tensors = {"logits": logits.astype(np.float32, copy=False)}
     if any(o.name == "probabilities" for o in request.outputs):
         tensors["probabilities"] = softmax(logits)
-    if all(o.binary for o in request.outputs):
+    write_outputs(request.outputs, tensors, write_shm)
+    if all(o.binary and o.shm is None for o in request.outputs):
         rows, classes = logits.shape
         header = _binary_header(model_name, version, request.id, tuple(o.name for o in request.outputs),
                                 rows, classes)
@@ -295,7 +344,10 @@ def encode_infer_response(model_name: str, version: str, request: InferRequest,
     for wanted in request.outputs:
         array = tensors[wanted.name]
         entry: dict[str, Any] = {"name": wanted.name, "datatype": DATATYPE, "shape": list(array.shape)}
-        if wanted.binary:
+        if wanted.shm is not None:
+            entry["parameters"] = {"shared_memory_region": wanted.shm[0], "shared_memory_byte_size": array.nbytes,
+                                   "shared_memory_offset": wanted.shm[1]}
+        elif wanted.binary:
             blob = np.ascontiguousarray(array, dtype="<f4").tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

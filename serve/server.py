@@ -49,9 +49,9 @@ class _Hooks:
         self.state.open_connections -= 1
 
     def refused(self, reason: str, status: int | None) -> None:
-        self.state.metrics.rejected.inc(reason=reason)
+        self.state.metrics.refused(reason)
         if status is not None:
-            self.state.metrics.requests.inc(endpoint="connection", code=str(status))
+            self.state.metrics.count("connection", status)
 
 
 def uvicorn_config(app: Any, access_log: bool = False) -> Any:

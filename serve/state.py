@@ -21,9 +21,11 @@ from bninception.core.runner import OrtRunner
 from bninception.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
 from bninception.serve.config import MIB, ServeConfig
 from bninception.serve.decode import ImageDecoder, MemoryBudget
-from bninception.serve.metrics import Constants, Gauge, ServerMetrics
+from bninception.serve.metrics import ServerMetrics
 from bninception.serve.model_info import ModelInfo, read_model_info
 from bninception.serve.protocol import DATATYPE, EXTENSIONS, OUTPUTS, ProtocolError
+from bninception.serve.shm import SharedMemory
+from bninception.serve.stats import ModelStatistics
 from bninception.serve.triton import model_config
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ class ServerState:
         self.buffers = MemoryBudget(config.buffer_memory_mb * MIB)
         self.decoder = (ImageDecoder(self.info.preprocess, config.decode_memory_mb * MIB, config.max_image_pixels)
                         if self.info.preprocess is not None else None)
-        self.metrics = ServerMetrics(queue_depth=self._queue_depth)
+        self.metrics = ServerMetrics()
+        self.stats = ModelStatistics(self.name, MODEL_VERSION)
+        self.shm = SharedMemory()
         self.batcher = DynamicBatcher(self.runner.run, max_batch=config.max_batch,
                                       max_delay_s=config.max_delay_ms / 1000, max_queue=config.max_queue,
                                       batching=config.batching, workers=config.workers, observer=self._observe)
@@ -69,19 +73,18 @@ class ServerState:
 
     def _add_gauges(self) -> None:
         metrics, config = self.metrics, self.config
-        metrics.add(Gauge("bninception_ready", "1 while /v2/health/ready answers 200",
-                          lambda: float(self.health() is None)))
-        metrics.add(Gauge("bninception_open_connections", "HTTP connections open now",
-                          lambda: float(self.open_connections)))
-        metrics.add(Gauge("bninception_buffered_bytes", "request body bytes held now, all requests",
-                          lambda: float(self.buffers.used)))
+        metrics.gauge("bninception_queue_depth", "requests waiting for a batch", lambda: float(self.batcher.depth))
+        metrics.gauge("bninception_ready", "1 while /v2/health/ready answers 200", lambda: float(self.health() is None))
+        metrics.gauge("bninception_open_connections", "HTTP connections open now", lambda: float(self.open_connections))
+        metrics.gauge("bninception_buffered_bytes", "request body bytes held now, all requests",
+                      lambda: float(self.buffers.used))
         if self.decoder is not None:
             budget = self.decoder.budget
-            metrics.add(Gauge("bninception_decode_bytes", "decode budget taken now (estimated bytes)",
-                              lambda: float(budget.used)))
-            metrics.add(Gauge("bninception_decode_peak_bytes", "most of the decode budget ever taken at once",
-                              lambda: float(budget.peak)))
-        metrics.add(Constants("bninception_limit", "the server's limits (README: Serving, Limits)", {
+            metrics.gauge("bninception_decode_bytes", "decode budget taken now (estimated bytes)",
+                          lambda: float(budget.used))
+            metrics.gauge("bninception_decode_peak_bytes", "most of the decode budget ever taken at once",
+                          lambda: float(budget.peak))
+        metrics.constants("bninception_limit", "the server's limits (README: Serving, Limits)", {
             "max_header_bytes": config.max_header_bytes, "max_headers": config.max_headers,
             "max_body_bytes": self.max_body_bytes, "max_image_bytes": config.max_image_bytes,
             "max_image_pixels": config.max_image_pixels, "decode_memory_bytes": config.decode_memory_mb * MIB,
@@ -90,16 +93,14 @@ class ServerState:
             "read_timeout_seconds": config.read_timeout_s, "keep_alive_seconds": config.keep_alive_s,
             "request_timeout_seconds": config.request_timeout_s,
             "graceful_shutdown_seconds": config.graceful_shutdown_s,
-        }))
+        })
 
     # -- inference ----------------------------------------------------------------------------
-    def _queue_depth(self) -> float:
-        return float(self.batcher.depth)
-
-    def _observe(self, rows: int, requests: int, seconds: float) -> None:
+    def _observe(self, rows: int, queued_s: list[float], phases_s: tuple[float, float, float]) -> None:
         self.metrics.batch_size.observe(rows)
-        self.metrics.batch_requests.observe(requests)
-        self.metrics.inference.observe(seconds)
+        self.metrics.batch_requests.observe(len(queued_s))
+        self.metrics.inference.observe(phases_s[1])
+        self.stats.batch(rows, queued_s, phases_s)
 
     def health(self) -> str | None:
         """None while requests can be answered; else why not (``/v2/health/ready`` says 503)."""
@@ -107,7 +108,7 @@ class ServerState:
 
     def _refuse_busy(self, exc: Exception) -> ProtocolError:
         if isinstance(exc, QueueFull):
-            self.metrics.rejected.inc(reason="queue_full")
+            self.metrics.refused("queue_full")
             return ProtocolError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"})
         return ProtocolError(503, str(exc), {"Retry-After": "1"})
 
@@ -128,7 +129,7 @@ class ServerState:
         try:
             return future.result()
         except RequestTimeout as exc:
-            self.metrics.rejected.inc(reason="timeout")
+            self.metrics.refused("timeout")
             raise ProtocolError(504, f"request timed out after {exc.args[0]:g} s") from None
         except asyncio.CancelledError:
             raise
@@ -175,7 +176,21 @@ class ServerState:
         config["output"].append({**config["output"][0], "name": "probabilities"})
         return config
 
+    def repository_index(self) -> list[dict[str, str]]:
+        """The model repository of a server of one model (Triton's model_repository extension)."""
+        problem = self.health()
+        return [{"name": self.name, "version": MODEL_VERSION, "state": "READY" if problem is None else "UNAVAILABLE",
+                 "reason": problem or ""}]
+
+    def load(self, name: str, unload: bool = False) -> None:
+        """Repository load / unload: the served model is always loaded; this server cannot unload it."""
+        self.check_model(name)
+        if unload:
+            raise ProtocolError(400, f"model {name!r} cannot be unloaded: this server serves one model, "
+                                     f"loaded at start (stop the server instead)")
+
     def close(self) -> None:
+        self.shm.close()
         self.batcher.close()
         if self.decoder is not None:
             self.decoder.close()

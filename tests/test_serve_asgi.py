@@ -44,4 +44,4 @@ def test_infer_through_the_asgi_app(serve_model_path: Path, serve_reference: Any
     assert malformed.status_code == 400
     text = metrics.text
     for code in ("200", "404", "405", "400"):
-        assert f'bninception_requests_total{{code="{code}",endpoint="infer"}} 1' in text, code
+        assert f'bninception_requests_total{{code="{code}",endpoint="infer"}} 1.0' in text, code

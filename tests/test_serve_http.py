@@ -113,7 +113,7 @@ def test_gzip_request_body(serve_server: Any, serve_reference: Any) -> None:
 def test_concurrent_clients_are_batched(serve_server: Any, serve_reference: Any) -> None:
     runs_before = metric(serve_server, "bninception_batch_requests_count")
     requests_before = metric(serve_server, "bninception_batch_requests_sum")
-    singles_before = metric(serve_server, 'bninception_batch_requests_bucket{le="1"}')
+    singles_before = metric(serve_server, 'bninception_batch_requests_bucket{le="1.0"}')
     c = client(serve_server, concurrency=16)
     x = digits_images(48, seed=5)
     pending = []
@@ -126,7 +126,7 @@ def test_concurrent_clients_are_batched(serve_server: Any, serve_reference: Any)
     np.testing.assert_allclose(logits, serve_reference(x), atol=1e-5)  # each request got its own rows
     runs = metric(serve_server, "bninception_batch_requests_count") - runs_before
     merged = metric(serve_server, "bninception_batch_requests_sum") - requests_before
-    multi = runs - (metric(serve_server, 'bninception_batch_requests_bucket{le="1"}') - singles_before)
+    multi = runs - (metric(serve_server, 'bninception_batch_requests_bucket{le="1.0"}') - singles_before)
     assert merged == 48
     assert runs < 48 and multi >= 1, f"48 requests ran in {runs} batches, {multi} with more than one"
     assert metric(serve_server, "bninception_queue_depth") == 0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bninception.serve.batcher import DynamicBatcher, QueueFull
-from bninception.serve.metrics import Histogram, ServerMetrics
+from bninception.serve.metrics import ServerMetrics
 from bninception.serve.protocol import (
     HEADER_LENGTH,
     InferRequest,
@@ -75,7 +75,6 @@ def test_binary_request_roundtrip() -> None:
     (request_json(data=[0.5] * 15), None, "15 values in 'data' but shape [1, 1, 4, 4] needs 16"),
     (request_json(data=["a"] * 16), None, "found str"),
     (request_json(data=[[0.5] * 8, 0.5]), None, "mixes numbers and nested arrays"),
-    (request_json(data=[float("nan")] * 16), None, "NaN or infinite"),
     (request_json(outputs=[{"name": "features"}]), None, "unknown output 'features'"),
     (request_json(parameters={"timeout": -1}), None, "timeout must be a positive integer"),
     (request_json(id=7), None, "'id' must be a string"),
@@ -85,6 +84,44 @@ def test_json_request_errors(body: bytes, header: str | None, message: str) -> N
         parse(body, header)
     assert info.value.status == 400
     assert message in info.value.message
+
+
+def test_non_finite_inputs_pass_through_as_in_triton() -> None:
+    """perf_analyzer's default random data holds NaN and infinities; Triton hands them to the model."""
+    x = np.full((1, 1, 4, 4), np.nan, np.float32)
+    x[0, 0, 0, :2] = [np.inf, -np.inf]
+    body, header = binary_request(x)
+    np.testing.assert_array_equal(parse(body, header).data, x)
+    assert np.isnan(parse(request_json(data=[float("nan")] * 16), None).data).all()
+
+
+def test_shared_memory_input_and_output() -> None:
+    """Inputs read from, outputs written to the regions a request names (Triton's system shared memory)."""
+    x = np.arange(32, dtype=np.float32).reshape(2, 1, 4, 4)
+    reads: list[tuple[str, int, int]] = []
+
+    def read(region: str, offset: int, size: int) -> bytes:
+        reads.append((region, offset, size))
+        return x.tobytes()
+
+    header = json.dumps({"inputs": [{"name": "data", "datatype": "FP32", "shape": [2, 1, 4, 4], "parameters": {
+        "shared_memory_region": "in", "shared_memory_byte_size": 128, "shared_memory_offset": 8}}],
+        "outputs": [{"name": "logits", "parameters": {"shared_memory_region": "out",
+                                                      "shared_memory_byte_size": 80}}]}).encode()
+    request = parse_infer_request(header, None, "data", (1, 4, 4), 4, read)
+    np.testing.assert_array_equal(request.data, x)
+    assert reads == [("in", 8, 128)] and request.outputs[0].shm == ("out", 0, 80)
+    written: dict[str, bytes] = {}
+    logits = np.ones((2, 10), np.float32)
+    body, _ = encode_infer_response("m", "1", request, logits, lambda r, o, b: written.__setitem__(r, b))
+    assert written["out"] == logits.tobytes()
+    entry = json.loads(body)["outputs"][0]
+    assert "data" not in entry and entry["parameters"]["shared_memory_region"] == "out"
+    small = parse_infer_request(header.replace(b"80}", b"40}"), None, "data", (1, 4, 4), 4, read)
+    with pytest.raises(ProtocolError, match="more than its shared_memory_byte_size 40"):
+        encode_infer_response("m", "1", small, logits, lambda r, o, b: None)
+    with pytest.raises(ProtocolError, match="does not match shape"):
+        parse_infer_request(header.replace(b"128", b"64"), None, "data", (1, 4, 4), 4, read)
 
 
 def test_binary_header_lies() -> None:
@@ -202,16 +239,59 @@ def test_batcher_queue_full_cancel_and_errors() -> None:
 
 
 def test_metrics_render_prometheus_text() -> None:
-    metrics = ServerMetrics(queue_depth=lambda: 3)
-    metrics.requests.inc(endpoint="infer", code="200")
-    metrics.requests.inc(endpoint="infer", code="200")
+    metrics = ServerMetrics()
+    metrics.count("infer", 200)
+    metrics.count("infer", 200)
     metrics.batch_size.observe(5)
-    text = metrics.render()
-    assert 'bninception_requests_total{code="200",endpoint="infer"} 2' in text
-    assert 'bninception_batch_size_bucket{le="4"} 0' in text
-    assert 'bninception_batch_size_bucket{le="8"} 1' in text
-    assert "bninception_queue_depth 3" in text
-    hist = Histogram("h", "help", [1, 2])
-    for value in (0.5, 1.0, 1.5, 9):
-        hist.observe(value)
-    assert list(hist.bucket_counts().values()) == [2, 1, 1] and hist.count == 4
+    metrics.gauge("bninception_queue_depth", "waiting", lambda: 3)
+    metrics.constants("bninception_limit", "limits", {"max_batch": 32})
+    text = metrics.render().decode()
+    assert 'bninception_requests_total{code="200",endpoint="infer"} 2.0' in text
+    assert 'bninception_batch_size_bucket{le="4.0"} 0.0' in text
+    assert 'bninception_batch_size_bucket{le="8.0"} 1.0' in text
+    assert "bninception_queue_depth 3.0" in text and 'bninception_limit{name="max_batch"} 32.0' in text
+
+
+def test_a_lone_request_never_waits_and_a_busy_model_batches_what_queued() -> None:
+    """Triton's default: the free model takes what is queued at once; requests arriving while it runs
+    form the next batch. The observer sees each batch's queue waits and phases (statistics)."""
+    gate, seen, observed = threading.Event(), [], []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        gate.wait(5)
+        return batch
+
+    batcher = DynamicBatcher(run, max_batch=8, observer=lambda *args: observed.append(args))
+    try:
+        first = batcher.submit(np.zeros((1, 1), np.float32))
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:  # taken alone, without waiting for company
+            time.sleep(0.002)
+        later = [batcher.submit(np.zeros((n, 1), np.float32)) for n in (2, 3)]
+        gate.set()
+        for future in (first, *later):
+            future.result(timeout=5)
+    finally:
+        gate.set()
+        batcher.close()
+    assert seen == [1, 5]
+    assert [(rows, len(waits)) for rows, waits, _ in observed] == [(1, 1), (5, 2)]
+    assert all(len(phases) == 3 and min(phases) >= 0 for _, _, phases in observed)
+
+
+def test_statistics_have_tritons_shape() -> None:
+    from bninception.serve.stats import ModelStatistics
+
+    stats = ModelStatistics("m", "1")
+    stats.batch(5, [0.001, 0.002], (0.0001, 0.004, 0.0002))
+    stats.request(True, 0.01)
+    stats.request(False, 0.02)
+    out = stats.to_dict()
+    assert out["inference_count"] == 5 and out["execution_count"] == 1
+    assert out["inference_stats"]["success"] == {"count": 1, "ns": 10_000_000}
+    assert out["inference_stats"]["fail"]["count"] == 1
+    assert out["inference_stats"]["queue"] == {"count": 2, "ns": 3_000_000}
+    assert out["batch_stats"] == [{"batch_size": 5, "compute_input": {"count": 1, "ns": 100_000},
+                                   "compute_infer": {"count": 1, "ns": 4_000_000},
+                                   "compute_output": {"count": 1, "ns": 200_000}}]
