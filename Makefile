@@ -35,7 +35,7 @@ test: lint
 # the Dockerfile's cpu target built and served in a real Docker engine (docker/test_cpu_image.py):
 # starts dockerd if none runs, makes the local base image once, checks the container from the host
 docker-test: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py
+	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py docker/test_perf_analyzer.py
 
 gpu-test: $(STAMP)
 	$(VENV)/bin/pytest -q -m gpu
@@ -53,7 +53,7 @@ bench-precision: $(STAMP)
 	$(PY) benchmarks/precision_cpu.py
 
 bench-serve: $(STAMP)
-	$(PY) benchmarks/serve_load.py
+	$(PY) benchmarks/serve_perf.py
 
 bench-soak: $(STAMP)
 	$(PY) benchmarks/soak.py

@@ -2,30 +2,33 @@
 
 Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never stops the next):
 
-1. environment   torch + CUDA device, TensorRT (``tensorrt.Builder``), ONNX Runtime and its providers
-2. pipeline      the demo recipe on the built-in digits: train, population statistics, export, fold,
-                 FP16, INT8 (the project's own stages, each with its own gate)
+1. environment   torch + CUDA device, TensorRT (``tensorrt.Builder``; a broken install is an ERROR),
+                 ONNX Runtime and its providers
+2. pipeline      the demo recipe on the built-in digits, trained and population statistics computed on
+                 the device: train, population, export, fold, FP16, INT8 (the project's own stages)
 3. torch-parity  model.pt on CUDA (TF32 off) vs CPU on the test split, DESIGN.md's FP32 gate
-4. population    Algorithm 2 statistics computed on CUDA vs on CPU from the same checkpoint
-5. engines       build-engine fp32 / fp16 / int8 (needs TensorRT), and the run's engines classified
+4. autocast      model.pt under FP16 autocast on CUDA vs FP32 on the CPU, DESIGN.md's FP16 gate
+5. population    Algorithm 2 statistics computed on CUDA vs on CPU from the same checkpoint
+6. torch-speed   PyTorch BN-Inception 224 (full width) at batch 1 / 32 / 256, FP32 (TF32 off) and FP16,
+                 channels-last, eager and torch.compile while the budget lasts: images/s and peak
+                 GPU memory (the anchors TensorRT engines must beat)
+7. engines       build-engine fp32 / fp16 / int8 (needs TensorRT), and the run's engines classified
                  usable / stale / foreign / broken for this host
-6. tensorrt-ep   each engine's ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider (needs
+8. tensorrt-ep   each engine's ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider (needs
                  onnxruntime-gpu) against PyTorch, with the gate of its precision
-7. validate      ``bninception.validate.validate_run`` (every artifact, engine rows included)
-8. bench         ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
+9. validate      ``bninception.validate.validate_run`` (every artifact, engine and CUDA-EP rows included)
+10. bench        ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
 
-What the host needs: the repository, Python >= 3.10, a CUDA build of PyTorch, and
-``pip install -e .[cpu]`` (numpy, onnx, onnxruntime, scikit-learn, scikit-image; the
-digits data ship with scikit-learn, nothing is downloaded). TensorRT (``pip install -e .[gpu]``
-or the NGC image) and ``onnxruntime-gpu`` are optional: their steps are skipped with the reason
-when absent. Offline hosts: on a connected machine ``pip download -d wheelhouse -e .[cpu]``,
-then ``pip install --no-index --find-links wheelhouse -e .[cpu]`` on the GPU host.
+Runs from a plain checkout, nothing installed: ``python3 benchmarks/gpu_check.py`` needs only torch,
+numpy, onnx, onnxruntime, scikit-learn, scikit-image and Pillow (the digits ship with scikit-learn).
+TensorRT and onnxruntime-gpu are optional: their steps SKIP with the reason.
 
-    python benchmarks/gpu_check.py [--out runs/gpu-check] [--budget 540] [--json FILE]
-    python benchmarks/gpu_check.py --run runs/demo          # check an existing run's model instead of training
-    python benchmarks/gpu_check.py --device cpu --quick     # the code path without a GPU
+    python3 benchmarks/gpu_check.py [--out runs/gpu-check] [--budget 420] [--json FILE]
+    python3 benchmarks/gpu_check.py --run runs/demo          # check an existing run's model instead of training
+    python3 benchmarks/gpu_check.py --device cpu --quick     # the code path without a GPU
 
-Exit status 0 when no step FAILs or ERRORs (SKIP is fine), 1 otherwise.
+Overall PASS (exit 0) when every step passed; PARTIAL (exit 3) when none failed but some were skipped
+(the reason is on each row: it verified less than a full GPU host can); FAIL (exit 1) otherwise.
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bninception.core.files import atomic_write_text
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain checkout: nothing installed
 
-PASS, FAIL, SKIP, ERROR = "PASS", "FAIL", "SKIP", "ERROR"
+from bninception.core.files import atomic_write_text  # noqa: E402
+
+PASS, FAIL, SKIP, ERROR, PARTIAL = "PASS", "FAIL", "SKIP", "ERROR", "PARTIAL"
+EXIT = {PASS: 0, FAIL: 1, PARTIAL: 3}
 PRECISIONS = ("fp32", "fp16", "int8")
 POPULATION_REL_TOL = 1e-3  # CUDA vs CPU population statistics (TF32 off): float32 reduction order only
 
@@ -74,6 +80,8 @@ class Settings:
     batch_sizes: tuple[int, ...] = (1, 8, 32)
     bench_min_seconds: float = 0.2
     bench_max_seconds: float = 1.0
+    speed_batches: tuple[int, ...] = (1, 32, 256)
+    speed_seconds: float = 1.0
 
 
 class Check:
@@ -126,8 +134,11 @@ def environment(check: Check, step: Step) -> None:
         props = torch.cuda.get_device_properties(0)
         info.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
                     gpu_memory_gib=round(props.total_memory / 2**30, 1), gpus=torch.cuda.device_count())
-    trt = load_tensorrt()
-    info["tensorrt"] = getattr(trt, "__version__", None) if trt is not None else None
+    try:
+        trt = load_tensorrt()
+        info["tensorrt"] = getattr(trt, "__version__", None) if trt is not None else None
+    except Exception as exc:  # installed but broken: an error, never "not installed"
+        info["tensorrt"], info["tensorrt_error"] = None, str(exc)
     try:
         import onnxruntime as ort
 
@@ -146,6 +157,9 @@ def environment(check: Check, step: Step) -> None:
         step.detail = "--device cuda but torch.cuda.is_available() is False: " + step.detail
     if info.get("onnxruntime") is None:
         step.status = FAIL
+    if "tensorrt_error" in info:
+        step.status = ERROR
+        step.detail = f"{info['tensorrt_error']}; " + step.detail
 
 
 def pipeline(check: Check, step: Step) -> None:
@@ -276,6 +290,97 @@ def population_parity(check: Check, step: Step) -> None:
                    f"var {worst['var'][0]:.1e}{where['var']}; tol {POPULATION_REL_TOL:g}")
     problems = [f"{k} differs by {v:.2e} in {n}" for k, (v, n) in worst.items() if not v <= POPULATION_REL_TOL]
     _judge(step, problems, s.device)
+
+
+def autocast(check: Check, step: Step) -> None:
+    import torch
+
+    from bninception.core.gates import GATES, compare
+    from bninception.model.checkpoint import load_model
+
+    run, device = _require_run(check), check.settings.device
+    if device != "cuda":
+        step.status, step.detail = SKIP, "FP16 autocast is measured on CUDA only (no CUDA device)"
+        return
+    _tf32_off()
+    model, pre, _labels, _ = load_model(run.path("model.pt"))
+    images, labels = _test_split(run, pre.size, check.settings.validate_limit)
+    reference = _logits(model, images, "cpu")
+    with torch.autocast("cuda", dtype=torch.float16):
+        candidate = _logits(model, images, "cuda")
+    cmp = compare(reference, candidate, f"PyTorch FP16 autocast vs FP32 cpu, {len(images)} test images", labels)
+    problems = GATES["fp16"].failures(cmp)
+    step.data = asdict(cmp)
+    step.detail = (f"agreement {cmp.top1_agreement * 100:.2f}%, max abs diff {cmp.max_abs_diff:.2e} "
+                   f"(gate {GATES['fp16'].describe()})")
+    _judge(step, problems, device)
+
+
+def _images_per_second(model: Any, x: Any, seconds: float, device: str) -> float:
+    import torch
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        sync()
+        calls, start = 0, time.perf_counter()
+        while calls < 3 or time.perf_counter() - start < seconds:
+            model(x)
+            calls += 1
+        sync()
+    return len(x) * calls / (time.perf_counter() - start)
+
+
+def torch_speed(check: Check, step: Step) -> None:
+    """PyTorch's own throughput for BN-Inception 224 (random weights: speed does not depend on them)."""
+    import torch
+
+    from bninception.model.architecture import ModelConfig, build_model
+
+    s, device = check.settings, check.settings.device
+    _tf32_off()
+    base = build_model(ModelConfig()).eval().to(device, memory_format=torch.channels_last)
+    precisions = {"fp32": torch.float32, "fp16": torch.float16} if device == "cuda" else {"fp32": torch.float32}
+    batches = s.speed_batches if device == "cuda" else s.speed_batches[:1]
+    rows, skipped = [], []
+    for mode in ("eager", "compile"):
+        for name, dtype in precisions.items():
+            if check.left() < 60:
+                skipped.append(f"{mode} {name}: time budget")
+                continue
+            model = base.to(dtype)
+            if mode == "compile":
+                try:
+                    model = torch.compile(model)
+                except Exception as exc:  # no compiler toolchain on the host
+                    skipped.append(f"compile: {type(exc).__name__}: {exc}"[:160])
+                    continue
+            for batch in batches:
+                x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+                if device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                try:
+                    speed = _images_per_second(model, x, s.speed_seconds, device)
+                except Exception as exc:  # torch.compile failing at first call, out of memory
+                    skipped.append(f"{mode} {name} b{batch}: {type(exc).__name__}: {str(exc)[:120]}")
+                    break
+                peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+                rows.append({"mode": mode, "precision": name, "batch": batch, "images_per_second": round(speed, 1),
+                             "peak_mib": round(peak, 1) if peak is not None else None})
+                say(f"gpu-check: torch-speed {mode} {name} b{batch}: {speed:,.0f} img/s")
+    step.data = {"rows": rows, "skipped": skipped, "channels_last": True, "tf32": False}
+    best = max(rows, key=lambda r: r["images_per_second"], default=None)
+    step.detail = f"{len(rows)} cells" + (f"; best {best['mode']} {best['precision']} b{best['batch']} "
+                                          f"{best['images_per_second']:,.0f} img/s" if best else "")
+    if device != "cuda":
+        step.status, step.detail = SKIP, "no CUDA device: PyTorch on the CPU at batch 1 (code path only); " + \
+            step.detail
+    elif skipped:
+        step.detail += f"; not measured: {'; '.join(skipped)}"[:300]
 
 
 def _judge(step: Step, problems: list[str], device: str) -> None:
@@ -444,6 +549,11 @@ def summary_lines(steps: list[Step], env: dict[str, Any], seconds: float, json_p
             diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
             lines.append(f"  {r['name'][:34]:<34} {r['precision']:<5} {r['status']:<5} agree {agree:>8}  "
                          f"max diff {diff}")
+    speed_step = next((s for s in steps if s.name == "torch-speed" and s.data.get("rows")), None)
+    if speed_step is not None:
+        lines += ["", "PyTorch BN-Inception 224, channels-last (images/s, peak MiB):"]
+        lines += [f"  {r['mode']:<8} {r['precision']:<5} batch {r['batch']:>4}  {r['images_per_second']:>10,.0f}  "
+                  f"{r['peak_mib'] if r['peak_mib'] is not None else '-'}" for r in speed_step.data["rows"]]
     ep_step = next((s for s in steps if s.name == "tensorrt-ep" and s.data.get("rows")), None)
     if ep_step is not None:
         lines += ["", "ORT TensorRT EP (our plan):"]
@@ -455,24 +565,33 @@ def summary_lines(steps: list[Step], env: dict[str, Any], seconds: float, json_p
 
 
 def overall(steps: list[Step]) -> str:
-    return FAIL if any(s.status in (FAIL, ERROR) for s in steps) else PASS
+    """FAIL when a step failed or erred; PARTIAL when one was skipped (it verified less); else PASS."""
+    if any(s.status in (FAIL, ERROR) for s in steps):
+        return FAIL
+    return PARTIAL if any(s.status == SKIP for s in steps) else PASS
 
 
 # step -> (body, seconds it needs to be worth starting)
 STEPS: dict[str, tuple[Callable[[Check, Step], None], float]] = {
     "environment": (environment, 0), "pipeline": (pipeline, 60), "torch-parity": (torch_parity, 10),
-    "population": (population_parity, 20), "engines": (engines, 120), "tensorrt-ep": (tensorrt_ep, 20),
-    "validate": (validate, 30), "bench": (bench, 30),
+    "autocast": (autocast, 10), "population": (population_parity, 20), "torch-speed": (torch_speed, 60),
+    "engines": (engines, 120), "tensorrt-ep": (tensorrt_ep, 20), "validate": (validate, 30), "bench": (bench, 30),
 }
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    s = Settings(out=Path(args.out), device=args.device, budget=args.budget)
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    s = Settings(out=Path(args.out), device=device, budget=args.budget)
     if args.quick:  # the code path in seconds, not a meaningful model
         s.epochs, s.max_steps = 1, 4
         s.population_batches, s.population_batch_size = 2, 32
         s.int8_samples, s.validate_limit = 64, 64
         s.batch_sizes, s.bench_min_seconds, s.bench_max_seconds = (1, 4), 0.02, 0.1
+        s.speed_batches, s.speed_seconds = (1, 8), 0.1
     if args.epochs is not None:
         s.epochs = args.epochs
     if args.run is not None:
@@ -485,9 +604,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/gpu-check", help="work folder (replaced) (default: %(default)s)")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
-                        help="the device compared with the CPU (default: %(default)s)")
-    parser.add_argument("--budget", type=float, default=540.0,
+    parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
+                        help="the device compared with the CPU (default: cuda where PyTorch sees one, else cpu)")
+    parser.add_argument("--budget", type=float, default=420.0,
                         help="seconds; steps that would start after it are skipped (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo recipe's 30)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks the code path, not the model")
@@ -525,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         atomic_write_text(args.json, text)
     print("\n".join(summary_lines(check.steps, check.context.get("env", {}), seconds, json_path)))
-    return 0 if document["overall"] == PASS else 1
+    return EXIT[document["overall"]]
 
 
 if __name__ == "__main__":

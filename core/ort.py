@@ -140,7 +140,10 @@ def default_options(provider: str, threads: int = 0) -> dict[str, str]:
 
     OpenVINO: the CPU device with FP32 inference precision (``OPENVINO_CONFIG``), and ``threads``
     as its inference thread count (OpenVINO runs the graph on its own threads, not ONNX Runtime's).
+    CUDA: TF32 off (ONNX Runtime's CUDA provider defaults to ``use_tf32=1``, which breaks the FP32 gate).
     """
+    if provider_name(provider) == PROVIDERS["cuda"]:
+        return {"use_tf32": "0"}
     if provider_name(provider) != PROVIDERS["openvino"]:
         return {}
     config: dict[str, str] = dict(OPENVINO_CONFIG)

@@ -44,6 +44,11 @@ DOCKERD_LOG = Path(tempfile.gettempdir()) / "bninception-dockerd.log"
 ENV = {**os.environ, "DOCKER_BUILDKIT": "0"}  # Debian's docker.io has no buildx: the classic builder
 
 
+PERF_ANALYZER = "2.60.0"
+PERF_ANALYZER_TAG = f"bninception-perf-analyzer:{PERF_ANALYZER}"
+TRIXIE_TAG = "bninception-base:trixie"  # glibc 2.41: perf_analyzer's wheel needs 2.38
+
+
 class HarnessError(RuntimeError):
     """A step failed; the message says which and why."""
 
@@ -178,6 +183,44 @@ def make_base_image(tag: str = BASE_TAG, suite: str = SUITE, force: bool = False
 
 # ----------------------------------------------------------------------------------------------
 # build inputs (docker/local) and the image
+
+
+def perf_analyzer_image(force: bool = False) -> str:
+    """Triton's perf_analyzer in a trixie image (docker/perf_analyzer.Dockerfile), built once."""
+    if image_exists(PERF_ANALYZER_TAG) and not force:
+        return PERF_ANALYZER_TAG
+    make_base_image(TRIXIE_TAG, suite="trixie")
+    with tempfile.TemporaryDirectory(prefix="bninception-pa-") as tmp:
+        context = Path(tmp)
+        shutil.copy(ROOT / "docker" / "perf_analyzer.Dockerfile", context / "Dockerfile")
+        cert = pip_settings().get("cert")
+        (context / "ca.crt").write_bytes(Path(cert).read_bytes() if cert and Path(cert).is_file() else b"")
+        docker("build", "--network", "host", "-q", "--build-arg", f"PERF_ANALYZER={PERF_ANALYZER}",
+               "--build-arg", f"BASE_IMAGE={TRIXIE_TAG}", "-t", PERF_ANALYZER_TAG, str(context), timeout=900)
+    return PERF_ANALYZER_TAG
+
+
+@dataclass(frozen=True)
+class PerfRow:
+    """One line of perf_analyzer's summary: concurrency, inferences per second, average latency."""
+
+    concurrency: int
+    throughput: float
+    latency_us: float
+
+
+def perf_analyzer(url: str, protocol: str, *args: str, model: str = "bninception",
+                  timeout: float = 300) -> tuple[list[PerfRow], str]:
+    """Run perf_analyzer (``--network host --ipc host``: 127.0.0.1 and the host's /dev/shm) against
+    ``url``; its summary rows and its whole output. A non-zero exit is a HarnessError with the output."""
+    result = docker("run", "--rm", "--network", "host", "--ipc", "host", PERF_ANALYZER_TAG, "perf_analyzer",
+                    "-m", model, "-u", url, "-i", protocol, *args, timeout=timeout, check=False)
+    output = result.stdout + result.stderr
+    rows = [PerfRow(int(m[1]), float(m[2]), float(m[3])) for m in re.finditer(
+        r"^Concurrency: (\d+), throughput: ([\d.]+) infer/sec, latency (\d+) usec", output, re.MULTILINE)]
+    if result.returncode != 0 or not rows:
+        raise HarnessError(f"perf_analyzer -i {protocol} {' '.join(args)} failed ({result.returncode}):\n{output[-3000:]}")
+    return rows, output
 
 
 def pip_settings() -> dict[str, str]:

@@ -15,11 +15,19 @@ from bninception.core.errors import BninceptionError
 
 
 def load_tensorrt() -> ModuleType | None:
-    """The real ``tensorrt`` module, or None (not installed, a stub-only namespace, or broken)."""
+    """The real ``tensorrt`` module, or None where it is not installed (or only as type stubs).
+
+    An installed TensorRT that fails to load (a missing ``libnvinfer``, a CUDA mismatch) is a
+    BninceptionError naming the cause, never "not installed".
+    """
     try:
         module = importlib.import_module("tensorrt")
-    except Exception:  # ImportError, or a broken install raising OSError on its shared libraries
-        return None
+    except ModuleNotFoundError as exc:
+        if exc.name == "tensorrt":
+            return None
+        raise BninceptionError(f"TensorRT is installed but cannot be imported: {exc}") from None
+    except Exception as exc:  # ImportError / OSError from its shared libraries
+        raise BninceptionError(f"TensorRT is installed but cannot be loaded: {type(exc).__name__}: {exc}") from None
     return module if hasattr(module, "Builder") else None
 
 
@@ -65,11 +73,13 @@ class HostEnv:
 
 def probe_host(device: int = 0) -> tuple[HostEnv | None, str]:
     """(this host's TensorRT + GPU ``device``, "") or (None, why engines cannot run here); never raises."""
-    ok, reason = available()
-    if not ok:
-        return None, reason
     try:
+        ok, reason = available()
+        if not ok:
+            return None, reason
         return host_env(device), ""
+    except BninceptionError as exc:  # an installed TensorRT that does not load
+        return None, str(exc)
     except Exception as exc:  # a CUDA error from torch, a device index out of range
         return None, f"cannot query GPU {device}: {exc}"
 

@@ -194,7 +194,14 @@ class ContextModelRunner(OrtRunner):
 
     def __init__(self, context_path: str | os.PathLike[str], sidecar: Sidecar, name: str | None = None,
                  device: int = 0) -> None:
+        from bninception.engines.detect import load_tensorrt
+
         check_provider()
+        # pip's [gpu] route: ONNX Runtime's TensorRT provider finds libnvinfer only once the tensorrt
+        # package has loaded it into this process
+        if load_tensorrt() is None:
+            raise BninceptionError("ONNX Runtime's TensorRT provider needs TensorRT's libraries: install the "
+                                   "tensorrt package it was built against (pip install 'bninception[gpu]')")
         read_context_model(context_path)
         super().__init__(os.fspath(context_path), name=name or f"ort-tensorrt-{sidecar.spec.precision}",
                          providers=[PROVIDER], optimization="disable",

@@ -20,7 +20,7 @@ from bninception.core import metadata
 from bninception.serve.asgi import ClientGone, Message, ServerApp, gone_status, read_body
 from bninception.serve.config import ServeConfig
 from bninception.serve.protocol import ProtocolError, softmax
-from bninception.serve.state import MODEL_VERSION, ServerState
+from bninception.serve.state import CUDA_SHM_REFUSED, MODEL_VERSION, ServerState
 
 if TYPE_CHECKING:
     from fastapi import Request, Response
@@ -159,6 +159,22 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
     async def shm_unregister(region: str | None = None) -> Response:
         state.shm.unregister(region)
         return _json({})
+
+    @app.get("/v2/cudasharedmemory/status")
+    @app.get("/v2/cudasharedmemory/region/{region}/status")
+    async def cuda_shm_status(region: str | None = None) -> Response:
+        if region:
+            raise ProtocolError(404, f"unknown CUDA shared-memory region {region!r}")
+        return _json([])
+
+    @app.post("/v2/cudasharedmemory/unregister")
+    @app.post("/v2/cudasharedmemory/region/{region}/unregister")
+    async def cuda_shm_unregister(region: str | None = None) -> Response:
+        return _json({})
+
+    @app.post("/v2/cudasharedmemory/region/{region}/register")
+    async def cuda_shm_register(region: str) -> Response:
+        raise ProtocolError(400, CUDA_SHM_REFUSED)
 
     # -- model --------------------------------------------------------------------------------
     @app.get("/v2/models/{name}")

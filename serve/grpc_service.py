@@ -37,14 +37,15 @@ from bninception.serve.protocol import (
     softmax,
     write_outputs,
 )
-from bninception.serve.state import MODEL_VERSION, ServerState
+from bninception.serve.state import CUDA_SHM_REFUSED, MODEL_VERSION, ServerState
 
 log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelConfig",
            "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
-           "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister")
+           "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+           "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister")
 STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
           503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
@@ -182,6 +183,17 @@ class InferenceService:
     def SystemSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
         self.state.shm.unregister(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
+
+    def CudaSharedMemoryStatus(self, request: Any, context: Any) -> Any:
+        if request.name:
+            raise ProtocolError(404, f"unknown CUDA shared-memory region {request.name!r}")
+        return pb.CudaSharedMemoryStatusResponse()
+
+    def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        raise ProtocolError(400, CUDA_SHM_REFUSED)
+
+    def CudaSharedMemoryUnregister(self, request: Any, context: Any) -> Any:
+        return pb.CudaSharedMemoryUnregisterResponse()
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         state = self.state

@@ -345,8 +345,7 @@ def encode_infer_response(model_name: str, version: str, request: InferRequest, 
         array = tensors[wanted.name]
         entry: dict[str, Any] = {"name": wanted.name, "datatype": DATATYPE, "shape": list(array.shape)}
         if wanted.shm is not None:
-            entry["parameters"] = {"shared_memory_region": wanted.shm[0], "shared_memory_byte_size": array.nbytes,
-                                   "shared_memory_offset": wanted.shm[1]}
+            pass  # written to its region; no parameters (Triton's C++ client then expects binary_data_size)
         elif wanted.binary:
             blob = np.ascontiguousarray(array, dtype="<f4").tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MODEL_VERSION = "1"
 SERVER_NAME = "bninception"
+CUDA_SHM_REFUSED = "CUDA shared memory is not supported by this server; use system shared memory"
 
 
 class RequestTimeout(Exception):

@@ -95,6 +95,27 @@ def test_provider_names_and_clear_refusals() -> None:
         ort.create_session("/nonexistent/model.onnx")
 
 
+def test_cuda_provider_runs_fp32_without_tf32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's CUDA provider defaults to use_tf32=1: FP32 convolutions in TF32 would break the
+    1e-4 FP32 gate on Ampere and newer. Every CUDA session gets use_tf32=0 unless the caller says otherwise."""
+    from bninception.core import ort
+
+    assert ort.default_options("cuda") == {"use_tf32": "0"}
+    assert ort.default_options("CUDAExecutionProvider") == {"use_tf32": "0"}
+    assert ort.default_options("cpu") == {}
+    seen: dict = {}
+
+    class FakeSession:
+        def __init__(self, source, sess_options, providers, provider_options) -> None:
+            seen.update(zip(providers, provider_options, strict=True))
+
+    monkeypatch.setattr(ort.onnxruntime(), "InferenceSession", FakeSession)
+    monkeypatch.setattr(ort, "available", lambda: ["cuda", "cpu"])
+    monkeypatch.setattr(ort, "resolve", lambda requested: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ort.create_session(b"model bytes", providers=["cuda", "cpu"])
+    assert seen["CUDAExecutionProvider"] == {"use_tf32": "0"}
+
+
 def test_two_onnxruntime_builds_are_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     from bninception.core import ort
 

@@ -136,3 +136,17 @@ def test_provider_options_and_check_with_a_given_provider_list() -> None:
     epcontext.check_provider(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.raises(BninceptionError, match=r"\(available: CUDAExecutionProvider, CPUExecutionProvider\)"):
         epcontext.check_provider(["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_context_runner_loads_tensorrt_itself(built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's TensorRT provider finds libnvinfer only after ``import tensorrt`` in the process
+    (pip's [gpu] route): the runner imports it itself, and says so when it is missing."""
+    from bninception.engines import detect
+
+    _run, summary = built
+    monkeypatch.setattr(epcontext, "check_provider", lambda: None)  # as on a host with onnxruntime-gpu
+    loaded: list[str] = []
+    monkeypatch.setattr(detect, "load_tensorrt", lambda: loaded.append("tensorrt"))  # returns None: missing
+    with pytest.raises(BninceptionError, match="needs TensorRT's libraries"):
+        epcontext.ContextModelRunner(summary["context_model"], read_sidecar(summary["sidecar"]))
+    assert loaded == ["tensorrt"]

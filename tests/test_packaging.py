@@ -46,3 +46,15 @@ def test_cli_parser_imports_no_heavy_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", "heavy modules imported by --help"
+
+
+def test_build_requirements_support_the_license_field() -> None:
+    """``license = "MIT"`` (an SPDX string, PEP 639) needs setuptools >= 77; older ones refuse to build."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)
+    setuptools = next(Requirement(r) for r in project["build-system"]["requires"] if r.startswith("setuptools"))
+    assert not setuptools.specifier.contains("76.1") and setuptools.specifier.contains("77.0")

@@ -1,0 +1,140 @@
+"""`make bench-serve`: Triton's perf_analyzer against ``bninception serve`` over HTTP and gRPC, beside
+in-process ONNX Runtime on the same file, in one run.
+
+Server settings compared: the default (a free model takes what is queued, requests arriving while it
+runs form the next batch), ``--max-delay-ms 5`` (the oldest request may wait 5 ms for company: the
+old default) and ``--no-batching``. Each server is its own process on 127.0.0.1 with
+``--threads 1``; perf_analyzer 2.60 (docker/harness.py: a trixie container, ``--network host``) sends
+one image per request with its default random data, at concurrency 1, 4 and 16, in time windows
+until three are within 10% (25% with wider windows on a busy host). In-process: the same ONNX file through OrtRunner, one thread, batch 1
+(latency) and batch 4 / 16 (the throughput a perfect batcher could reach). Bounded: about 3-4 minutes.
+
+    .venv/bin/python benchmarks/serve_perf.py [--model runs/demo/model.folded.onnx] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "docker"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import harness  # noqa: E402
+
+SETTINGS = {"default": [], "max-delay 5 ms": ["--max-delay-ms", "5"], "no batching": ["--no-batching"]}
+CONCURRENCY = (1, 4, 16)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(model: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int, int]:
+    http, grpc = free_port(), free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--model", str(model), "--port",
+                                str(http), "--grpc-port", str(grpc), "--threads", "1", *extra],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1):
+                return process, http, grpc
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not become ready in 60 s")
+
+
+def measure(url: str, protocol: str, concurrency: int) -> harness.PerfRow:
+    """perf_analyzer's row for one concurrency; a busier host gets wider windows before it gives up."""
+    for interval, stability in (("1500", "10"), ("3000", "25")):
+        try:
+            rows, _ = harness.perf_analyzer(url, protocol, "--measurement-interval", interval, "--stability-percentage",
+                                            stability, "--max-trials", "8", "--concurrency-range", str(concurrency))
+            return rows[-1]
+        except harness.HarnessError as exc:
+            error = exc
+    raise error
+
+
+def in_process(model: Path) -> list[dict[str, Any]]:
+    import numpy as np
+
+    from bninception.core.runner import OrtRunner
+
+    runner = OrtRunner(str(model), threads=1)
+    shape = runner.input_spec
+    rows = []
+    for batch in CONCURRENCY:
+        x = np.random.default_rng(0).standard_normal((batch, shape.channels, shape.height, shape.width))
+        x = x.astype(np.float32)
+        runner.run(x)
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 2.0:
+            runner.run(x)
+            calls += 1
+        seconds = (time.perf_counter() - start) / calls
+        rows.append({"mode": "in-process", "setting": f"batch {batch}", "concurrency": batch,
+                     "throughput": batch / seconds, "latency_us": seconds * 1e6})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="an ONNX classifier (default: the demo network, exported here)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    problem = harness.ensure_engine()
+    if problem is not None:
+        raise SystemExit(f"perf_analyzer runs in Docker: {problem}")
+    harness.perf_analyzer_image()
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            model = Path(args.model)
+        else:
+            from serve_helpers import export_classifier
+
+            model = export_classifier(Path(tmp) / "model.onnx")
+        rows = in_process(model)
+        for setting, extra in SETTINGS.items():
+            process, http, grpc = start_server(model, extra)
+            try:
+                for protocol, port in (("http", http), ("grpc", grpc)):
+                    for concurrency in CONCURRENCY:
+                        row = measure(f"127.0.0.1:{port}", protocol, concurrency)
+                        rows.append({"mode": protocol, "setting": setting, "concurrency": concurrency,
+                                     "throughput": row.throughput, "latency_us": row.latency_us})
+                        print(f"  {protocol:4} {setting:15} c{concurrency:<3} {row.throughput:9.0f} img/s "
+                              f"{row.latency_us / 1000:7.2f} ms", file=sys.stderr, flush=True)
+            finally:
+                process.terminate()
+                process.wait(30)
+    print(f"{'mode':<11}{'setting':<16}{'conc.':>6}{'img/s':>10}{'latency ms':>12}")
+    for row in rows:
+        print(f"{row['mode']:<11}{row['setting']:<16}{row['concurrency']:>6}{row['throughput']:>10.0f}"
+              f"{row['latency_us'] / 1000:>12.2f}")
+    by = {(r["mode"], r["setting"], r["concurrency"]): r for r in rows}
+    for protocol in ("http", "grpc"):
+        lone = by[(protocol, "default", 1)]["latency_us"] / by[(protocol, "no batching", 1)]["latency_us"]
+        busy = by[(protocol, "default", 16)]["throughput"] / by[(protocol, "max-delay 5 ms", 16)]["throughput"]
+        print(f"{protocol}: concurrency 1 latency, default / no batching = {lone:.2f}x (target <= 1.2x); "
+              f"concurrency 16 throughput, default / max-delay 5 ms = {busy:.2f}x (target >= 1x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
