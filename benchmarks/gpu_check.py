@@ -48,7 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain checkout: nothing installed
 
-from bninception.core.files import atomic_write_text  # noqa: E402
+from bninception.core.files import atomic_write_text
 
 PASS, FAIL, SKIP, ERROR, PARTIAL = "PASS", "FAIL", "SKIP", "ERROR", "PARTIAL"
 EXIT = {PASS: 0, FAIL: 1, PARTIAL: 3}

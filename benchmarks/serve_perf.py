@@ -6,8 +6,9 @@ runs form the next batch), ``--max-delay-ms 5`` (the oldest request may wait 5 m
 old default) and ``--no-batching``. Each server is its own process on 127.0.0.1 with
 ``--threads 1``; perf_analyzer 2.60 (docker/harness.py: a trixie container, ``--network host``) sends
 one image per request with its default random data, at concurrency 1, 4 and 16, in time windows
-until three are within 10% (25% with wider windows on a busy host). In-process: the same ONNX file through OrtRunner, one thread, batch 1
-(latency) and batch 4 / 16 (the throughput a perfect batcher could reach). Bounded: about 3-4 minutes.
+until three are within 10% (25% with wider windows on a busy host). In-process: the same ONNX file
+through OrtRunner, one thread, batch 1 (latency) and batch 4 / 16 (the throughput a perfect batcher
+could reach). Bounded: about 3-4 minutes.
 
     .venv/bin/python benchmarks/serve_perf.py [--model runs/demo/model.folded.onnx] [--json OUT]
 """

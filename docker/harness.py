@@ -219,7 +219,8 @@ def perf_analyzer(url: str, protocol: str, *args: str, model: str = "bninception
     rows = [PerfRow(int(m[1]), float(m[2]), float(m[3])) for m in re.finditer(
         r"^Concurrency: (\d+), throughput: ([\d.]+) infer/sec, latency (\d+) usec", output, re.MULTILINE)]
     if result.returncode != 0 or not rows:
-        raise HarnessError(f"perf_analyzer -i {protocol} {' '.join(args)} failed ({result.returncode}):\n{output[-3000:]}")
+        raise HarnessError(f"perf_analyzer -i {protocol} {' '.join(args)} failed ({result.returncode}):\n"
+                           f"{output[-3000:]}")
     return rows, output
 
 

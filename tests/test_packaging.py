@@ -51,7 +51,6 @@ def test_cli_parser_imports_no_heavy_module() -> None:
 def test_build_requirements_support_the_license_field() -> None:
     """``license = "MIT"`` (an SPDX string, PEP 639) needs setuptools >= 77; older ones refuse to build."""
     import tomllib
-
     from packaging.requirements import Requirement
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
