@@ -24,7 +24,7 @@ import numpy as np
 from bninception.artifact_runners import ArtifactRunner, Skipped, discover
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_write_json
+from bninception.core.files import atomic_write_json, parse_json
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
@@ -314,7 +314,6 @@ def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BA
 def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES, force: bool = False,
                 include_engines: bool = True, **kwargs: Any) -> StageResult:
     """:func:`bench_run` as a pipeline stage: skipped (bench.json re-read) when nothing changed."""
-    import json
 
     params = {"format": REPORT_FORMAT, "batch_sizes": list(batch_sizes), **kwargs}
     arts, _ = bench_backends(run, BenchSettings(batch_sizes=tuple(batch_sizes)), include_engines)
@@ -326,7 +325,7 @@ def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
         return Done({"results": len(report.results)}, report, f"{len(report.backends())} backends timed")
 
     return run_stage(run, spec, body, force=force, on_skip=lambda: BenchReport.from_dict(
-        json.loads(run.path(layout.BENCH_JSON).read_text())))
+        parse_json(run.path(layout.BENCH_JSON).read_bytes(), run.path(layout.BENCH_JSON))))
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

@@ -7,7 +7,6 @@ folder; runs nothing heavy itself. Missing pieces become a line saying so, never
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_write_json, atomic_write_text
+from bninception.core.files import atomic_write_json, atomic_write_text, parse_json
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 
@@ -34,9 +33,9 @@ def _read_json(run: RunDir, name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("report: %s is not readable JSON (%s); left out", path, exc)
+        data = parse_json(path.read_bytes(), path)
+    except (OSError, BninceptionError) as exc:
+        log.warning("report: %s is not readable (%s); left out", path, exc)
         return None
     return data if isinstance(data, dict) else None
 

@@ -335,10 +335,11 @@ def validate_stage(run: RunDir, data: str | None = None, force: bool = False, in
 
 
 def load_validation(run: RunDir) -> ValidationReport:
-    import json
+
+    from bninception.core.files import parse_json
 
     path = run.require(layout.VALIDATE_JSON, "run `bninception validate`")
     try:
-        return ValidationReport.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return ValidationReport.from_dict(parse_json(path.read_bytes(), path, "re-run `bninception validate`"))
+    except (KeyError, TypeError, AttributeError) as exc:
         raise BninceptionError(f"{path} is not a readable validation report: {exc}") from exc

@@ -59,7 +59,20 @@ def atomic_write_with(target: str | os.PathLike[str], writer: Callable[[BinaryIO
         writer(handle)
 
 
-def read_json(path: str | os.PathLike[str], max_bytes: int, what: str) -> Any:
+def parse_json(data: str | bytes, where: object, recover: str = "") -> Any:
+    """``json.loads`` with one clear error naming ``where`` for anything an editor or a crash can leave:
+    broken or truncated JSON, bytes that are not UTF-8, nesting too deep for the parser."""
+    from bninception.core.errors import BninceptionError
+
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise BninceptionError(f"{where} is not valid JSON ({problem})" + (f"; {recover}" if recover else "")) \
+            from None
+
+
+def read_json(path: str | os.PathLike[str], max_bytes: int, what: str, recover: str = "") -> Any:
     """A small JSON file (``what`` says what it should be), size-bounded, with errors naming the file."""
     from bninception.core.errors import BninceptionError
 
@@ -67,9 +80,10 @@ def read_json(path: str | os.PathLike[str], max_bytes: int, what: str) -> Any:
     if path.stat().st_size > max_bytes:
         raise BninceptionError(f"{path} is larger than {max_bytes} bytes; not {what}")
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
-        raise BninceptionError(f"{path} is not valid JSON: {exc}") from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BninceptionError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_json(data, path, recover)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -67,10 +67,9 @@ def props(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def _json(raw: str, key: str, source: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BninceptionError(f"{source}: metadata {key} is not JSON: {exc}") from exc
+    from bninception.core.files import parse_json
+
+    return parse_json(raw, f"{source}: metadata {key}")
 
 
 def parse(values: Mapping[str, str], source: str, num_classes: int | None = None) -> ModelMetadata:

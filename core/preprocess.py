@@ -17,6 +17,10 @@ from bninception.core.errors import BninceptionError
 
 ChannelOrder = Literal["RGB", "BGR", "GRAY"]
 MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs
+MAX_RESIZE = 8192  # the shorter side an image is resized to, at most
+UPLOAD_FORMATS = ("JPEG", "PNG")  # what the server decodes; Pillow's other plugins are never loaded for it
+FILE_FORMATS = ("JPEG", "PNG", "BMP")  # ImageFolder training data (model.data.IMAGE_SUFFIXES)
+MAX_JPEG_SCANS = 64  # a progressive JPEG has about 10; tens of thousands decode for seconds
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,21 @@ class Preprocess:
     input_range: float = 1.0
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        """Refuse a convention that cannot work (it may come from a user's ONNX metadata)."""
+        problems = []
+        if self.channel_order not in ("RGB", "BGR", "GRAY"):
+            problems.append(f"channel_order {str(self.channel_order)[:16]!r} is not RGB, BGR or GRAY")
+        elif not len(self.mean) == len(self.std) == self.channels:
+            problems.append(f"{len(self.mean)} means and {len(self.std)} stds for {self.channels} channel(s)")
+        if not 1 <= self.size <= self.resize <= MAX_RESIZE:
+            problems.append(f"size {self.size} and resize {self.resize} need 1 <= size <= resize <= {MAX_RESIZE}")
+        values = (self.input_range, *self.mean, *self.std)
+        if not all(np.isfinite(values)) or self.input_range <= 0 or min(self.std, default=1) <= 0:
+            problems.append("input_range, mean and std must be finite, with input_range and std > 0")
+        if problems:
+            raise BninceptionError(f"preprocessing {'; '.join(problems)}")
 
     @property
     def channels(self) -> int:
@@ -46,8 +65,8 @@ class Preprocess:
             return cls(size=int(data["size"]), resize=int(data["resize"]),
                        channel_order=data["channel_order"], input_range=float(data["input_range"]),
                        mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BninceptionError(f"invalid preprocessing record {data!r}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise BninceptionError(f"invalid preprocessing record {str(data)[:200]}: {exc}") from None
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 HWC (or HW for GRAY) pixels in this order -> float32 CHW network input."""
@@ -62,7 +81,10 @@ class Preprocess:
         """A PIL image -> resized, centre-cropped uint8 array in ``channel_order``."""
         from PIL import Image
 
-        image = _to_eight_bit(image).convert("L" if self.channel_order == "GRAY" else "RGB")
+        try:
+            image = _to_eight_bit(image).convert("L" if self.channel_order == "GRAY" else "RGB")
+        except (ValueError, OSError) as exc:
+            raise BninceptionError(f"cannot convert a {image.mode} image to {self.channel_order}: {exc}") from None
         width, height = image.size
         scale = self.resize / min(width, height)
         new_size = (max(self.size, round(width * scale)), max(self.size, round(height * scale)))
@@ -119,22 +141,31 @@ def decode_memory(image: Any, channel_order: ChannelOrder = "RGB") -> int:
     return pixels * storage + eight_bit + converted
 
 
-def open_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
-    """Read an image's header (no pixels decoded yet), refusing one of more than ``max_pixels``."""
+def open_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS,
+               formats: tuple[str, ...] = UPLOAD_FORMATS) -> Any:
+    """Read an image's header (no pixels decoded yet) with only Pillow's ``formats`` plugins, refusing
+    one of more than ``max_pixels`` or a JPEG of more than ``MAX_JPEG_SCANS`` scans."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=list(formats))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise BninceptionError(f"{source}: not a readable image ({exc})") from exc
+        kinds = " or ".join(formats)
+        raise BninceptionError(f"{source}: not a readable {kinds} image ({str(exc)[:120]})") from None
     if image.width * image.height > max_pixels:
         raise BninceptionError(f"{source}: {image.width}x{image.height} exceeds {max_pixels} pixels")
+    if image.format == "JPEG":
+        scans = data.count(b"\xff\xda")  # SOS markers: 0xFF in entropy-coded data is always stuffed
+        if scans > MAX_JPEG_SCANS:
+            raise BninceptionError(f"{source}: a JPEG of {scans} scans (at most {MAX_JPEG_SCANS}): a progressive "
+                                   f"JPEG that would take seconds to decode")
     return image
 
 
-def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
-    """Decode JPEG/PNG bytes into a PIL image with a clear error and a pixel-count bound."""
-    image = open_image(data, source, max_pixels)
+def decode_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_PIXELS,
+                 formats: tuple[str, ...] = UPLOAD_FORMATS) -> Any:
+    """Decode image bytes (``formats`` only) into a PIL image with a clear error and a pixel-count bound."""
+    image = open_image(data, source, max_pixels, formats)
     return load_pixels(image, source)
 
 
@@ -155,4 +186,4 @@ def load_image(path: str) -> Any:
             data = handle.read()
     except OSError as exc:
         raise BninceptionError(f"cannot read image {path}: {exc}") from exc
-    return decode_image(data, source=path)
+    return decode_image(data, source=path, formats=FILE_FORMATS)

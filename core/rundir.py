@@ -7,15 +7,22 @@ have the recorded hashes and its outputs exist with the recorded hashes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_write_json, sha256_file
+from bninception.core.files import atomic_write_json, parse_json, sha256_file
+
+log = logging.getLogger("bninception.run")
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bninception-manifest/1"
@@ -43,6 +50,10 @@ def _manifest_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
+LOCK = ".lock"
+_HELD: dict[tuple[str, int], int] = {}  # (run directory, thread) -> how deep this thread holds its lock
+
+
 @dataclass
 class RunDir:
     """A run folder (``runs/NAME``) with its manifest."""
@@ -66,6 +77,34 @@ class RunDir:
     def path(self, name: str) -> Path:
         return self.root / name
 
+    @contextlib.contextmanager
+    def locked(self, stage: str) -> Iterator[None]:
+        """Hold the run directory's lock while a stage reads, writes and records: a second process
+        (another pipeline, a stage command) waits for it, with one line saying whom it waits for."""
+        key = (str(self.root.resolve()), threading.get_ident())
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
+        fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                log.warning("%s is in use (%s); waiting for it", self.root, holder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}, stage {stage}".encode(), 0)
+            _HELD[key] = 1
+            yield
+        finally:
+            _HELD.pop(key, None)
+            os.close(fd)  # releases the lock
+
     def require(self, name: str, hint: str = "") -> Path:
         """The path of an artifact that must exist, or a clear error naming it."""
         path = self.path(name)
@@ -83,9 +122,10 @@ class RunDir:
         recover = (f"move it aside (mv {path} {path}.bad) and re-run: stages whose outputs are intact "
                    "are redone or re-recorded, nothing else is lost")
         try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
-            raise BninceptionError(f"{path} is not valid JSON ({exc}); {recover}") from exc
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise BninceptionError(f"cannot read {path}: {exc.strerror}; {recover}") from None
+        data = parse_json(raw, path, recover)
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
             raise BninceptionError(f"{path} is not a {MANIFEST_FORMAT} manifest; {recover}")
         data.setdefault("stages", {})
@@ -118,11 +158,13 @@ class RunDir:
         return True
 
     def record(
-        self, stage: str, params: dict[str, Any], inputs: list[str], outputs: list[str], seconds: float
+        self, stage: str, params: dict[str, Any], inputs: list[str] | dict[str, str], outputs: list[str],
+        seconds: float
     ) -> None:
-        """Record a finished stage: call only after every output has been written atomically."""
+        """Record a finished stage: call only after every output has been written atomically. ``inputs``
+        as a name -> sha256 map records the hashes of what the stage read (taken before it ran)."""
         data = self.manifest()
-        input_hashes = {name: self.sha256(name) for name in inputs}
+        input_hashes = dict(inputs) if isinstance(inputs, dict) else {name: self.sha256(name) for name in inputs}
         output_hashes = {name: self.sha256(name) for name in outputs}
         data["stages"][stage] = {
             "params": _jsonable(params),

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
 
 log = logging.getLogger("bninception.stage")
@@ -75,14 +76,20 @@ def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: 
     known = dict(known or {})
     for name in spec.inputs:
         run.require(name, spec.hints.get(name, ""))
-    if check_fresh and not force and run.is_fresh(spec.name, dict(spec.params), spec.inputs,
-                                                  recorded_outputs(run, spec)):
-        log.info("stage %s: up to date, skipped", spec.name)
-        return StageResult(spec.name, "skipped", 0.0, known, on_skip() if on_skip else None)
-    started = time.perf_counter()
-    done = body()
-    seconds = time.perf_counter() - started
-    if record:
-        run.record(spec.name, dict(spec.params), spec.inputs, recorded_outputs(run, spec), seconds)
+    with run.locked(spec.name):
+        if check_fresh and not force and run.is_fresh(spec.name, dict(spec.params), spec.inputs,
+                                                      recorded_outputs(run, spec)):
+            log.info("stage %s: up to date, skipped", spec.name)
+            return StageResult(spec.name, "skipped", 0.0, known, on_skip() if on_skip else None)
+        read = {name: run.sha256(name) for name in spec.inputs}  # what the body is about to read
+        started = time.perf_counter()
+        done = body()
+        seconds = time.perf_counter() - started
+        changed = [name for name in spec.inputs if not run.path(name).is_file() or run.sha256(name) != read[name]]
+        if changed:
+            raise BninceptionError(f"stage {spec.name}: {', '.join(changed)} changed while the stage read it; its "
+                                   f"outputs may mix two versions and are not recorded: re-run the stage")
+        if record:
+            run.record(spec.name, dict(spec.params), read, recorded_outputs(run, spec), seconds)
     log.info("stage %s: %s (%.1f s)", spec.name, done.message or "done", seconds)
     return StageResult(spec.name, "done", seconds, {**known, **done.summary}, done.value)

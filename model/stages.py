@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_write_json, sha256_file
+from bninception.core.files import atomic_write_json, parse_json, sha256_file
 from bninception.core.preprocess import Preprocess
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
@@ -26,8 +25,8 @@ def update_metrics(run: RunDir, section: str, values: dict[str, Any]) -> None:
     metrics: dict[str, Any] = {}
     if path.is_file():
         try:
-            metrics = json.loads(path.read_text())
-        except json.JSONDecodeError:
+            metrics = parse_json(path.read_bytes(), path)
+        except BninceptionError:  # rewritten whole below
             metrics = {}
     metrics[section] = values
     atomic_write_json(path, metrics)

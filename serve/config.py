@@ -7,12 +7,14 @@ policy and ``/metrics`` exports the values (``bninception_limit{name=...}``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 from bninception.core.errors import BninceptionError
 
 MIB = 1 << 20
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a model name: one URL path segment, one file name
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class ServeConfig:
             value = getattr(self, item.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise BninceptionError(f"{item.name.replace('_', '-')} must be a finite number, got {value}")
+        if not NAME.match(self.model_name):
+            raise BninceptionError(f"model name {self.model_name[:64]!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                                   "(it appears in URLs and paths)")
         problems = [name for name, ok in (
             ("max-batch >= 1", self.max_batch >= 1), ("max-queue >= 1", self.max_queue >= 1),
             ("max-delay-ms >= 0", self.max_delay_ms >= 0), ("timeout-s > 0", self.request_timeout_s > 0),

@@ -151,7 +151,7 @@ class ImageDecoder:
         from bninception.core.preprocess import load_pixels
 
         try:
-            return self.preprocess(load_pixels(image, "uploaded image"))[None]
+            return self.preprocess(load_pixels(image, "uploaded image"))[None]  # BninceptionError: a 400
         finally:
             image.close()  # frees the decoded pixels now, whoever still holds the object
             if need >= TRIM_AFTER_BYTES:

@@ -7,8 +7,9 @@ server on a thread of its own. It answers from
 the same ServerState as HTTP: the same batcher merges requests of both, the same health decides
 readiness. Client mistakes get the gRPC status that
 matches the HTTP one (400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 503 -> UNAVAILABLE, 504 ->
-DEADLINE_EXCEEDED). grpcio's own limits bound the rest: message size (the infer body limit),
-concurrent RPCs (``max_connections``), metadata size (its 8 KiB default).
+DEADLINE_EXCEEDED). grpcio's own limits bound the rest (:func:`grpc_options`): message size (the
+infer body limit), concurrent RPCs and connections (``max_connections``), idle connections
+(``keep_alive_s``), the handshake time, metadata size (its 8 KiB default).
 """
 
 from __future__ import annotations
@@ -273,6 +274,17 @@ def _handler(service: InferenceService, method: str) -> Any:
                                                response_serializer=response_type.SerializeToString)
 
 
+def grpc_options(config: Any, message_limit: int) -> list[tuple[str, int]]:
+    """grpcio's own settings for the server's limits: message size; connections idle for ``keep_alive_s``
+    (no RPC in flight) closed; at most ``max_connections`` connections (beyond them new ones are
+    refused, so HTTP keeps its descriptors); a connection must finish its HTTP/2 handshake within
+    ``read_timeout_s``."""
+    return [("grpc.max_receive_message_length", message_limit), ("grpc.max_send_message_length", message_limit),
+            ("grpc.so_reuseport", 0), ("grpc.max_connection_idle_ms", int(config.keep_alive_s * 1000)),
+            ("grpc.max_allowed_incoming_connections", config.max_connections),
+            ("grpc.server_handshake_timeout_ms", int(config.read_timeout_s * 1000))]
+
+
 class GrpcServer:
     """grpcio's asyncio server on a thread and event loop of its own (requests still meet HTTP's in the
     one batcher, which hands each loop its results)."""
@@ -303,8 +315,7 @@ class GrpcServer:
         limit = state.max_body_bytes + (1 << 16)
         try:
             service = InferenceService(state)
-            server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
-                                              ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)],
+            server = grpc.aio.server(options=grpc_options(state.config, limit),
                                      maximum_concurrent_rpcs=state.config.max_connections)
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
                 SERVICE, {method: _handler(service, method) for method in METHODS}),))

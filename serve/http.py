@@ -14,6 +14,10 @@ subclass adds, per connection:
   answers, shuts its sending side and reads and discards what the client still sends for a short
   while, so the client reads the answer instead of a connection reset;
 - on shutdown, a request still arriving is given up (503) just before uvicorn's graceful timeout;
+- a request arriving in more than ``SMALL_PIECES`` reads of under ``MIN_PIECE_BYTES`` bytes on average is
+  refused (408): a sender that trickles bytes costs the event loop a pass per read;
+- an ``Upgrade`` header (``curl --http2`` sends ``Upgrade: h2c``) is ignored on an HTTP/1.1 request
+  that has a body: llhttp stops at it, so the body is read here and the request served as HTTP/1.1;
 - the response head and body leave in one write (uvicorn writes them separately);
 - the V2 infer route (``route``, serve/infer.py) is served right here, without an ASGI task and
   messages per request: on the demo model that halves the server's CPU per request.
@@ -33,6 +37,8 @@ from typing import Any, Protocol, cast
 log = logging.getLogger(__name__)
 
 LINGER_S = 2.0  # lingering close: read and discard for at most this long...
+SMALL_PIECES = 1024  # a request that has arrived in this many reads...
+MIN_PIECE_BYTES = 64  # ...averaging fewer bytes each is refused (a 1-byte-at-a-time sender costs a loop pass a byte)
 LINGER_BYTES = 64 << 20  # ...or this many bytes
 GAVE_UP = "bninception.gave_up"  # scope key: (status, reason) when the connection answered for the app
 
@@ -128,6 +134,8 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
             self._linger_left = -1  # >= 0 while lingering
             self._shutting_down = False
             self._out: list[bytes] = []
+            self._pieces = self._piece_bytes = 0
+            self._upgrade_body: int | None = None  # body bytes still to read after an ignored Upgrade
             self._cycle_transport = _CycleTransport(self)
             hooks.opened()
             # uvicorn arms its keep-alive timer after each response; arm it for the first request too
@@ -147,6 +155,15 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
                 self._linger_left -= len(data)
                 if self._linger_left < 0:
                     self.transport.close()
+                return
+            self._pieces += 1
+            self._piece_bytes += len(data)
+            if self._pieces > SMALL_PIECES and self._piece_bytes < self._pieces * MIN_PIECE_BYTES:
+                self._refuse(408, f"the request arrives in too many small pieces ({self._pieces} reads of "
+                                  f"{self._piece_bytes // self._pieces} bytes on average)", "slow_sender")
+                return
+            if self._upgrade_body is not None:
+                self._read_upgrade_body(data)
                 return
             if self._head_left is not None:
                 self._begin()
@@ -168,8 +185,13 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
             self._unset_keepalive_if_required()
             try:
                 self.parser.feed_data(data)
-            except httptools.HttpParserUpgrade:
-                self._unsupported_upgrade_warning()
+            except httptools.HttpParserUpgrade as exc:  # ignored: the connection stays HTTP/1.1
+                self.parser = httptools.HttpRequestParser(self)  # llhttp stays paused after an upgrade
+                rest = data[exc.args[0]:]
+                if self._upgrade_body is not None:
+                    self._read_upgrade_body(rest)
+                elif rest:
+                    self._feed(rest)
             except httptools.HttpParserError:
                 if self._refusal is not None:
                     self._refuse(*self._refusal)
@@ -239,7 +261,26 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
                 direct.held += len(body)
                 direct.chunks.append(body)
 
+        def _read_upgrade_body(self, data: bytes) -> None:
+            """The body of a request whose Upgrade header llhttp stopped at, up to its Content-Length."""
+            assert self._upgrade_body is not None
+            take = min(len(data), self._upgrade_body)
+            if take:
+                self.on_body(data[:take])
+                self._upgrade_body -= take
+            if self._upgrade_body == 0:
+                self._upgrade_body = None
+                self.on_message_complete()
+                if len(data) > take:
+                    self.data_received(data[take:])
+
         def on_message_complete(self) -> None:
+            if self._upgrade_body is None and self.parser.should_upgrade():
+                length = dict(self.headers).get(b"content-length", b"0")
+                if length.isdigit() and int(length) > 0:  # the body follows the Upgrade llhttp stopped at
+                    self._upgrade_body = int(length)
+                    return
+            self._pieces = self._piece_bytes = 0
             direct = self.cycle
             if isinstance(direct, _Direct):
                 if not direct.response_complete and not direct.running:

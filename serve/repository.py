@@ -43,11 +43,15 @@ def _write_model(folder: Path, artifact: Path, artifact_name: str, config: dict[
 
 
 def write_repository(run: str | os.PathLike[str], out: str | os.PathLike[str], precision: str = "fp32",
-                     name: str = "bninception", max_batch: int = 32, max_delay_us: int = 5000,
+                     name: str = "bninception", max_batch: int = 32, max_delay_us: int = 0,
                      instances: int = 1) -> dict[str, Any]:
     """Write the repository; returns what was written (and why the TensorRT model was not, if so)."""
+    from bninception.serve.config import NAME
+
     if max_batch < 1 or max_delay_us < 0 or instances < 1:
         raise BninceptionError("max batch and instances must be >= 1, max delay >= 0")
+    if not NAME.match(name):  # a folder name inside the repository, never a path out of it
+        raise BninceptionError(f"--name {name[:64]!r} must be 1-64 letters, digits, '_', '.' or '-'")
     out_path = Path(out)
     if out_path.exists() and not out_path.is_dir():
         raise BninceptionError(f"-o {out_path} is a file; give the folder the repository goes into")

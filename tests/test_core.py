@@ -53,7 +53,8 @@ def test_metadata_round_trip_and_optional_entries() -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
-    (metadata.LABELS, "not json", "is not JSON"),
+    (metadata.LABELS, "not json", "is not valid JSON"),
+    (metadata.LABELS, "[" * 100_000, r"is not valid JSON \(nested too deeply\)"),
     (metadata.LABELS, '["a"]', "must list 2 class names, got 1"),
     (metadata.LABELS, '{"a": 1}', "must be a JSON list"),
     (metadata.PREPROCESS, '{"size": 4}', "is not valid"),

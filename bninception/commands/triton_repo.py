@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which model of the run (default: fp32 = model.folded.onnx)")
     parser.add_argument("--name", default="bninception", help="model name prefix (default: %(default)s)")
     parser.add_argument("--max-batch", type=int, default=32, help="max_batch_size (default: 32)")
-    parser.add_argument("--max-delay-us", type=int, default=5000,
-                        help="dynamic_batching max_queue_delay_microseconds (default: 5000)")
+    parser.add_argument("--max-delay-us", type=int, default=0,
+                        help="dynamic_batching max_queue_delay_microseconds (default: 0, as Triton and serve)")
     parser.add_argument("--instances", type=int, default=1, help="instance_group count (default: 1)")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")
 
