@@ -27,7 +27,7 @@ def test_an_input_replaced_while_the_stage_reads_it_is_not_recorded(tmp_path: Pa
         return Done()
 
     spec = StageSpec("upper", {}, ["in.txt"], ["out.txt"])
-    with pytest.raises(BninceptionError, match="in.txt changed while the stage read it"):
+    with pytest.raises(BninceptionError, match=r"in\.txt changed while the stage read it"):
         run_stage(run, spec, body)
     assert "upper" not in run.manifest()["stages"]
     result = run_stage(run, spec, lambda: Done(message=run.path("out.txt").write_text("SECOND") and ""))

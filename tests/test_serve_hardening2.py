@@ -219,6 +219,6 @@ def test_triton_repo_names_stay_inside_the_output(serve_model_path: Path, tmp_pa
     (run / "model.folded.onnx").write_bytes(serve_model_path.read_bytes())
     out = tmp_path / "deep" / "repo"
     for name in ("../../x", "a/b", "", ".hidden", "x" * 65):
-        with pytest.raises(BninceptionError, match="--name .* must be 1-64 letters"):
+        with pytest.raises(BninceptionError, match=r"--name .* must be 1-64 letters"):
             write_repository(run, out, name=name)
     assert not (tmp_path / "x_onnx").exists() and not out.exists()
