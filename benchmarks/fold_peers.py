@@ -6,6 +6,9 @@ count the BatchNormalization nodes left and the max abs output diff against the 
 (ONNX Runtime, graph optimizations off, random inputs), plus node counts and pass time (best
 of two calls).
 
+Then the scaling of each pass with the graph size: a chain of N Conv -> BatchNormalization pairs,
+N = 100 / 400 / 1600 / 6400 (a method that took over 20 s at one N is not run at the next).
+
     .venv/bin/python benchmarks/fold_peers.py [--budget 240] [--small-only] [--json OUT]
 
 Bounded: a method is skipped (and says so) once the time budget is spent.
@@ -92,6 +95,44 @@ def max_diff(reference: onnx.ModelProto, candidate: onnx.ModelProto, x: np.ndarr
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
 
+def conv_bn_chain(n: int) -> onnx.ModelProto:
+    """x -> (Conv 1x1 -> BatchNormalization) x n, 4 channels."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(n):
+        inits.append(numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), f"w{i}"))
+        inits += [numpy_helper.from_array(np.full(4, v, np.float32), f"{p}{i}") for p, v in
+                  (("s", 1.0), ("b", 0.0), ("m", 0.0), ("v", 1.0))]
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}"),
+                  helper.make_node("BatchNormalization", [f"c{i}", f"s{i}", f"b{i}", f"m{i}", f"v{i}"], [f"y{i}"],
+                                   name=f"bn{i}")]
+        x = f"y{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def scaling(sizes: tuple[int, ...] = (100, 400, 1600, 6400)) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for method in ("ours", "onnxoptimizer fuse_bn_into_conv", "onnxslim"):
+        for n in sizes:
+            if any(r["method"] == method and (r.get("seconds") or 99) > 20 for r in rows):
+                rows.append({"method": method, "n": n, "error": "skipped: over 20 s at a smaller N"})
+                continue
+            model = conv_bn_chain(n)
+            t0 = time.perf_counter()
+            try:
+                out = METHODS[method](model)
+                rows.append({"method": method, "n": n, "seconds": time.perf_counter() - t0,
+                             "bn_left": count(out, "BatchNormalization")})
+            except (Exception, RecursionError) as exc:  # onnxslim recurses per node
+                rows.append({"method": method, "n": n, "error": f"{type(exc).__name__}"})
+            print(f"  chain {n:5d} {method:38s} done", file=sys.stderr, flush=True)
+    return rows
+
+
 def count(model: onnx.ModelProto, op: str) -> int:
     return sum(n.op_type == op for n in model.graph.node)
 
@@ -138,9 +179,16 @@ def main() -> int:
             continue
         print(f"{row['model']:24s} {row['method']:38s} {row['bn_before']:9d} {row['bn_left']:7d} "
               f"{row['max_abs_diff']:12.3g} {row['nodes']:>11s} {row['seconds']:7.3f}")
+    chain = scaling()
+    print(f"\nConv+BN chain: seconds to fold N pairs (BN left)\n{'method':38s} " +
+          " ".join(f"{'N=' + str(n):>16s}" for n in (100, 400, 1600, 6400)))
+    for method in dict.fromkeys(r["method"] for r in chain):
+        cells = [f"{r['seconds']:.2f} ({r['bn_left']})" if "seconds" in r else str(r["error"])[:16]
+                 for r in chain if r["method"] == method]
+        print(f"{method:38s} " + " ".join(f"{c:>16s}" for c in cells))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=2)
+            json.dump({"models": rows, "chain": chain}, handle, indent=2)
     print(f"\ntotal {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -157,7 +157,8 @@ class ValidationReport:
         notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
         d = self.data
         caption = (f"{d.get('images', '?')} images, {d.get('classes', '?')} classes from "
-                   f"{d.get('source', '?')} ({d.get('split', '?')} split); overall: {self.verdict()}")
+                   f"{d.get('source', '?')} ({d.get('split', '?')} split); overall: {'PASS' if self.passed else 'FAIL'}"
+                   + (f"; rejected: {', '.join(self.rejected())}" if self.rejected() else ""))
         if markdown:
             return "\n".join([caption, "", *lines, "", *(f"- {n}" for n in notes)]).rstrip() + "\n"
         return "\n".join([*lines, caption, *notes])

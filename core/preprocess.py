@@ -150,8 +150,8 @@ def open_image(data: bytes, source: str = "image", max_pixels: int = MAX_IMAGE_P
     try:
         image = Image.open(io.BytesIO(data), formats=list(formats))
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        kinds = " or ".join(formats)
-        raise BninceptionError(f"{source}: not a readable {kinds} image ({str(exc)[:120]})") from None
+        raise BninceptionError(f"{source}: not a readable image (read here: {', '.join(formats)}; "
+                               f"{str(exc)[:120]})") from None
     if image.width * image.height > max_pixels:
         raise BninceptionError(f"{source}: {image.width}x{image.height} exceeds {max_pixels} pixels")
     if image.format == "JPEG":

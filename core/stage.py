@@ -9,6 +9,7 @@ one :class:`StageResult` type that the pipeline and ``--json`` read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -76,7 +77,8 @@ def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: 
     known = dict(known or {})
     for name in spec.inputs:
         run.require(name, spec.hints.get(name, ""))
-    with run.locked(spec.name):
+    # under torchrun every rank runs the stage and rank 0 records: only the recording rank holds the lock
+    with run.locked(spec.name) if record else contextlib.nullcontext():
         if check_fresh and not force and run.is_fresh(spec.name, dict(spec.params), spec.inputs,
                                                       recorded_outputs(run, spec)):
             log.info("stage %s: up to date, skipped", spec.name)

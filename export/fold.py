@@ -379,6 +379,17 @@ class _Folder:
     def _is_matmul_bias(self, add: onnx.NodeProto) -> bool:
         return any(_op(self.g.producer.get(name), "MatMul") for name in add.input)
 
+    def neighbourhood(self, bn: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """Every node a fold of ``bn`` may edit: the BN, its producer and the producer's producers
+        (MatMul + Add), the BN's consumers (Convs that absorb it)."""
+        g = self.g
+        producer = g.producer.get(bn.input[0])
+        nodes = [bn, *([producer] if producer is not None else [])]
+        if producer is not None:
+            nodes += [g.producer[name] for name in producer.input if name in g.producer]
+        nodes += [node for node, _ in g.consumers.get(bn.output[0], ())]
+        return list({id(n): n for n in nodes}.values())
+
     def run(self) -> None:
         left: dict[str, str] = {}
         changed = True
@@ -386,12 +397,13 @@ class _Folder:
             changed = False
             for bn in [n for n in self.g.nodes if _op(n, "BatchNormalization")]:
                 key = bn.name or bn.output[0]
+                before = self.g.snapshot(self.neighbourhood(bn))
                 try:
                     pattern = self.fold_one(bn)
                 except _Leave as why:
                     left[key] = str(why)
                     continue
-                self.g.refresh()
+                self.g.update(before)
                 left.pop(key, None)
                 self.report.folded[pattern] += 1
                 self.report.details.append({"node": key, "pattern": pattern})

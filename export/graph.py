@@ -100,8 +100,11 @@ class Graph:
     def __init__(self, model: onnx.ModelProto, inferred: onnx.ModelProto | None = None) -> None:
         self.model = model
         self.graph = model.graph
-        self.nodes: list[onnx.NodeProto] = [onnx.NodeProto.FromString(n.SerializeToString())
-                                            for n in self.graph.node]
+        self._nodes: list[onnx.NodeProto] = [onnx.NodeProto.FromString(n.SerializeToString())
+                                             for n in self.graph.node]
+        self._gone: set[int] = set()  # id() of removed or replaced nodes
+        self._instead: dict[int, list[onnx.NodeProto]] = {}  # id() of a replaced node -> its replacement
+        self._added: list[onnx.NodeProto] = []  # replacements not yet in the producer / consumer maps
         self.inits: dict[str, onnx.TensorProto] = {t.name: t for t in self.graph.initializer}
         self.graph_inputs = {v.name for v in self.graph.input}
         self.graph_outputs = {v.name for v in self.graph.output}
@@ -128,17 +131,51 @@ class Graph:
             self.rank.setdefault(tensor.name, len(tensor.dims))
 
     # -- structure ------------------------------------------------------------------------
+    @property
+    def nodes(self) -> list[onnx.NodeProto]:
+        """The nodes in order, removals and replacements applied."""
+        return [n for node in self._nodes
+                for n in (self._instead.get(id(node), []) if id(node) in self._gone else (node,))]
+
     def refresh(self) -> None:
-        """Rebuild the producer / consumer maps after an edit."""
+        """Rebuild the producer / consumer maps from scratch."""
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
         for node in self.nodes:
-            for out in node.output:
-                if out:
-                    self.producer[out] = node
-            for index, name in enumerate(node.input):
-                if name:
-                    self.consumers[name].append((node, index))
+            self._attach(node)
+        self._added.clear()
+
+    def _attach(self, node: onnx.NodeProto) -> None:
+        for out in node.output:
+            if out:
+                self.producer[out] = node
+        for index, name in enumerate(node.input):
+            if name:
+                self.consumers[name].append((node, index))
+
+    def snapshot(self, nodes: list[onnx.NodeProto]) -> list[tuple[onnx.NodeProto, list[str], list[str]]]:
+        """The inputs and outputs of ``nodes`` before an edit, for :meth:`update`."""
+        return [(node, list(node.input), list(node.output)) for node in nodes]
+
+    def update(self, before: list[tuple[onnx.NodeProto, list[str], list[str]]]) -> None:
+        """Bring the maps up to date after an edit that changed only the snapshot's nodes (and added
+        replacements): the cost is that of the nodes touched, not of the graph."""
+        for node, inputs, outputs in before:
+            for out in outputs:
+                if out and self.producer.get(out) is node:
+                    del self.producer[out]
+            for name in set(inputs):
+                users = [(n, i) for n, i in self.consumers.get(name, ()) if n is not node]
+                if users:
+                    self.consumers[name] = users
+                else:
+                    self.consumers.pop(name, None)
+        for node, _, _ in before:
+            if id(node) not in self._gone:
+                self._attach(node)
+        for node in self._added:
+            self._attach(node)
+        self._added.clear()
 
     def uses(self, name: str) -> int:
         return len(self.consumers.get(name, ())) + (name in self.graph_outputs)
@@ -151,18 +188,14 @@ class Graph:
         self._taken.add(name)
         return name
 
-    def index(self, node: onnx.NodeProto) -> int:
-        for position, candidate in enumerate(self.nodes):
-            if candidate is node:
-                return position
-        raise KeyError(node.name)
-
     def remove(self, node: onnx.NodeProto) -> None:
-        del self.nodes[self.index(node)]
+        self._gone.add(id(node))
 
     def replace(self, node: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> None:
-        position = self.index(node)
-        self.nodes[position:position + 1] = new_nodes
+        """``new_nodes`` take ``node``'s place (a node of the original graph)."""
+        self._gone.add(id(node))
+        self._instead[id(node)] = new_nodes
+        self._added.extend(new_nodes)
 
     # -- constants ------------------------------------------------------------------------
     def is_const(self, name: str) -> bool:
@@ -203,7 +236,6 @@ class Graph:
         while len(node.input) <= index:
             node.input.append("")
         node.input[index] = new_name
-        self.refresh()
 
     # -- finishing ------------------------------------------------------------------------
     def commit(self, maybe_unused: set[str]) -> None:

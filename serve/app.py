@@ -160,21 +160,12 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
         state.shm.unregister(region)
         return _json({})
 
-    @app.get("/v2/cudasharedmemory/status")
-    @app.get("/v2/cudasharedmemory/region/{region}/status")
-    async def cuda_shm_status(region: str | None = None) -> Response:
-        if region:
-            raise ProtocolError(404, f"unknown CUDA shared-memory region {region!r}")
-        return _json([])
-
-    @app.post("/v2/cudasharedmemory/unregister")
-    @app.post("/v2/cudasharedmemory/region/{region}/unregister")
-    async def cuda_shm_unregister(region: str | None = None) -> Response:
-        return _json({})
-
-    @app.post("/v2/cudasharedmemory/region/{region}/register")
-    async def cuda_shm_register(region: str) -> Response:
-        raise ProtocolError(400, CUDA_SHM_REFUSED)
+    @app.api_route("/v2/cudasharedmemory/{action:path}", methods=["GET", "POST"])
+    async def cuda_shm(action: str) -> Response:
+        """No CUDA shared memory here: status lists none, unregister succeeds, register is refused."""
+        if action.endswith("/register"):
+            raise ProtocolError(400, CUDA_SHM_REFUSED)
+        return _json([] if action.endswith("status") else {})
 
     # -- model --------------------------------------------------------------------------------
     @app.get("/v2/models/{name}")

@@ -1,18 +1,15 @@
 """Triton Inference Server model configuration: built as a dict, rendered as ``config.pbtxt``.
 
-The dict has the field names of Triton's ``ModelConfig`` protobuf (``model_config.proto``), so the
-same structure answers ``GET /v2/models/{name}/config`` as JSON and renders to protobuf text
-format without depending on tritonclient at run time.
+The dict has the field names of Triton's ``ModelConfig`` protobuf, so the same structure answers
+``GET /v2/models/{name}/config`` as JSON, gRPC ModelConfig, and renders to protobuf text format.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bninception.serve.model_info import ModelInfo
 
-ENUM_FIELDS = {"data_type", "kind", "format"}
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64"}
 
 
@@ -40,35 +37,10 @@ def model_config(info: ModelInfo, name: str, max_batch: int, max_delay_us: int, 
     return config
 
 
-def _scalar(key: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return value if key in ENUM_FIELDS else json.dumps(value)
-    raise TypeError(f"cannot render {key}={value!r} in protobuf text format")
-
-
-def _render(message: dict[str, Any], indent: int) -> list[str]:
-    pad = "  " * indent
-    lines: list[str] = []
-    for key, value in message.items():
-        if isinstance(value, dict):
-            lines += [f"{pad}{key} {{", *_render(value, indent + 1), f"{pad}}}"]
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            lines.append(f"{pad}{key} [")
-            for i, item in enumerate(value):
-                lines += [f"{pad}  {{", *_render(item, indent + 2),
-                          f"{pad}  }}{',' if i < len(value) - 1 else ''}"]
-            lines.append(f"{pad}]")
-        elif isinstance(value, list):
-            lines.append(f"{pad}{key}: [{', '.join(_scalar(key, v) for v in value)}]")
-        else:
-            lines.append(f"{pad}{key}: {_scalar(key, value)}")
-    return lines
-
-
 def to_pbtxt(config: dict[str, Any]) -> str:
-    """Protobuf text format of a ModelConfig dict."""
-    return "\n".join(_render(config, 0)) + "\n"
+    """Protobuf text format of a ModelConfig dict (through the generated ModelConfig message)."""
+    from google.protobuf import json_format, text_format
+
+    from bninception.serve.proto import inference_pb2
+
+    return text_format.MessageToString(json_format.ParseDict(config, inference_pb2.ModelConfig()))

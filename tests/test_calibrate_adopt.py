@@ -169,6 +169,6 @@ def test_a_rejected_artifact_is_shown_with_its_numbers(int8_run: RunDir, capsys:
     assert row["status"] == "REJECTED" and row["comparison"]["top1_agreement"] < 0.99
     assert saved["passed"] and saved["rejected"][0].startswith("model.int8.cpu.rejected.onnx (top-1 agreement")
     assert not any(s["artifact"] == "model.int8.cpu.onnx" for s in saved["skipped"])  # not "not built"
-    assert "REJECTED" in out and "rejected: model.int8.cpu.rejected.onnx (top-1 agreement" in out
+    assert "REJECTED" in out and "overall: PASS; rejected: model.int8.cpu.rejected.onnx (top-1 agreement" in out
     write_report(int8_run)
     assert "rejected: model.int8.cpu.rejected.onnx (top-1 agreement" in int8_run.path("report.md").read_text()

@@ -71,7 +71,7 @@ def test_export_gate_failure_writes_nothing(run_dir: Path, tmp_path: Path,
         stages.export_stage(run)
     assert not (tmp_path / "model.onnx").exists()
     assert "export" not in run.manifest()["stages"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "model.pt"]  # the run directory's lock
 
 
 def test_export_missing_model_pt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ def test_openvino_defaults_pin_the_cpu_device_and_fp32_precision() -> None:
     assert json.loads(options["load_config"]) == {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
     threaded = json.loads(ort.default_options("OpenVINOExecutionProvider", threads=3)["load_config"])
     assert threaded["CPU"]["INFERENCE_NUM_THREADS"] == "3"
-    assert ort.default_options("cpu") == {} and ort.default_options("cuda", threads=2) == {}
+    assert ort.default_options("cpu") == {} and ort.default_options("cuda", threads=2) == {"use_tf32": "0"}
 
 
 def test_providers_flag_is_parsed_with_user_names_and_checked() -> None:
