@@ -10,10 +10,11 @@ INT8: ``int8-trt`` is model.int8.onnx (the TensorRT Q/DQ layout) and ``int8-cpu`
 model.int8.cpu.onnx (U8 activations, 7-bit S8 weights, fused into QLinear* kernels), beside the
 candidates it was chosen over: ``int8-cpu-8bit`` (8-bit S8 weights) and ``int8-cpu-u8u8`` (U8
 weights), all from one calibration. Each variant's accuracy against FP32 (agreement, drop, max
-logit diff, its gate) is measured on the digits test split (demo) and photo crops (224, untrained:
-agreement there only shows how far the logits move). The script prints which kernels ORT actually
-runs and the CPU's VNNI/AMX flags. ``--emulate-cpu EPYC-Rome`` re-runs the accuracy part under
-``qemu-x86_64`` with that CPU model (AVX2, no VNNI), for the host class this machine is not.
+logit diff, relative RMS logit error, its gate) is measured on the digits test split (demo) and
+photo crops (224, untrained: agreement there only shows how far the logits move, the RMS error says
+more). The script prints which kernels ORT actually runs and the CPU's VNNI/AMX flags.
+``--emulate-cpu EPYC-Rome`` re-runs the accuracy part under ``qemu-x86_64`` with that CPU model
+(AVX2, no VNNI), for the host class this machine is not.
 
 Variants are timed round-robin (several rounds, median per variant) so that load from other
 processes hits them alike. Bounded: about 2-4 minutes on 2 cores.
@@ -128,10 +129,13 @@ def accuracy(label: str, paths: dict[str, Path], images: np.ndarray, labels: np.
     for variant, path in paths.items():
         if variant == "fp32":
             continue
-        cmp = compare(reference, logits(path), f"{len(images)} images", labels)
+        out = logits(path)
+        cmp = compare(reference, out, f"{len(images)} images", labels)
         failures = GATES[variant.split("-")[0]].failures(cmp)
+        rms = float(np.sqrt(np.mean((out - reference) ** 2)) / np.sqrt(np.mean(reference ** 2)))
         rows.append({"model": label, "variant": variant, "agreement": round(cmp.top1_agreement, 4),
                      "drop_points": cmp.accuracy_drop_points, "max_abs_diff": round(cmp.max_abs_diff, 3),
+                     "relative_rms": round(rms, 4),
                      "gate": "FAIL: " + "; ".join(failures) if failures else "PASS"})
         say(f"  {label} {variant}: agreement {100 * cmp.top1_agreement:.2f}%, {rows[-1]['gate']}")
     return rows
@@ -219,12 +223,12 @@ def full_paths(tmp: Path, crops: int) -> tuple[dict[str, Path], np.ndarray]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'model':<24}{'variant':<15}{'agreement':>10}{'drop':>7}{'max diff':>9}  gate")
+    print(f"{'model':<24}{'variant':<15}{'agreement':>10}{'drop':>7}{'max diff':>9}{'rel. RMS':>9}  gate")
     for row in rows:
         if "agreement" in row:
             drop = "-" if row["drop_points"] is None else f"{row['drop_points']:.2f}"
             print(f"{row['model']:<24}{row['variant']:<15}{100 * row['agreement']:>9.2f}%{drop:>7}"
-                  f"{row['max_abs_diff']:>9.3f}  {row['gate']}")
+                  f"{row['max_abs_diff']:>9.3f}{100 * row['relative_rms']:>8.2f}%  {row['gate']}")
     print(f"\n{'model':<24}{'batch':>6}  {'variant':<15}{'ms/batch':>10}{'img/s':>10}{'vs fp32':>9}")
     for row in rows:
         if "ms" in row:
