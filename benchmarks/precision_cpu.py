@@ -260,12 +260,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--emulate-cpu needs qemu-x86_64 (apt-get install qemu-user)")
         rest = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--emulate-cpu")
                 and a != args.emulate_cpu]
+        os.environ["BNINCEPTION_EMULATED_CPU"] = args.emulate_cpu
         os.execvp("qemu-x86_64", ["qemu-x86_64", "-cpu", args.emulate_cpu, sys.executable, __file__, *rest,
                                   "--accuracy-only"])
     import onnxruntime as ort
 
     started = time.perf_counter()
-    say(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, flags: {' '.join(cpu_flags())}")
+    emulated = os.environ.get("BNINCEPTION_EMULATED_CPU")
+    flags = f"emulated {emulated} (qemu)" if emulated else f"flags: {' '.join(cpu_flags())}"
+    say(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, {flags}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows += bench_model("bn-inception 3x224x224", paths, (3, 224, 224), (1, 32),
                                     max(2, args.rounds - 1), args.seconds, args.threads, tmp)
     print_table(rows)
-    print(f"\nonnxruntime {ort.__version__}; CPU flags: {' '.join(cpu_flags())}; "
+    print(f"\nonnxruntime {ort.__version__}; CPU: {flags}; "
           f"threads {args.threads or 'default'}; {time.perf_counter() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"flags": cpu_flags(), "rows": rows}, indent=2))
