@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m bninception.engines.typecheck
+	$(PY) tools/typecheck.py
 
 test: lint
 	$(VENV)/bin/pytest -q

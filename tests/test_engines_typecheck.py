@@ -6,8 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from bninception.engines import typecheck
+import typecheck  # tools/typecheck.py: developer tooling, not part of the package
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ Per version, a probe that misuses the API must be reported (the stubs are in eff
 of an attribute that version lacks or has must be reported or not (it is the version claimed:
 ``HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY`` first appears in 10.9).
 
-    python -m bninception.engines.typecheck                 # engines/ against every pinned version
-    python -m bninception.engines.typecheck --stubs 10.8.0.43.1 PATH ...
+    python tools/typecheck.py                 # engines/ against every pinned version
+    python tools/typecheck.py --stubs 10.8.0.43.1 PATH ...
 
 Needs PyPI access the first time a version is not installed (or the wheels in
 ``$BNINCEPTION_STUBS_WHEELS``); the extracted stubs and mypy's cache are kept under
