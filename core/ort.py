@@ -31,16 +31,7 @@ PROVIDERS = {
 FASTEST_FIRST = ("tensorrt", "cuda", "openvino", "cpu")
 DISTRIBUTIONS = {"onnxruntime": "cpu", "onnxruntime-gpu": "gpu", "onnxruntime-openvino": "openvino"}
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
-# OpenVINO provider defaults (issue 13; measured with benchmarks/cpu_runtimes.py --explore, README "CPU runtimes").
-# device_type CPU: the device validate checks. INFERENCE_PRECISION_HINT f32 for every model: OpenVINO's CPU
-# plugin otherwise runs FP32 layers in BF16 on CPUs with BF16 (AVX512_BF16, AMX): BN-Inception 224 FP32 then
-# differs from PyTorch by 6e-2 (75% top-1 agreement on 8 photo crops), a demo-size run by 0.29 -- the FP32 gate
-# is 1e-4 -- where f32 gives 7e-6 / 1.7e-5, and runs slower without AMX (15 vs 24 images/s at batch 8). FP16
-# models run in f32 too (FP16 weights; the FP16 gate holds). For INT8 files the hint only sets the precision of
-# the layers left in float: on this 2-core AVX512-VNNI/BF16/FP16 CPU without AMX, bf16 and f16 gave no gain
-# beyond the noise of a shared host (batch 8, bf16 / f16 vs f32, two runs: model.int8.onnx 53 / 47 vs 54 and
-# 40 / 37 vs 43; model.int8.cpu.onnx 66 / 66 vs 66 and 57 / 52 vs 49) and f16 lowered agreement, so one hint
-# serves every precision (re-measure with `cpu_runtimes.py --explore` on a host with AMX).
+# OpenVINO: the CPU device, FP32 precision for every model (docs/decisions.md, "OpenVINO precision")
 OPENVINO_DEVICE = "CPU"
 OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 INSTALL_HINT = ("install exactly one ONNX Runtime build: pip install 'bninception[cpu]' (CPU), "

@@ -5,32 +5,11 @@
 TensorRT provider deserializes that plan instead of parsing the ONNX model and building an engine
 of its own, so what serve runs is exactly what validate measured.
 
-What ONNX Runtime reads, from ``onnxruntime/core/providers/tensorrt/onnx_ctx_model_helper.h``/``.cc``
-(microsoft/onnxruntime main, read at commit 00cecb73d57e; the first three names are the same in the
-ORT 1.17-era copy at f4b38f7db7f2, which introduced the TensorRT EP context model):
-
-* ``EPCONTEXT_OP = "EPContext"``, ``EPCONTEXT_OP_DOMAIN = "com.microsoft"``; the provider's
-  ``GetCapability`` takes a graph of exactly one EPContext node as a whole
-  (``graph.NumberOfNodes() == 1 && GraphHasCtxNode(graph)``);
-* ``EMBED_MODE = "embed_mode"`` (int): 0 means ``ep_cache_context`` is a file path;
-* ``EP_CACHE_CONTEXT = "ep_cache_context"`` (string): the engine path, resolved against the
-  directory of the loaded model (``model_path_`` is ``graph.ModelPath()``); "For security purpose"
-  an absolute path or one containing ``..`` is refused, so the plan must sit beside (or below) it;
-* ``COMPUTE_CAPABILITY = "hardware_architecture"`` (string): ``prop.major * 10 + prop.minor``
-  (``GetComputeCapacity``), e.g. ``"86"``, or ``"80+"`` (``k_cc_hw_compatible``) for an engine
-  built AMPERE_PLUS hardware compatible; a mismatch is logged as a warning;
-* ``ONNX_MODEL_FILENAME = "onnx_model_filename"`` (string): the source model's file name, read
-  only to refit weight-stripped engines (``*.stripped.engine``; ours are not).
-
-These are the four attributes the provider writes into its own context models (``CreateCtxModel``).
-We add the schema's optional ``source = "TensorrtExecutionProvider"`` (``kTensorrtExecutionProvider``):
-recent ONNX Runtime releases let each provider claim only EPContext nodes of its own source or none
-(ORT's tests ``EPContextNode_NoSourceAttribute_BackwardCompat``; the TensorRT-RTX provider refuses a
-node whose source is the classic TensorRT provider), and older ones ignore it (the contrib schema has
-``.AllowUncheckedAttributes()``). No provider option is needed to load one: the session must be created from
-the file path (a model given as bytes has no directory to resolve the plan against). The plan
-only deserializes under the TensorRT version that built it: ONNX Runtime's provider must load the
-same TensorRT (``onnxruntime-gpu`` built against it, or the NGC image's).
+The node carries what ONNX Runtime's TensorRT provider reads (``onnx_ctx_model_helper.h``):
+``embed_mode=0``, ``ep_cache_context`` (the plan's path relative to the wrapper: absolute paths and
+``..`` are refused), ``hardware_architecture``, ``onnx_model_filename``, and ``source``. The session
+is created from the file path, and the plan deserializes only under the TensorRT that built it
+(docs/decisions.md, "EPContext").
 """
 
 from __future__ import annotations
