@@ -20,7 +20,7 @@ from typing import Any
 from bninception.serve.decode import MemoryBudget
 from bninception.serve.http import GAVE_UP
 from bninception.serve.infer import CLIENT_CLOSED, INFER_PATH, InferRoute
-from bninception.serve.protocol import ProtocolError
+from bninception.serve.protocol import ProtocolError, check_declared_length
 from bninception.serve.state import ServerState
 
 log = logging.getLogger(__name__)
@@ -47,16 +47,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, b
     """The request body, refused with 413 as soon as it passes ``limit`` bytes and with 503 when the
     bodies of all requests together would pass the buffer budget. ``held[0]`` counts the bytes taken
     from ``buffers``: the caller gives them back."""
-    declared = headers.get(b"content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ProtocolError(400, f"Content-Length must be an integer, got {declared.decode(errors='replace')!r}",
-                                {"Connection": "close"}) from None
-        if size > limit:
-            raise ProtocolError(413, f"request body of {size} bytes exceeds the limit of {limit} bytes",
-                                {"Connection": "close"})
+    check_declared_length(headers, limit)
     chunks: list[bytes] = []
     total = 0
     while True:

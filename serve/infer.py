@@ -20,6 +20,7 @@ from bninception.serve.protocol import (
     HEADER_LENGTH,
     InferRequest,
     ProtocolError,
+    check_declared_length,
     decode_content,
     encode_infer_response,
     parse_infer_request,
@@ -59,16 +60,7 @@ class InferRoute:
     def check_head(self, target: Target, headers: dict[bytes, bytes]) -> None:
         """Refusals before the body arrives: unknown model or version, a declared body over the limit."""
         self.state.check_model(*target)
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                raise ProtocolError(400, f"Content-Length must be an integer, got "
-                                         f"{declared.decode(errors='replace')!r}", {"Connection": "close"}) from None
-            if size > self.max_body:
-                raise ProtocolError(413, f"request body of {size} bytes exceeds the limit of {self.max_body} bytes",
-                                    {"Connection": "close"})
+        check_declared_length(headers, self.max_body)
 
     def parse(self, headers: dict[bytes, bytes], body: bytes) -> InferRequest:
         encoding = headers.get(b"content-encoding")

@@ -59,6 +59,21 @@ class InferRequest:
     timeout_s: float | None
 
 
+def check_declared_length(headers: dict[bytes, bytes], limit: int) -> None:
+    """Refuse a request whose ``Content-Length`` is not an integer (400) or exceeds ``limit`` (413)."""
+    declared = headers.get(b"content-length")
+    if declared is None:
+        return
+    try:
+        size = int(declared)
+    except ValueError:
+        raise ProtocolError(400, f"Content-Length must be an integer, got {declared[:32].decode(errors='replace')!r}",
+                            {"Connection": "close"}) from None
+    if size > limit:
+        raise ProtocolError(413, f"request body of {size} bytes exceeds the limit of {limit} bytes",
+                            {"Connection": "close"})
+
+
 def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
     """Undo ``Content-Encoding`` gzip/deflate, refusing output above ``limit`` bytes (413)."""
     if not encoding or encoding.strip().lower() == "identity":

@@ -212,7 +212,7 @@ def test_serve_checks_its_settings_before_it_is_ready(serve_model_path: Path, tm
 
 def test_triton_repo_names_stay_inside_the_output(serve_model_path: Path, tmp_path: Path) -> None:
     from bninception.core.errors import BninceptionError
-    from bninception.serve.repository import write_repository
+    from bninception.triton_repo import write_repository
 
     run = tmp_path / "run"
     run.mkdir()

@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2
 from bninception.cli import main
 from bninception.core.errors import BninceptionError
 from bninception.core.files import sha256_file
-from bninception.serve.repository import write_repository
+from bninception.triton_repo import write_repository
 
 pytest_plugins = ["serve_fixtures"]
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.serve.repository import write_repository
+    from bninception.triton_repo import write_repository
 
     report = write_repository(args.run, args.output, precision=args.precision, name=args.name,
                               max_batch=args.max_batch, max_delay_us=args.max_delay_us,
