@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: protos setup demo test docker-test lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak reproduce clean
+.PHONY: protos setup demo test docker-test test-avx2 lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +36,12 @@ test: lint
 # starts dockerd if none runs, makes the local base image once, checks the container from the host
 docker-test: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py docker/test_perf_analyzer.py
+
+# the INT8 tests on an emulated AVX2-only CPU (apt-get install qemu-user; about 45 minutes): ONNX Runtime's
+# kernel dispatch sees an AMD EPYC without AVX-512/VNNI; the trained model comes from $(RUN) (make demo)
+test-avx2: $(STAMP)
+	BNINCEPTION_TEST_TRAINED_RUN=$(RUN) qemu-x86_64 -cpu EPYC-Rome $(PY) -m pytest -q -p no:cacheprovider \
+		tests/test_calibrate_qdq.py tests/test_calibrate_stages.py
 
 gpu-test: $(STAMP)
 	$(VENV)/bin/pytest -q -m gpu
