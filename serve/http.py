@@ -83,6 +83,7 @@ class _Direct:
         self.start = time.perf_counter()
         self.running = self.response_started = self.response_complete = self.disconnected = False
         self.scope: dict[str, Any] = {}
+        self.path = ""
         self.message_event = _NoEvent()
 
 
@@ -299,6 +300,7 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
             headers = dict(self.headers)
             keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
             direct = _Direct(target, headers, keep_alive)
+            direct.path = self.url.decode("latin-1")[:256]
             self.cycle = direct  # type: ignore[assignment]
             try:
                 if busy:
@@ -335,6 +337,9 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
             direct.response_started = direct.response_complete = True
             if direct.disconnected or self.transport.is_closing():
                 return False
+            if self.access_log:  # uvicorn's access line, for the requests its cycle never sees
+                client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+                self.access_logger.info('%s - "%s %s HTTP/%s" %d', client, "POST", direct.path, "1.1", status)
             keep_alive = direct.keep_alive and (b"connection", b"close") not in headers
             head = [STATUS_LINE[status]]
             for name, value in (*self.server_state.default_headers, *headers,

@@ -66,7 +66,8 @@ def uvicorn_config(app: Any, access_log: bool = False) -> Any:
                         read_timeout_s=config.read_timeout_s, graceful_shutdown_s=config.graceful_shutdown_s)
     route = getattr(app, "route", None)  # the V2 infer route, served by the connection itself
     return uvicorn.Config(app, http=protocol_class(limits, _Hooks(state), route), ws="none", lifespan="on",
-                          log_level="warning", access_log=access_log, backlog=2048, proxy_headers=False,
+                          log_level="info" if access_log else "warning", access_log=access_log, backlog=2048,
+                          proxy_headers=False,
                           timeout_keep_alive=config.keep_alive_s,  # type: ignore[arg-type]
                           timeout_graceful_shutdown=config.graceful_shutdown_s,  # type: ignore[arg-type]
                           limit_concurrency=config.max_connections)

@@ -59,7 +59,7 @@ def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
     port = probe.getsockname()[1]
     probe.close()
     proc = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--run", str(tmp_path),
-                             "--port", str(port), "--max-delay-ms", "1", "--threads", "1"],
+                             "--port", str(port), "--max-delay-ms", "1", "--threads", "1", "--access-log"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         client = triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=5)
@@ -80,8 +80,10 @@ def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
         np.testing.assert_allclose(logits, serve_reference(x), atol=1e-5)  # type: ignore[operator]
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert "serving" in err and str(port) in err
+        out, err = proc.communicate(timeout=30)
+    assert "serving" in err and str(port) in err and "max delay 1 ms" in err
+    assert '"POST /v2/models/bninception/infer HTTP/1.1" 200' in out  # --access-log (uvicorn's, on stdout),
+    assert '"GET /v2/health/ready HTTP/1.1" 200' in out  # on the direct infer route too
 
 
 def test_session_without_spinning_gives_the_same_logits(serve_model_path: Path) -> None:

@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     state = app.state.server
     grpc = f" and gRPC on {args.host}:{args.grpc_port}" if args.grpc_port is not None else ""
+    batching = (f"max batch {max_batch}, max delay {args.max_delay_ms:g} ms" if config.batching
+                else "no batching")
     print(f"serving {path} as {args.name!r} on http://{args.host}:{args.port}{grpc} "
-          f"(providers {', '.join(state.runner.providers)}, max batch {max_batch}, "
-          f"max delay {args.max_delay_ms:g} ms)", file=sys.stderr)
+          f"(providers {', '.join(state.runner.providers)}, {batching})", file=sys.stderr)
     serve_forever(app, host=args.host, access_log=args.access_log, sock=sock, grpc_port=args.grpc_port)
     return 0
