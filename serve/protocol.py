@@ -22,6 +22,7 @@ DATATYPE = "FP32"
 OUTPUTS = ("logits", "probabilities")
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "model_repository",
               "system_shared_memory"]
+MAX_MESSAGE = 512  # characters of an error message
 MAX_TIMEOUT_US = 1 << 53  # larger integers do not survive the conversion to seconds
 
 
@@ -29,6 +30,8 @@ class ProtocolError(Exception):
     """A request the server refuses: HTTP ``status`` with ``{"error": message}``."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        if len(message) > MAX_MESSAGE:  # messages may quote what a client sent: never echo it unbounded
+            message = message[:MAX_MESSAGE] + "... (truncated)"
         super().__init__(message)
         self.status = status
         self.message = message

@@ -295,3 +295,12 @@ def test_statistics_have_tritons_shape() -> None:
     assert out["batch_stats"] == [{"batch_size": 5, "compute_input": {"count": 1, "ns": 100_000},
                                    "compute_infer": {"count": 1, "ns": 4_000_000},
                                    "compute_output": {"count": 1, "ns": 200_000}}]
+
+
+def test_error_messages_never_echo_unbounded_client_strings() -> None:
+    name = "x" * 100_000
+    body = request_json().replace(b'"data", "datatype"', f'"{name}", "datatype"'.encode())
+    with pytest.raises(ProtocolError) as info:
+        parse(body, None)
+    assert info.value.status == 400 and len(info.value.message) < 600
+    assert info.value.message.endswith("... (truncated)")
