@@ -22,6 +22,7 @@ def test_sanitize_repairs_only_the_unparseable_lines() -> None:
 
 
 def test_pinned_versions_are_the_image_and_a_current_10x() -> None:
+    assert typecheck.ENGINES_DIR == ROOT / "engines"  # what `make lint` checks by default
     assert typecheck.STUB_VERSIONS[0].startswith("10.8.")  # nvcr.io/nvidia/tensorrt:25.01-py3
     assert typecheck._version_tuple(typecheck.STUB_VERSIONS[0]) < (10, 9) <= \
         typecheck._version_tuple(typecheck.STUB_VERSIONS[1])

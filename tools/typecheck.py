@@ -32,7 +32,7 @@ from pathlib import Path
 STUB_FILES = ("tensorrt/__init__.pyi", "tensorrt_bindings/__init__.pyi", "tensorrt_bindings/tensorrt.pyi")
 STUB_VERSIONS = ("10.8.0.43.1", "10.13.0.35.1")  # the NGC 25.01 image's TensorRT, and a current 10.x
 WHEELS_ENV = "BNINCEPTION_STUBS_WHEELS"
-ENGINES_DIR = Path(__file__).resolve().parent
+ENGINES_DIR = Path(__file__).resolve().parents[1] / "engines"
 DEFAULT_WORKDIR = Path(".mypy_cache") / "bninception-tensorrt"
 PROBE = '''\
 import tensorrt as trt
