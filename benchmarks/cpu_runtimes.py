@@ -225,7 +225,7 @@ def load_row(row: Row, run: Path, threads: int) -> Loaded:
 
         if row.kind == "served":  # what `bninception serve --run RUN --precision int8` opens (serve/state.py)
             from bninception.serve.config import ServeConfig
-            from bninception.serve.model_info import served_model
+            from bninception.served import served_model
 
             served = served_model(run, row.precision)
             config = ServeConfig(providers=served.providers)

@@ -17,8 +17,9 @@ from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_text, atomic_write_with, sha256_file
 from bninception.core.runner import OrtRunner
 from bninception.engines.store import select_engine
-from bninception.serve.model_info import ModelInfo, model_path_for, read_model_info
+from bninception.serve.model_info import ModelInfo, read_model_info
 from bninception.serve.triton import model_config, to_pbtxt
+from bninception.served import model_path_for
 
 log = logging.getLogger(__name__)
 

@@ -147,7 +147,7 @@ def test_every_gate_holds_on_openvino_and_serve_picks_it(openvino_run: RunDir) -
     from bninception.core.runner import run_all
     from bninception.serve.app import create_app
     from bninception.serve.config import ServeConfig
-    from bninception.serve.model_info import served_model
+    from bninception.served import served_model
     from bninception.validate import load_eval_data, validate_run
 
     report = validate_run(openvino_run, include_engines=False, providers=["openvino"], save=False)

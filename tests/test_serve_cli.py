@@ -15,8 +15,8 @@ from serve_helpers import digits_images
 
 from bninception.cli import main
 from bninception.core.errors import BninceptionError
-from bninception.serve.model_info import model_path_for
 from bninception.serve.server import bind_socket
+from bninception.served import model_path_for
 
 pytest_plugins = ["serve_fixtures"]
 
@@ -99,7 +99,7 @@ def test_session_without_spinning_gives_the_same_logits(serve_model_path: Path) 
 def test_engine_serving_is_refused_clearly_without_the_tensorrt_provider(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     from bninception.core.ort import available
-    from bninception.serve.model_info import served_model
+    from bninception.served import served_model
 
     if "tensorrt" in available():
         pytest.skip("this ONNX Runtime has the TensorRT provider")

@@ -32,8 +32,8 @@ def test_served_precision_matches_in_process(precision_run: RunDir, precision: s
     from bninception.core.runner import OrtRunner
     from bninception.model.data import load_run_bundle, stack_split
     from bninception.serve.app import create_app
-    from bninception.serve.model_info import model_path_for
     from bninception.serve.server import start_in_thread
+    from bninception.served import model_path_for
 
     path = model_path_for(precision_run.root, precision, provider)
     assert path.name == file

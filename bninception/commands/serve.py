@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bninception.core.errors import BninceptionError
     from bninception.serve.config import ServeConfig
-    from bninception.serve.model_info import served_model
+    from bninception.served import served_model
 
     requested = [p for p in (args.providers or "").split(",") if p.strip()]
     served = served_model(args.run, args.precision, requested, args.engine, args.model)
