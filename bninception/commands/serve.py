@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=C.max_batch,
                         help="rows per merged batch (default: %(default)s)")
     parser.add_argument("--max-delay-ms", type=float, default=C.max_delay_ms,
-                        help="longest wait to fill a batch (default: %(default)s)")
+                        help="how long the oldest request may wait for a fuller batch; 0: a free model takes "
+                             "what is queued at once (default: %(default)s)")
     parser.add_argument("--max-queue", type=int, default=C.max_queue,
                         help="requests waiting before 503 (default: %(default)s)")
     parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
