@@ -112,9 +112,12 @@ class ValidationReport:
                 seen[row.artifact] = f"{row.artifact} ({'; '.join(row.failures) or row.note})"
         return list(seen.values())
 
-    def verdict(self) -> str:
-        """``all gates PASS`` / ``N gate(s) FAIL``, naming any rejected artifact."""
-        text = "all gates PASS" if self.passed else f"{len(self.failures())} gate(s) FAIL"
+    def verdict(self, short: bool = False) -> str:
+        """``all gates PASS`` / ``N gate(s) FAIL`` (``short``: ``PASS`` / ``FAIL``), naming any rejected artifact."""
+        if short:
+            text = "PASS" if self.passed else "FAIL"
+        else:
+            text = "all gates PASS" if self.passed else f"{len(self.failures())} gate(s) FAIL"
         rejected = self.rejected()
         return f"{text}; rejected: {', '.join(rejected)}" if rejected else text
 
@@ -157,8 +160,7 @@ class ValidationReport:
         notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
         d = self.data
         caption = (f"{d.get('images', '?')} images, {d.get('classes', '?')} classes from "
-                   f"{d.get('source', '?')} ({d.get('split', '?')} split); overall: {'PASS' if self.passed else 'FAIL'}"
-                   + (f"; rejected: {', '.join(self.rejected())}" if self.rejected() else ""))
+                   f"{d.get('source', '?')} ({d.get('split', '?')} split); overall: {self.verdict(short=True)}")
         if markdown:
             return "\n".join([caption, "", *lines, "", *(f"- {n}" for n in notes)]).rstrip() + "\n"
         return "\n".join([*lines, caption, *notes])

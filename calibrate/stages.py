@@ -253,9 +253,9 @@ def check_adoptable(candidate: onnx.ModelProto, reference: onnx.ModelProto, sour
     import onnx
 
     from bninception.calibrate.graph import QDQ_OPSET_RANGE
-    from bninception.export.graph import default_opset
+    from bninception.export.graph import DEFAULT_DOMAINS, default_opset
 
-    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.domain in ("", "ai.onnx")
+    if not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.domain in DEFAULT_DOMAINS
                for n in candidate.graph.node):
         raise BninceptionError(f"{source} is not a Q/DQ model (no QuantizeLinear/DequantizeLinear nodes); "
                                "quantize it first, or let `bninception calibrate --precision int8` do it")

@@ -19,7 +19,7 @@ import numpy as np
 from bninception.core import metadata
 from bninception.serve.asgi import ClientGone, Message, ServerApp, gone_status, read_body
 from bninception.serve.config import ServeConfig
-from bninception.serve.protocol import ProtocolError, softmax
+from bninception.serve.protocol import ProtocolError, json_object, softmax
 from bninception.serve.state import CUDA_SHM_REFUSED, MODEL_VERSION, ServerState
 
 if TYPE_CHECKING:
@@ -108,13 +108,7 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
             body = await read_body(request.receive, dict(request.scope["headers"]), 64 << 10, state.buffers, held)
         finally:
             state.buffers.give(held[0])
-        try:
-            obj = json.loads(body or b"{}")
-        except (ValueError, RecursionError):
-            raise ProtocolError(400, "the request body is not valid JSON") from None
-        if not isinstance(obj, dict):
-            raise ProtocolError(400, "the request body must be a JSON object")
-        return obj
+        return json_object(body or b"{}", "the request body")
 
     # -- Triton extensions: statistics, model_repository, system_shared_memory ----------------
     @app.get("/v2/models")

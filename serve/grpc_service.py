@@ -34,9 +34,8 @@ from bninception.serve.protocol import (
     ProtocolError,
     RequestedOutput,
     check_shape,
+    output_tensors,
     shm_span,
-    softmax,
-    write_outputs,
 )
 from bninception.serve.state import CUDA_SHM_REFUSED, MODEL_VERSION, ServerState
 
@@ -202,10 +201,7 @@ class InferenceService:
         rows = infer_rows(request, state.info.input.name, state.info.item_shape, state.max_batch, state.shm.read)
         wanted = _requested(request)
         logits = await state.predict(rows, _timeout_s(request, context))
-        tensors = {"logits": logits}
-        if any(o.name == "probabilities" for o in wanted):
-            tensors["probabilities"] = softmax(logits)
-        write_outputs(wanted, tensors, state.shm.write)
+        tensors = output_tensors(logits, wanted, state.shm.write)
         response = pb.ModelInferResponse(model_name=state.name, model_version=MODEL_VERSION, id=request.id)
         for output in wanted:
             array = np.ascontiguousarray(tensors[output.name], dtype="<f4")

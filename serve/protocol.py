@@ -106,13 +106,14 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes | 
     return body[:length], memoryview(body)[length:]
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def json_object(raw: bytes, what: str = "the request header") -> dict[str, Any]:
+    """A JSON object from a client, or a 400 naming ``what`` was malformed."""
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise bad(f"malformed JSON in the request header: {exc}") from None
+        raise bad(f"malformed JSON in {what}: {exc}") from None
     except RecursionError:
-        raise bad("malformed JSON in the request header: nested too deeply") from None
+        raise bad(f"malformed JSON in {what}: nested too deeply") from None
     if not isinstance(obj, dict):
         raise bad(f"the request must be a JSON object, got {type(obj).__name__}")
     return obj
@@ -205,7 +206,7 @@ class _Plan:
 
 def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[int, ...],
           max_batch: int) -> _Plan:
-    obj = _json_object(header)
+    obj = json_object(header)
     request_id = obj.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string")
@@ -327,9 +328,13 @@ def _binary_header(model_name: str, version: str, request_id: str | None, names:
     return json.dumps(response, separators=(",", ":")).encode()
 
 
-def write_outputs(outputs: tuple[RequestedOutput, ...], tensors: dict[str, np.ndarray],
-                  write_shm: Callable[[str, int, bytes], None] | None) -> None:
-    """Write each output that names a shared-memory region into it (400 when it does not fit)."""
+def output_tensors(logits: np.ndarray, outputs: tuple[RequestedOutput, ...],
+                   write_shm: Callable[[str, int, bytes], None] | None) -> dict[str, np.ndarray]:
+    """The requested outputs of ``logits`` (both protocols); each that names a shared-memory region is
+    written into it (400 when it does not fit)."""
+    tensors = {"logits": logits.astype(np.float32, copy=False)}
+    if any(o.name == "probabilities" for o in outputs):
+        tensors["probabilities"] = softmax(logits)
     for wanted in outputs:
         if wanted.shm is None:
             continue
@@ -340,16 +345,14 @@ def write_outputs(outputs: tuple[RequestedOutput, ...], tensors: dict[str, np.nd
         if len(blob) > size:
             raise bad(f"output {wanted.name!r} has {len(blob)} bytes, more than its shared_memory_byte_size {size}")
         write_shm(region, offset, blob)
+    return tensors
 
 
 def encode_infer_response(model_name: str, version: str, request: InferRequest, logits: np.ndarray,
                           write_shm: Callable[[str, int, bytes], None] | None = None) -> tuple[bytes, dict[str, str]]:
     """Response body and headers; binary outputs follow the JSON header in request order, outputs with
     a shared-memory region are written there."""
-    tensors = {"logits": logits.astype(np.float32, copy=False)}
-    if any(o.name == "probabilities" for o in request.outputs):
-        tensors["probabilities"] = softmax(logits)
-    write_outputs(request.outputs, tensors, write_shm)
+    tensors = output_tensors(logits, request.outputs, write_shm)
     if all(o.binary and o.shm is None for o in request.outputs):
         rows, classes = logits.shape
         header = _binary_header(model_name, version, request.id, tuple(o.name for o in request.outputs),
