@@ -157,6 +157,7 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
                 if self._linger_left < 0:
                     self.transport.close()
                 return
+            self._unset_keepalive_if_required()  # any byte means the connection is not idle
             self._pieces += 1
             self._piece_bytes += len(data)
             if self._pieces > SMALL_PIECES and self._piece_bytes < self._pieces * MIN_PIECE_BYTES:
@@ -182,8 +183,11 @@ def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None
                 self._head_left -= len(data)
             self._feed(data)
 
+        def timeout_keep_alive_handler(self) -> None:
+            if not self._reading:  # a request begun (pipelined behind an answer) has the read deadline
+                super().timeout_keep_alive_handler()
+
         def _feed(self, data: bytes) -> None:
-            self._unset_keepalive_if_required()
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:  # ignored: the connection stays HTTP/1.1

@@ -98,8 +98,13 @@ def test_an_upgrade_header_does_not_lose_the_body(server: Any, serve_reference: 
                                    "data": x.ravel().tolist()}]}).encode()
     head = ("POST /v2/models/bninception/infer HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
             f"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: {len(body)}\r\n\r\n")
+    request = head.encode() + body
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        sock.sendall(head.encode() + body + head.encode() + body)  # two, pipelined: the connection stays HTTP/1.1
+        # Two, pipelined: the connection stays HTTP/1.1. The second one's head is cut, and its rest comes
+        # after the keep-alive period (1 s here): a request that has begun is not an idle connection.
+        sock.sendall(request + request[:20])
+        time.sleep(1.3)
+        sock.sendall(request[20:])
         for _ in range(2):
             status, _, answer = read_response(sock)
             assert status == 200, answer
