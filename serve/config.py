@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from bninception.core.errors import BninceptionError
@@ -17,54 +17,62 @@ MIB = 1 << 20
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a model name: one URL path segment, one file name
 
 
+def setting(default: Any, help_text: str, low: float | None = None, above: bool = False, flag: str = "",
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A ServeConfig field: its ``--flag`` (default: from the name), help and choices, and its lower
+    bound (``above``: strictly above ``low``); the CLI options are made from these."""
+    return field(default=default, metadata={"help": help_text, "low": low, "above": above, "flag": flag,
+                                            "choices": choices})
+
+
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything ``bninception serve`` can set; the CLI's defaults are these."""
+    """Everything ``bninception serve`` can set; its options and their defaults are made from these fields."""
 
-    model_name: str = "bninception"
+    model_name: str = setting("bninception", "model name in the URL", flag="name")
     providers: tuple[str, ...] | None = None  # user names (cpu, openvino, cuda, tensorrt); None: CPU
-    optimization: str = "all"
-    threads: int = 0  # ONNX Runtime intra-op threads (0: its default)
-    spinning: bool = False  # idle ONNX Runtime threads busy-wait (off: the event loop shares the cores)
-    batching: bool = True
-    max_batch: int = 32  # rows per merged batch
-    max_delay_ms: float = 0.0  # how long the oldest request may wait for a fuller batch (0: batch what is queued)
-    max_queue: int = 256  # requests waiting before 503
-    workers: int = 1  # batcher threads
-    request_timeout_s: float = 30.0  # queue + inference, then 504
+    optimization: str = setting("all", "ONNX Runtime graph optimization level",
+                                choices=("disable", "basic", "extended", "all"))
+    threads: int = setting(0, "ONNX Runtime intra-op threads; 0: its default", low=0)
+    spinning: bool = setting(False, "let idle ONNX Runtime threads busy-wait (off: the event loop shares the "
+                                    "cores)", flag="spin")
+    batching: bool = setting(True, "merge concurrent requests into batches (--no-batching: one by one)")
+    max_batch: int = setting(32, "rows per merged batch", low=1)
+    max_delay_ms: float = setting(0.0, "how long the oldest request may wait for a fuller batch; 0: a free model "
+                                       "takes what is queued at once", low=0)
+    max_queue: int = setting(256, "requests waiting, then 503", low=1)
+    workers: int = setting(1, "batcher threads", low=1)
+    request_timeout_s: float = setting(30.0, "queue + inference, then 504", low=0, above=True, flag="timeout-s")
     # -- limits on what one client may hold or send (README: "Limits") ---------------------------
-    max_header_bytes: int = 32 * 1024  # request line + headers, then 431
-    max_headers: int = 100  # header fields, then 431
-    max_body_bytes: int | None = None  # infer body; None: enough for max_batch rows as JSON; then 413
-    max_image_bytes: int = 32 * MIB  # /v1/classify body, then 413
-    max_image_pixels: int = 64_000_000  # decoded pixels of one image (core.preprocess's cap), then 413
-    decode_memory_mb: int = 1024  # all image decodes at once; a decode waits for room, one larger is 413
-    buffer_memory_mb: int = 1024  # request bodies buffered at once, all connections together, then 503
-    max_connections: int = 512  # open connections + running requests (uvicorn limit_concurrency), then 503
-    read_timeout_s: float = 10.0  # a whole request (headers and body) from its first byte, then 408
-    keep_alive_s: float = 5.0  # an idle connection (before its first request too), then closed
-    graceful_shutdown_s: float = 15.0  # SIGTERM: running requests get this long, then are cancelled
+    max_header_bytes: int = setting(32 * 1024, "request line + headers, then 431", low=1024)
+    max_headers: int = setting(100, "header fields, then 431", low=8)
+    max_body_bytes: int | None = setting(None, "infer body, then 413 (default: enough for max-batch rows as JSON)",
+                                         low=1)
+    max_image_bytes: int = setting(32 * MIB, "/v1/classify body, then 413", low=1)
+    max_image_pixels: int = setting(64_000_000, "decoded pixels of one image, then 413", low=1)
+    decode_memory_mb: int = setting(1024, "memory for all image decodes at once; one larger is 413", low=1)
+    buffer_memory_mb: int = setting(1024, "request bodies buffered at once, all connections, then 503", low=1)
+    max_connections: int = setting(512, "open connections + running requests, then 503", low=1)
+    read_timeout_s: float = setting(10.0, "a whole request from its first byte, then 408", low=0, above=True)
+    keep_alive_s: float = setting(5.0, "close a connection idle this long (before its first request too)",
+                                  low=0, above=True)
+    graceful_shutdown_s: float = setting(15.0, "on SIGTERM, running requests get this long", low=0, above=True)
 
     def __post_init__(self) -> None:
+        problems = []
         for item in fields(self):
             value = getattr(self, item.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise BninceptionError(f"{item.name.replace('_', '-')} must be a finite number, got {value}")
+            low, above = item.metadata.get("low"), item.metadata.get("above")
+            if low is not None and value is not None and (value <= low if above else value < low):
+                problems.append(f"{flag_of(item)} {'>' if above else '>='} {low}")
         if not NAME.match(self.model_name):
             raise BninceptionError(f"model name {self.model_name[:64]!r} must be 1-64 letters, digits, '_', '.' or '-' "
                                    "(it appears in URLs and paths)")
-        problems = [name for name, ok in (
-            ("max-batch >= 1", self.max_batch >= 1), ("max-queue >= 1", self.max_queue >= 1),
-            ("max-delay-ms >= 0", self.max_delay_ms >= 0), ("timeout-s > 0", self.request_timeout_s > 0),
-            ("workers >= 1", self.workers >= 1), ("threads >= 0", self.threads >= 0),
-            ("max-body-bytes >= 1", self.max_body_bytes is None or self.max_body_bytes >= 1),
-            ("max-header-bytes >= 1024", self.max_header_bytes >= 1024), ("max-headers >= 8", self.max_headers >= 8),
-            ("max-image-bytes >= 1", self.max_image_bytes >= 1), ("max-image-pixels >= 1", self.max_image_pixels >= 1),
-            ("decode-memory-mb >= 1", self.decode_memory_mb >= 1),
-            ("buffer-memory-mb >= 1", self.buffer_memory_mb >= 1),
-            ("max-connections >= 1", self.max_connections >= 1), ("read-timeout-s > 0", self.read_timeout_s > 0),
-            ("keep-alive-s > 0", self.keep_alive_s > 0), ("graceful-shutdown-s > 0", self.graceful_shutdown_s > 0),
-        ) if not ok]
+        choices = fields(self)[2].metadata["choices"]
+        if self.optimization not in choices:
+            problems.append(f"optimization in {', '.join(choices)}")
         if problems:
             raise BninceptionError(f"server settings out of range: need {', '.join(problems)}")
 
@@ -77,3 +85,8 @@ class ServeConfig:
         if unknown:
             raise BninceptionError(f"unknown server setting(s): {', '.join(unknown)}")
         return replace(self, **values)
+
+
+def flag_of(item: Field[Any]) -> str:
+    """A ServeConfig field's command-line option name, without the dashes."""
+    return str(item.metadata.get("flag") or item.name.replace("_", "-"))

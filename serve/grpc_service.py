@@ -1,15 +1,10 @@
 """KServe V2 / Triton gRPC (``inference.GRPCInferenceService``) beside the HTTP API, on its own port.
 
-Health, server and model metadata, ModelInfer (``raw_input_contents``, typed ``fp32_contents`` or
-system shared memory), and Triton's ModelConfig, ModelStatistics, repository and system shared-memory
-RPCs, with the message classes generated from ``proto/inference.proto``, served by grpcio's asyncio
-server on a thread of its own. It answers from
-the same ServerState as HTTP: the same batcher merges requests of both, the same health decides
-readiness. Client mistakes get the gRPC status that
-matches the HTTP one (400 -> INVALID_ARGUMENT, 404 -> NOT_FOUND, 503 -> UNAVAILABLE, 504 ->
-DEADLINE_EXCEEDED). grpcio's own limits bound the rest (:func:`grpc_options`): message size (the
-infer body limit), concurrent RPCs and connections (``max_connections``), idle connections
-(``keep_alive_s``), the handshake time, metadata size (its 8 KiB default).
+The RPCs of the protocol and of Triton's model_configuration, statistics, model_repository and
+system_shared_memory extensions, with messages generated from ``proto/inference.proto``, served by
+grpcio's asyncio server on a thread of its own from the same ServerState as HTTP (one batcher, one
+health). Refusals get the gRPC status of the HTTP one (:data:`STATUS`); grpcio's own settings bound
+the rest (:func:`grpc_options`).
 """
 
 from __future__ import annotations
@@ -33,7 +28,10 @@ from bninception.serve.protocol import (
     OUTPUTS,
     ProtocolError,
     RequestedOutput,
-    check_shape,
+    check_bytes,
+    check_input,
+    check_outputs,
+    one_source,
     output_tensors,
     shm_span,
 )
@@ -64,40 +62,29 @@ def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_b
                read_shm: Any = None) -> np.ndarray:
     """The float32 NCHW batch of a ModelInferRequest, checked like the HTTP route checks its body;
     non-finite values pass through, as in Triton."""
-    if len(request.inputs) != 1 or request.inputs[0].name != input_name:
-        names = [i.name for i in request.inputs]
-        raise _bad(f"the model takes one input {input_name!r}, got {names}")
+    if len(request.inputs) != 1:
+        raise _bad(f"the model takes one input {input_name!r}, got {[i.name for i in request.inputs]}")
     tensor = request.inputs[0]
-    if tensor.datatype != DATATYPE:
-        raise _bad(f"input {input_name!r}: datatype {tensor.datatype!r} is not supported; the model takes {DATATYPE}")
-    shape = check_shape(list(tensor.shape), input_name, item_shape, max_batch)
-    count = math.prod(shape)
-    typed = tensor.HasField("contents")
-    shm = shm_span(_params(tensor.parameters), f"input {input_name!r}")
-    if shm is not None:
-        if typed or request.raw_input_contents:
-            raise _bad(f"input {input_name!r} has shared memory and contents")
-        if shm[2] != count * 4:
-            raise _bad(f"input {input_name!r}: shared_memory_byte_size {shm[2]} does not match shape {list(shape)}")
-        return np.frombuffer(read_shm(*shm), dtype="<f4").reshape(shape).astype(np.float32)
-    if len(request.raw_input_contents) > 1:
-        raise _bad(f"{len(request.raw_input_contents)} raw_input_contents for one input")
-    if request.raw_input_contents:
-        if typed:
-            raise _bad(f"input {input_name!r} has both contents and raw_input_contents")
-        raw = request.raw_input_contents[0]
-        if len(raw) != count * 4:
-            raise _bad(f"input {input_name!r}: raw_input_contents has {len(raw)} bytes but shape {list(shape)} "
-                       f"needs {count * 4} ({count} FP32 values)")
-        data = np.frombuffer(raw, dtype="<f4").reshape(shape)
-    elif typed:
+    name = tensor.name
+    shape = check_input(name, tensor.datatype, list(tensor.shape), input_name, item_shape, max_batch)
+    shm = shm_span(_params(tensor.parameters), f"input {name!r}")
+    raws = request.raw_input_contents
+    source = one_source(name, {"raw_input_contents": len(raws) > 0, "contents": tensor.HasField("contents"),
+                               "shared memory": shm is not None})
+    if source == "contents":
         values = tensor.contents.fp32_contents
-        if len(values) != count:
-            raise _bad(f"input {input_name!r}: {len(values)} fp32_contents but shape {list(shape)} needs {count}")
-        data = np.asarray(values, dtype=np.float32).reshape(shape)
+        if len(values) != math.prod(shape):
+            raise _bad(f"input {name!r}: {len(values)} fp32_contents but shape {list(shape)} needs {math.prod(shape)}")
+        return np.asarray(values, dtype=np.float32).reshape(shape)
+    if len(raws) > 1:
+        raise _bad(f"{len(raws)} raw_input_contents for one input")
+    if shm is not None:
+        check_bytes(name, "shared_memory_byte_size", shm[2], shape)
+        raw = read_shm(*shm)
     else:
-        raise _bad(f"input {input_name!r} has no data: send raw_input_contents or contents.fp32_contents")
-    return np.ascontiguousarray(data, dtype=np.float32)
+        raw = raws[0]
+        check_bytes(name, "raw_input_contents of", len(raw), shape)
+    return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
 
 
 def _timeout_s(request: Any, context: Any) -> float | None:
@@ -116,12 +103,7 @@ def _timeout_s(request: Any, context: Any) -> float | None:
 def _requested(request: Any) -> tuple[RequestedOutput, ...]:
     wanted = tuple(RequestedOutput(o.name, True, shm_span(_params(o.parameters), f"output {o.name!r}"))
                    for o in request.outputs) or tuple(RequestedOutput(name, True) for name in OUTPUTS)
-    names = [o.name for o in wanted]
-    for name in names:
-        if name not in OUTPUTS:
-            raise _bad(f"unknown output {name!r}; the model has outputs {list(OUTPUTS)}")
-    if len(set(names)) != len(names):
-        raise _bad("an output is requested twice")
+    check_outputs([o.name for o in wanted])
     return wanted
 
 

@@ -1,26 +1,13 @@
-"""The HTTP/1.1 connection: uvicorn's httptools protocol, plus the limits it does not have.
+"""The HTTP/1.1 connection: uvicorn's httptools protocol plus the limits it lacks (docs/decisions.md).
 
-uvicorn itself gives the keep-alive timeout, the connection limit (``limit_concurrency``) and the
-graceful-shutdown timeout (server.py sets them). Its httptools protocol has no bound on the size of
-a request head (httptools joins the pieces of a long header on the event loop, quadratically: one
-50 MB header stalled every request for seconds) and no deadline for a request to arrive. This
-subclass adds, per connection:
-
-- the request line and headers are counted before the parser sees them: past ``max_header_bytes``
-  bytes or ``max_headers`` fields, 431 and close;
-- a request must arrive whole (head and body) within ``read_timeout_s`` of its first byte (408),
-  and an idle connection is closed after ``keep_alive_s`` from its start, not only between requests;
-- lingering close: when the server closes while a request is still arriving (413, 408, 431), it
-  answers, shuts its sending side and reads and discards what the client still sends for a short
-  while, so the client reads the answer instead of a connection reset;
-- on shutdown, a request still arriving is given up (503) just before uvicorn's graceful timeout;
-- a request arriving in more than ``SMALL_PIECES`` reads of under ``MIN_PIECE_BYTES`` bytes on average is
-  refused (408): a sender that trickles bytes costs the event loop a pass per read;
-- an ``Upgrade`` header (``curl --http2`` sends ``Upgrade: h2c``) is ignored on an HTTP/1.1 request
-  that has a body: llhttp stops at it, so the body is read here and the request served as HTTP/1.1;
-- the response head and body leave in one write (uvicorn writes them separately);
-- the V2 infer route (``route``, serve/infer.py) is served right here, without an ASGI task and
-  messages per request: on the demo model that halves the server's CPU per request.
+Per connection: the request head is counted before the parser sees it (``max_header_bytes``,
+``max_headers``: 431); a request must arrive whole within ``read_timeout_s`` of its first byte (408);
+an idle connection closes after ``keep_alive_s``, from its start too; a request arriving in more than
+``SMALL_PIECES`` reads of under ``MIN_PIECE_BYTES`` on average is refused (408); a close while a request
+still arrives lingers (answer, shut the sending side, read and drop briefly); on shutdown a request
+still arriving gets 503; an ``Upgrade`` header is ignored and the request served as HTTP/1.1 with its
+body; a response leaves in one write; the V2 infer route (serve/infer.py) is served here, without an
+ASGI task per request.
 """
 
 from __future__ import annotations

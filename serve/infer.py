@@ -1,10 +1,6 @@
-"""POST /v2/models/{name}[/versions/{version}]/infer: one implementation for two ways in.
-
-The connection protocol (http.py) hands this route its requests directly, with no ASGI task, request
-object or message dicts per request (the lean path: most of the traffic, and a demo-model image runs
-in about 0.15 ms, so per-request overhead is what limits throughput); the ASGI app (asgi.py) calls
-the same route for requests that come another way (another ASGI server, tests). Answers are handed
-to a ``reply(status, headers, body) -> bool`` callback, which says whether the client got it.
+"""POST /v2/models/{name}[/versions/{version}]/infer: one route for the HTTP connection (http.py,
+most requests) and the ASGI app (asgi.py: pipelined requests, other ASGI servers). Answers go to a
+``reply(status, headers, body) -> bool`` callback, which says whether the client got them.
 """
 
 from __future__ import annotations

@@ -155,6 +155,32 @@ def check_shape(raw: Any, name: str, item_shape: tuple[int, ...], max_batch: int
     return tuple(raw)
 
 
+def check_input(name: str, datatype: Any, shape: Any, input_name: str, item_shape: tuple[int, ...],
+                max_batch: int) -> tuple[int, ...]:
+    """The name, datatype and shape of a request's one input (both protocols); its shape."""
+    if name != input_name:
+        raise bad(f"unknown input {name!r}; the model takes one input {input_name!r}")
+    if datatype != DATATYPE:
+        raise bad(f"input {name!r}: datatype {datatype!r} is not supported; the model takes {DATATYPE}")
+    return check_shape(shape, name, item_shape, max_batch)
+
+
+def one_source(name: str, given: dict[str, bool]) -> str:
+    """The one way an input's values come (``given``: each way and whether the request uses it)."""
+    used = [way for way, present in given.items() if present]
+    if len(used) != 1:
+        raise bad(f"input {name!r} needs exactly one of {', '.join(given)}; it has {' and '.join(used) or 'none'}")
+    return used[0]
+
+
+def check_bytes(name: str, what: str, size: int, shape: tuple[int, ...]) -> None:
+    """Refuse ``size`` bytes of FP32 values that do not fill ``shape``."""
+    count = math.prod(shape)
+    if size != count * 4:
+        raise bad(f"input {name!r}: {what} {size} does not match shape {list(shape)} "
+                  f"({count} FP32 values = {count * 4} bytes)")
+
+
 def shm_span(params: dict[str, Any], where: str) -> Span | None:
     """The shared-memory region, offset and byte size a tensor's parameters name (None: none)."""
     region = params.get("shared_memory_region")
@@ -167,21 +193,26 @@ def shm_span(params: dict[str, Any], where: str) -> Span | None:
     return region, offset, size
 
 
+def check_outputs(names: list[str]) -> None:
+    """Refuse an output the model does not have, or one asked for twice."""
+    for name in names:
+        if name not in OUTPUTS:
+            raise bad(f"unknown output {name!r}; the model has outputs {list(OUTPUTS)}")
+    if len(set(names)) != len(names):
+        raise bad(f"an output is requested twice: {names}")
+
+
 def _outputs(obj: dict[str, Any], all_binary: bool) -> tuple[RequestedOutput, ...]:
     raw = obj.get("outputs")
     if raw is None:
         return tuple(RequestedOutput(name, all_binary) for name in OUTPUTS)
-    if not isinstance(raw, list) or not raw:
+    if not isinstance(raw, list) or not raw or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                                       for e in raw):
         raise bad("'outputs' must be a non-empty list of {\"name\": ...} objects")
+    check_outputs([entry["name"] for entry in raw])
     wanted: list[RequestedOutput] = []
     for entry in raw:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise bad("each requested output must be an object with a string 'name'")
         name = entry["name"]
-        if name not in OUTPUTS:
-            raise bad(f"unknown output {name!r}; the model has outputs {list(OUTPUTS)}")
-        if any(w.name == name for w in wanted):
-            raise bad(f"output {name!r} requested twice")
         params = _parameters(entry, f"output {name!r}")
         if params.get("classification"):
             raise bad("the classification extension is not supported; use POST /v1/classify")
@@ -230,42 +261,28 @@ def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[in
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise bad("each input must be an object with a string 'name'")
     name = entry["name"]
-    if name != input_name:
-        raise bad(f"unknown input {name!r}; the model takes one input {input_name!r}")
-    if entry.get("datatype") != DATATYPE:
-        raise bad(f"input {name!r}: datatype {entry.get('datatype')!r} is not supported; "
-                  f"the model takes {DATATYPE}")
-    shape = check_shape(entry.get("shape"), name, item_shape, max_batch)
-    count = math.prod(shape)
+    shape = check_input(name, entry.get("datatype"), entry.get("shape"), input_name, item_shape, max_batch)
     input_params = _parameters(entry, f"input {name!r}")
     size = input_params.get("binary_data_size")
-    data: np.ndarray | None = None
     shm = shm_span(input_params, f"input {name!r}")
+    source = one_source(name, {"'data'": "data" in entry, "binary_data_size": size is not None,
+                               "shared memory": shm is not None})
+    data: np.ndarray | None = None
     if shm is not None:
-        if "data" in entry or size is not None:
-            raise bad(f"input {name!r} has shared memory and 'data' or binary_data_size")
-        if shm[2] != count * 4:
-            raise bad(f"input {name!r}: shared_memory_byte_size {shm[2]} does not match shape {list(shape)} "
-                      f"({count * 4} bytes)")
+        check_bytes(name, "shared_memory_byte_size", shm[2], shape)
         size = 0
-    elif size is not None:
-        if "data" in entry:
-            raise bad(f"input {name!r} has both 'data' and binary_data_size")
+    elif source == "binary_data_size":
         if not _is_int(size) or size < 0:
             raise bad(f"input {name!r}: binary_data_size must be a non-negative integer")
-        if size != count * 4:
-            raise bad(f"input {name!r}: binary_data_size {size} does not match shape {list(shape)} "
-                      f"({count} FP32 values = {count * 4} bytes)")
+        check_bytes(name, "binary_data_size", size, shape)
         if size > binary_size:
             raise bad(f"input {name!r}: binary_data_size {size} but only {binary_size} "
                       f"bytes of binary data follow the header")
     else:
-        if "data" not in entry:
-            raise bad(f"input {name!r} has neither 'data' nor binary_data_size")
         flat = _flatten_numbers(entry["data"], name)
-        if len(flat) != count:
+        if len(flat) != math.prod(shape):
             raise bad(f"input {name!r}: {len(flat)} values in 'data' but shape {list(shape)} "
-                      f"needs {count}")
+                      f"needs {math.prod(shape)}")
         try:
             data = np.asarray(flat, dtype=np.float32).reshape(shape)
         except OverflowError:
@@ -315,19 +332,6 @@ def _json_numbers(array: np.ndarray) -> list[float | None]:
     return values
 
 
-@functools.lru_cache(maxsize=256)
-def _binary_header(model_name: str, version: str, request_id: str | None, names: tuple[str, ...], rows: int,
-                   classes: int) -> bytes:
-    """The JSON header of a response whose outputs are all binary (it depends only on the shapes)."""
-    size = rows * classes * 4
-    outputs = [{"name": name, "datatype": DATATYPE, "shape": [rows, classes],
-                "parameters": {"binary_data_size": size}} for name in names]
-    response: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": outputs}
-    if request_id is not None:
-        response["id"] = request_id
-    return json.dumps(response, separators=(",", ":")).encode()
-
-
 def output_tensors(logits: np.ndarray, outputs: tuple[RequestedOutput, ...],
                    write_shm: Callable[[str, int, bytes], None] | None) -> dict[str, np.ndarray]:
     """The requested outputs of ``logits`` (both protocols); each that names a shared-memory region is
@@ -353,25 +357,16 @@ def encode_infer_response(model_name: str, version: str, request: InferRequest, 
     """Response body and headers; binary outputs follow the JSON header in request order, outputs with
     a shared-memory region are written there."""
     tensors = output_tensors(logits, request.outputs, write_shm)
-    if all(o.binary and o.shm is None for o in request.outputs):
-        rows, classes = logits.shape
-        header = _binary_header(model_name, version, request.id, tuple(o.name for o in request.outputs),
-                                rows, classes)
-        blobs = [np.ascontiguousarray(tensors[o.name], dtype="<f4").tobytes() for o in request.outputs]
-        return b"".join([header, *blobs]), {"Content-Type": "application/octet-stream",
-                                            HEADER_LENGTH: str(len(header))}
     outputs: list[dict[str, Any]] = []
     blobs = []
     for wanted in request.outputs:
         array = tensors[wanted.name]
         entry: dict[str, Any] = {"name": wanted.name, "datatype": DATATYPE, "shape": list(array.shape)}
-        if wanted.shm is not None:
-            pass  # written to its region; no parameters (Triton's C++ client then expects binary_data_size)
-        elif wanted.binary:
+        if wanted.shm is None and wanted.binary:  # (one in shared memory has no parameters, as in Triton)
             blob = np.ascontiguousarray(array, dtype="<f4").tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
-        else:
+        elif wanted.shm is None:
             entry["data"] = _json_numbers(array)
         outputs.append(entry)
     response: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": outputs}

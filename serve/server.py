@@ -36,24 +36,6 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
-class _Hooks:
-    """Connection events -> the server's metrics."""
-
-    def __init__(self, state: Any) -> None:
-        self.state = state
-
-    def opened(self) -> None:
-        self.state.open_connections += 1
-
-    def closed(self) -> None:
-        self.state.open_connections -= 1
-
-    def refused(self, reason: str, status: int | None) -> None:
-        self.state.metrics.refused(reason)
-        if status is not None:
-            self.state.metrics.count("connection", status)
-
-
 def uvicorn_config(app: Any, access_log: bool = False) -> Any:
     """uvicorn's Config for ``app`` (from ``create_app``) with the limits of its ServeConfig."""
     import uvicorn
@@ -65,7 +47,7 @@ def uvicorn_config(app: Any, access_log: bool = False) -> Any:
     limits = HttpLimits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
                         read_timeout_s=config.read_timeout_s, graceful_shutdown_s=config.graceful_shutdown_s)
     route = getattr(app, "route", None)  # the V2 infer route, served by the connection itself
-    return uvicorn.Config(app, http=protocol_class(limits, _Hooks(state), route), ws="none", lifespan="on",
+    return uvicorn.Config(app, http=protocol_class(limits, state, route), ws="none", lifespan="on",
                           log_level="info" if access_log else "warning", access_log=access_log, backlog=2048,
                           proxy_headers=False,
                           timeout_keep_alive=config.keep_alive_s,  # type: ignore[arg-type]

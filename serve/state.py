@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from dataclasses import fields
 from importlib.metadata import version
 from typing import Any
 
@@ -85,16 +86,9 @@ class ServerState:
                           lambda: float(budget.used))
             metrics.gauge("bninception_decode_peak_bytes", "most of the decode budget ever taken at once",
                           lambda: float(budget.peak))
-        metrics.constants("bninception_limit", "the server's limits (README: Serving, Limits)", {
-            "max_header_bytes": config.max_header_bytes, "max_headers": config.max_headers,
-            "max_body_bytes": self.max_body_bytes, "max_image_bytes": config.max_image_bytes,
-            "max_image_pixels": config.max_image_pixels, "decode_memory_bytes": config.decode_memory_mb * MIB,
-            "buffer_memory_bytes": config.buffer_memory_mb * MIB, "max_connections": config.max_connections,
-            "max_queue": config.max_queue, "max_batch": config.max_batch,
-            "read_timeout_seconds": config.read_timeout_s, "keep_alive_seconds": config.keep_alive_s,
-            "request_timeout_seconds": config.request_timeout_s,
-            "graceful_shutdown_seconds": config.graceful_shutdown_s,
-        })
+        limits = {f.name: getattr(config, f.name) for f in fields(config) if f.metadata.get("low") is not None}
+        metrics.constants("bninception_limit", "the server's settings (README: Serving, Limits)",
+                          {**limits, "max_body_bytes": self.max_body_bytes})
 
     # -- inference ----------------------------------------------------------------------------
     def _observe(self, rows: int, queued_s: list[float], phases_s: tuple[float, float, float]) -> None:
@@ -144,6 +138,18 @@ class ServerState:
         with contextlib.suppress(Exception):  # outcome() turns the failure into the answer
             await future  # cancelled with this task when the client goes away: the batcher skips it
         return self.outcome(future)
+
+    # -- connection events (ConnectionHooks of the HTTP protocol) -------------------------------
+    def opened(self) -> None:
+        self.open_connections += 1
+
+    def closed(self) -> None:
+        self.open_connections -= 1
+
+    def refused(self, reason: str, status: int | None) -> None:
+        self.metrics.refused(reason)
+        if status is not None:
+            self.metrics.count("connection", status)
 
     # -- metadata -----------------------------------------------------------------------------
     def check_model(self, name: str, version: str | None = None) -> None:

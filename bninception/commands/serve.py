@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields, replace
 
 from bninception.cli import add_run_argument
+from bninception.serve.config import ServeConfig, flag_of
 
 NAME = "serve"
 HELP = "serve a run's ONNX model over HTTP (KServe V2 / Open Inference Protocol, dynamic batching)"
@@ -12,8 +14,6 @@ ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bninception.serve.config import ServeConfig as C
-
     add_run_argument(parser)
     parser.add_argument("--model", default=None, help="serve this ONNX file instead of the run's model")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
@@ -26,45 +26,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None,
                         help="serve the run's TensorRT plan of --precision through ONNX Runtime's TensorRT provider "
                              "(default: when the provider and a usable engine are here; --no-engine: never)")
-    parser.add_argument("--name", default=C.model_name, help="model name in the URL (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="listen port (default: %(default)s)")
-    parser.add_argument("--max-batch", type=int, default=C.max_batch,
-                        help="rows per merged batch (default: %(default)s)")
-    parser.add_argument("--max-delay-ms", type=float, default=C.max_delay_ms,
-                        help="how long the oldest request may wait for a fuller batch; 0: a free model takes "
-                             "what is queued at once (default: %(default)s)")
-    parser.add_argument("--max-queue", type=int, default=C.max_queue,
-                        help="requests waiting before 503 (default: %(default)s)")
-    parser.add_argument("--no-batching", action="store_true", help="run every request on its own")
-    parser.add_argument("--timeout-s", type=float, default=C.request_timeout_s,
-                        help="per-request timeout (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=C.threads, help="ONNX Runtime intra-op threads (0: auto)")
-    parser.add_argument("--optimization", choices=("disable", "basic", "extended", "all"), default=C.optimization,
-                        help="ONNX Runtime graph optimization level (default: %(default)s)")
-    parser.add_argument("--spin", action="store_true",
-                        help="let idle ONNX Runtime threads busy-wait (off by default: the event loop shares "
-                             "the cores)")
-    parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--grpc-port", type=int, default=None,
                         help="also serve the KServe V2 gRPC API on this port (default: HTTP only)")
-    parser.add_argument("--read-timeout-s", type=float, default=C.read_timeout_s,
-                        help="a request must arrive whole within this, else 408 (default: %(default)s)")
-    parser.add_argument("--keep-alive-s", type=float, default=C.keep_alive_s,
-                        help="close a connection idle this long (default: %(default)s)")
-    parser.add_argument("--graceful-shutdown-s", type=float, default=C.graceful_shutdown_s,
-                        help="on SIGTERM, running requests get this long (default: %(default)s)")
-    parser.add_argument("--max-connections", type=int, default=C.max_connections,
-                        help="open connections before 503 (default: %(default)s)")
-    parser.add_argument("--decode-memory-mb", type=int, default=C.decode_memory_mb,
-                        help="memory for all image decodes at once (default: %(default)s)")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    for item in fields(ServeConfig):
+        if "help" not in item.metadata:
+            continue
+        option, kind = f"--{flag_of(item)}", type(item.default)
+        if kind is bool:
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=item.default,
+                                dest=item.name, help=item.metadata["help"])
+        else:
+            shown = "" if item.default is None else " (default: %(default)s)"
+            parser.add_argument(option, type=int if item.default is None else kind, default=item.default,
+                                dest=item.name, choices=item.metadata["choices"], metavar="N" if kind in (int, float,
+                                type(None)) else None, help=item.metadata["help"] + shown)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from bninception.core.errors import BninceptionError
-    from bninception.serve.config import ServeConfig
     from bninception.served import served_model
 
     requested = [p for p in (args.providers or "").split(",") if p.strip()]
@@ -78,13 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from bninception.serve.app import create_app
     from bninception.serve.server import bind_socket, serve_forever
 
-    max_batch = min(args.max_batch, served.max_batch or args.max_batch)  # an engine's profile bounds it
-    config = ServeConfig(model_name=args.name, providers=served.providers, optimization=args.optimization,
-                         threads=args.threads, spinning=args.spin, batching=not args.no_batching,
-                         max_batch=max_batch, max_delay_ms=args.max_delay_ms, max_queue=args.max_queue,
-                         request_timeout_s=args.timeout_s, read_timeout_s=args.read_timeout_s,
-                         keep_alive_s=args.keep_alive_s, graceful_shutdown_s=args.graceful_shutdown_s,
-                         max_connections=args.max_connections, decode_memory_mb=args.decode_memory_mb)
+    config = ServeConfig(**{f.name: getattr(args, f.name) for f in fields(ServeConfig) if "help" in f.metadata})
+    config = replace(config, providers=served.providers,  # an engine's profile bounds the batch
+                     max_batch=min(config.max_batch, served.max_batch or config.max_batch))
     if args.grpc_port is not None:
         bind_socket(args.host, args.grpc_port).close()  # a bad or busy port fails before the model loads
     sock = bind_socket(args.host, args.port)
@@ -95,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     state = app.state.server
     grpc = f" and gRPC on {args.host}:{args.grpc_port}" if args.grpc_port is not None else ""
-    batching = (f"max batch {max_batch}, max delay {args.max_delay_ms:g} ms" if config.batching
+    batching = (f"max batch {config.max_batch}, max delay {config.max_delay_ms:g} ms" if config.batching
                 else "no batching")
-    print(f"serving {path} as {args.name!r} on http://{args.host}:{args.port}{grpc} "
+    print(f"serving {path} as {config.model_name!r} on http://{args.host}:{args.port}{grpc} "
           f"(providers {', '.join(state.runner.providers)}, {batching})", file=sys.stderr)
     serve_forever(app, host=args.host, access_log=args.access_log, sock=sock, grpc_port=args.grpc_port)
     return 0
