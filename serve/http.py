@@ -17,9 +17,11 @@ import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from bninception.serve.state import ServerState
 
 log = logging.getLogger(__name__)
 
@@ -28,24 +30,6 @@ SMALL_PIECES = 1024  # a request that has arrived in this many reads...
 MIN_PIECE_BYTES = 64  # ...averaging fewer bytes each is refused (a 1-byte-at-a-time sender costs a loop pass a byte)
 LINGER_BYTES = 64 << 20  # ...or this many bytes
 GAVE_UP = "bninception.gave_up"  # scope key: (status, reason) when the connection answered for the app
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    max_header_bytes: int
-    max_headers: int
-    read_timeout_s: float
-    graceful_shutdown_s: float
-
-
-class ConnectionHooks(Protocol):
-    """What the connection reports to the server (metrics)."""
-
-    def opened(self) -> None: ...
-
-    def closed(self) -> None: ...
-
-    def refused(self, reason: str, status: int | None) -> None: ...
 
 
 def error_response(status: int, message: str) -> bytes:
@@ -100,15 +84,17 @@ class _CycleTransport:
         return self._protocol.transport.get_extra_info(name, default)
 
 
-def protocol_class(limits: HttpLimits, hooks: ConnectionHooks, route: Any = None) -> type[asyncio.Protocol]:
-    """uvicorn's ``HttpToolsProtocol`` with ``limits``, serving ``route`` (an InferRoute) itself;
-    give it to ``uvicorn.Config(http=...)``."""
+def protocol_class(state: ServerState, route: Any = None) -> type[asyncio.Protocol]:
+    """uvicorn's ``HttpToolsProtocol`` with the limits of ``state.config``, reporting connection events
+    to ``state`` and serving ``route`` (an InferRoute) itself; give it to ``uvicorn.Config(http=...)``."""
     import urllib.parse
 
     import httptools
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
     from bninception.serve.protocol import ProtocolError
+
+    limits, hooks = state.config, state
 
     class LimitedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -40,14 +40,12 @@ def uvicorn_config(app: Any, access_log: bool = False) -> Any:
     """uvicorn's Config for ``app`` (from ``create_app``) with the limits of its ServeConfig."""
     import uvicorn
 
-    from bninception.serve.http import HttpLimits, protocol_class
+    from bninception.serve.http import protocol_class
 
     state = app.state.server
     config = state.config
-    limits = HttpLimits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
-                        read_timeout_s=config.read_timeout_s, graceful_shutdown_s=config.graceful_shutdown_s)
     route = getattr(app, "route", None)  # the V2 infer route, served by the connection itself
-    return uvicorn.Config(app, http=protocol_class(limits, state, route), ws="none", lifespan="on",
+    return uvicorn.Config(app, http=protocol_class(state, route), ws="none", lifespan="on",
                           log_level="info" if access_log else "warning", access_log=access_log, backlog=2048,
                           proxy_headers=False,
                           timeout_keep_alive=config.keep_alive_s,  # type: ignore[arg-type]
