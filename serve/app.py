@@ -98,9 +98,14 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
         return _json({"live": True})
 
     @app.get("/v2/health/ready")
-    async def ready() -> Response:
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def ready(name: str | None = None, version: str | None = None) -> Response:
+        if name is not None:
+            state.check_model(name, version)
         problem = state.health()
-        return _json({"ready": True}) if problem is None else _json({"ready": False, "error": problem}, 503)
+        answer = {"ready": problem is None} if name is None else {"name": name, "ready": problem is None}
+        return _json(answer) if problem is None else _json({**answer, "error": problem}, 503)
 
     async def small_json(request: Request) -> dict[str, Any]:
         held = [0]
@@ -168,14 +173,6 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
         state.check_model(name, version)
         return _json(state.metadata())
 
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{version}/ready")
-    async def model_ready(name: str, version: str | None = None) -> Response:
-        state.check_model(name, version)
-        problem = state.health()
-        return (_json({"name": name, "ready": True}) if problem is None
-                else _json({"name": name, "ready": False, "error": problem}, 503))
-
     @app.get("/v2/models/{name}/config")
     @app.get("/v2/models/{name}/versions/{version}/config")
     async def model_configuration(name: str, version: str | None = None) -> Response:
@@ -192,13 +189,13 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
             raise ProtocolError(400, f"top must be in 1..{state.info.num_classes}, got {top}")
         held = [0]
         try:
-            body = await read_body(request.receive, dict(request.scope["headers"]), state.max_image_bytes,
+            body = await read_body(request.receive, dict(request.scope["headers"]), state.config.max_image_bytes,
                                    state.buffers, held)
             data = await _image_bytes(request, body)
             if not data:
                 raise ProtocolError(400, "no image: send a JPEG or PNG as the body or as a multipart file")
             del body
-            rows = await state.decoder.rows(data, state.request_timeout_s)
+            rows = await state.decoder.rows(data, state.config.request_timeout_s)
         finally:
             state.buffers.give(held[0])
         probabilities = softmax(await state.predict(rows))[0]

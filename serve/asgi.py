@@ -1,17 +1,12 @@
-"""The ASGI entry: every route but V2 infer through FastAPI, and the request metrics of all of them.
-
-V2 infer requests are served by the connection itself (http.py hands them to
-:class:`~bninception.serve.infer.InferRoute`, no ASGI task or messages per request); the ones that
-reach this app another way (another ASGI server, a method other than POST) go through the same
-route here. Client mistakes are a 4xx with ``{"error": "..."}``; a client that leaves before its
-request has arrived is counted (499, or the 408/503 the connection answered for it) and never logged
-as a server error.
+"""The ASGI entry: every route through FastAPI but V2 infer (:class:`~bninception.serve.infer.InferRoute`,
+for requests the connection does not serve itself: pipelined ones, other ASGI servers), and the
+request metrics of all. A client that leaves before its request arrived is counted (499, or the
+408/503 the connection answered for it), never logged as a server error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from types import SimpleNamespace
@@ -23,13 +18,10 @@ from bninception.serve.infer import CLIENT_CLOSED, INFER_PATH, InferRoute
 from bninception.serve.protocol import ProtocolError, check_declared_length
 from bninception.serve.state import ServerState
 
-log = logging.getLogger(__name__)
-
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
 
 
 class ClientGone(Exception):
@@ -68,12 +60,6 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, b
         if not message.get("more_body", False):
             break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def endpoint_of(path: str) -> str:
@@ -142,7 +128,9 @@ class ServerApp:
         except asyncio.CancelledError:
             route.count(503, start)  # the server's graceful-shutdown time ran out
             raise
-        await respond(send, status, content, out)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", str(len(content)).encode()), *out]})
+        await send({"type": "http.response.body", "body": content})
 
     async def other(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Every other route, through FastAPI, counted by endpoint and status."""

@@ -1,12 +1,9 @@
 """Dynamic batching: concurrent requests merged up to ``max_batch`` rows.
 
-Requests enter a bounded queue. A free worker thread takes what is queued (up to ``max_batch``
-rows) at once; requests that arrive while it runs wait and form the next batch, so a lone request
-never waits for company. ``max_delay_s`` > 0 also lets the oldest request wait that long for a fuller
-batch (Triton's ``max_queue_delay_microseconds``). The batch runs once (ONNX Runtime releases the
-GIL) and each request gets its slice of the output.
-Requests from an event loop (``submit_async``) get their results in one call into that loop per
-batch, not one thread hop per request.
+A free worker thread takes what is queued (up to ``max_batch`` rows) at once, so a lone request never
+waits for company; ``max_delay_s`` > 0 lets the oldest request wait that long for a fuller batch
+(Triton's ``max_queue_delay_microseconds``). Each request gets its slice of the output; requests from
+an event loop (``submit_async``) get a batch's results in one call into that loop.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from bninception.serve.protocol import (
     OUTPUTS,
     ProtocolError,
     RequestedOutput,
+    bad,
     check_bytes,
     check_input,
     check_outputs,
@@ -48,10 +49,6 @@ STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 
           503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
 
-def _bad(message: str) -> ProtocolError:
-    return ProtocolError(400, message)
-
-
 def _params(parameters: Any) -> dict[str, Any]:
     """A protobuf map of InferParameter as plain values."""
     return {key: getattr(value, value.WhichOneof("parameter_choice") or "bool_param")
@@ -63,7 +60,7 @@ def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_b
     """The float32 NCHW batch of a ModelInferRequest, checked like the HTTP route checks its body;
     non-finite values pass through, as in Triton."""
     if len(request.inputs) != 1:
-        raise _bad(f"the model takes one input {input_name!r}, got {[i.name for i in request.inputs]}")
+        raise bad(f"the model takes one input {input_name!r}, got {[i.name for i in request.inputs]}")
     tensor = request.inputs[0]
     name = tensor.name
     shape = check_input(name, tensor.datatype, list(tensor.shape), input_name, item_shape, max_batch)
@@ -74,10 +71,10 @@ def infer_rows(request: Any, input_name: str, item_shape: tuple[int, ...], max_b
     if source == "contents":
         values = tensor.contents.fp32_contents
         if len(values) != math.prod(shape):
-            raise _bad(f"input {name!r}: {len(values)} fp32_contents but shape {list(shape)} needs {math.prod(shape)}")
+            raise bad(f"input {name!r}: {len(values)} fp32_contents but shape {list(shape)} needs {math.prod(shape)}")
         return np.asarray(values, dtype=np.float32).reshape(shape)
     if len(raws) > 1:
-        raise _bad(f"{len(raws)} raw_input_contents for one input")
+        raise bad(f"{len(raws)} raw_input_contents for one input")
     if shm is not None:
         check_bytes(name, "shared_memory_byte_size", shm[2], shape)
         raw = read_shm(*shm)
@@ -92,7 +89,7 @@ def _timeout_s(request: Any, context: Any) -> float | None:
     if "timeout" in request.parameters:
         micros = request.parameters["timeout"].int64_param
         if not 0 < micros <= MAX_TIMEOUT_US:
-            raise _bad("parameter timeout must be a positive int64_param (microseconds)")
+            raise bad("parameter timeout must be a positive int64_param (microseconds)")
         timeout = micros / 1e6
     remaining = context.time_remaining()
     if remaining is not None:  # the client's own gRPC deadline
@@ -180,7 +177,7 @@ class InferenceService:
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         state = self.state
         state.check_model(request.model_name, request.model_version)
-        rows = infer_rows(request, state.info.input.name, state.info.item_shape, state.max_batch, state.shm.read)
+        rows = infer_rows(request, state.info.input.name, state.info.item_shape, state.config.max_batch, state.shm.read)
         wanted = _requested(request)
         logits = await state.predict(rows, _timeout_s(request, context))
         tensors = output_tensors(logits, wanted, state.shm.write)

@@ -15,15 +15,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from bninception.serve.state import ServerState
-
-log = logging.getLogger(__name__)
 
 LINGER_S = 2.0  # lingering close: read and discard for at most this long...
 SMALL_PIECES = 1024  # a request that has arrived in this many reads...

@@ -65,7 +65,7 @@ class InferRoute:
         length = headers.get(_HEADER_LENGTH)
         info = self.state.info
         return parse_infer_request(body, None if length is None else length.decode("latin-1"), info.input.name,
-                                   info.item_shape, self.state.max_batch, self.state.shm.read)
+                                   info.item_shape, self.state.config.max_batch, self.state.shm.read)
 
     def run(self, headers: dict[bytes, bytes], body: bytes, reply: Reply, start: float | None = None) -> None:
         """Parse, queue for the batcher, and answer through ``reply`` (at once for a refusal, from the

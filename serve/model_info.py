@@ -1,9 +1,5 @@
-"""What the server knows about a model: its file in the run, I/O, labels, recorded preprocessing.
-
-The interface comes from the model's Runner (one NCHW float input, first output = logits), the
-rest from the metadata export wrote (:mod:`bninception.core.metadata`). Every entry is optional:
-without labels the classes are their indices; without preprocessing ``/v1/classify`` is off.
-"""
+"""What the server knows about a model: its interface (from the Runner: one NCHW float input, first
+output = logits) and the metadata export recorded (labels, preprocessing; each optional)."""
 
 from __future__ import annotations
 

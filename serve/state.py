@@ -54,13 +54,9 @@ class ServerState:
         self.runner = OrtRunner(model_path, name=config.model_name, providers=config.providers,
                                 optimization=config.optimization, threads=config.threads, spinning=config.spinning)
         self.info: ModelInfo = read_model_info(self.runner, model_path)
-        self.max_batch = config.max_batch
-        self.max_delay_ms = config.max_delay_ms
-        self.request_timeout_s = config.request_timeout_s
         values = config.max_batch * int(np.prod(self.info.item_shape))
         # JSON numbers take up to ~25 bytes each; binary 4. Images for /v1/classify are bounded apart.
         self.max_body_bytes = config.max_body_bytes or max(1 << 20, values * 32 + (64 << 10))
-        self.max_image_bytes = config.max_image_bytes
         self.buffers = MemoryBudget(config.buffer_memory_mb * MIB)
         self.decoder = (ImageDecoder(self.info.preprocess, config.decode_memory_mb * MIB, config.max_image_pixels)
                         if self.info.preprocess is not None else None)
@@ -99,22 +95,19 @@ class ServerState:
 
     def health(self) -> str | None:
         """None while requests can be answered; else why not (``/v2/health/ready`` says 503)."""
-        return self.batcher.health(stall_s=self.request_timeout_s)
-
-    def _refuse_busy(self, exc: Exception) -> ProtocolError:
-        if isinstance(exc, QueueFull):
-            self.metrics.refused("queue_full")
-            return ProtocolError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"})
-        return ProtocolError(503, str(exc), {"Retry-After": "1"})
+        return self.batcher.health(stall_s=self.config.request_timeout_s)
 
     def submit(self, rows: np.ndarray, timeout_s: float | None = None) -> asyncio.Future[np.ndarray]:
         """Queue ``rows`` in the batcher (in an event loop): a future of their logits that fails with
         RequestTimeout when the request's time runs out. Read it with :meth:`outcome`."""
-        timeout = min(timeout_s or self.request_timeout_s, self.request_timeout_s)
+        timeout = min(timeout_s or self.config.request_timeout_s, self.config.request_timeout_s)
         try:
             future = self.batcher.submit_async(rows)
-        except (QueueFull, BatcherClosed) as exc:
-            raise self._refuse_busy(exc) from None
+        except QueueFull as exc:
+            self.metrics.refused("queue_full")
+            raise ProtocolError(503, f"server busy: {exc}; retry later", {"Retry-After": "1"}) from None
+        except BatcherClosed as exc:
+            raise ProtocolError(503, str(exc), {"Retry-After": "1"}) from None
         timer = asyncio.get_running_loop().call_later(timeout, _expire, future, timeout)
         future.add_done_callback(lambda _: timer.cancel())
         return future
@@ -171,14 +164,14 @@ class ServerState:
             "platform": "onnxruntime_onnx",
             "inputs": [{"name": info.input.name, "datatype": DATATYPE, "shape": [-1, *info.item_shape]}],
             "outputs": [{"name": name, "datatype": DATATYPE, "shape": [-1, classes]} for name in OUTPUTS],
-            "parameters": {"labels": info.labels, "max_batch_size": self.max_batch,
+            "parameters": {"labels": info.labels, "max_batch_size": self.config.max_batch,
                            "preprocess": info.preprocess.to_dict() if info.preprocess is not None else None,
                            "source_sha256": info.metadata.get(metadata.SOURCE_SHA256),
                            "providers": [user_name(p) for p in self.runner.providers]},
         }
 
     def triton_config(self) -> dict[str, Any]:
-        config = model_config(self.info, self.name, self.max_batch, round(self.max_delay_ms * 1000),
+        config = model_config(self.info, self.name, self.config.max_batch, round(self.config.max_delay_ms * 1000),
                               platform="onnxruntime_onnx", backend="onnxruntime")
         config["output"].append({**config["output"][0], "name": "probabilities"})
         return config
