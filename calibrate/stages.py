@@ -25,7 +25,7 @@ log = logging.getLogger("bninception.stage")
 if TYPE_CHECKING:
     import onnx
 
-FP16_PASS = "fp16/1"
+FP16_PASS = "fp16/2"  # 2: ONNX Runtime's float16 converter
 INT8_PASS = "qdq-trt-symmetric/2"  # /2: the CPU layout's 7-bit weights
 ADOPT_PASS = "adopted/1"
 METHODS = ("percentile", "entropy", "minmax")
