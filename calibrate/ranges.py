@@ -20,7 +20,7 @@ from bninception.core.errors import BninceptionError
 if TYPE_CHECKING:
     import onnx
 
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("percentile", "entropy", "minmax")  # the first is the default
 BINS = 2048          # as TensorRT's / pytorch-quantization's histogram calibrators
 ENTROPY_LEVELS = 128  # positive levels of symmetric int8
 ENTROPY_START = 128  # the smallest candidate threshold, in bins

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bninception.calibrate.ranges import METHODS
 from bninception.core import layout, metadata
 from bninception.core.errors import BninceptionError, GateFailure
 from bninception.core.files import atomic_path, atomic_write_json
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 FP16_PASS = "fp16/2"  # 2: ONNX Runtime's float16 converter
 INT8_PASS = "qdq-trt-symmetric/2"  # /2: the CPU layout's 7-bit weights
 ADOPT_PASS = "adopted/1"
-METHODS = ("percentile", "entropy", "minmax")
 DEFAULT_METHOD = "percentile"
 DEFAULT_SAMPLES = 512
 DEFAULT_PERCENTILE = 99.99
