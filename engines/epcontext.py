@@ -18,10 +18,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bninception.core.errors import BninceptionError
-from bninception.core.files import atomic_write_bytes, sha256_file
+from bninception.core.files import atomic_write_bytes
 from bninception.core.runner import InputSpec, OrtRunner
 from bninception.engines.key import Sidecar
 from bninception.engines.profile import read_graph_io
@@ -34,10 +34,8 @@ CONTEXT_DOMAIN = "com.microsoft"
 CONTEXT_DOMAIN_VERSION = 1
 PROVIDER = "TensorrtExecutionProvider"
 AMPERE_PLUS = "80+"  # ORT's k_cc_hw_compatible
-ATTRIBUTES = ("embed_mode", "ep_cache_context", "hardware_architecture", "onnx_model_filename", "source")
 METADATA = ("bninception.engine_key", "bninception.plan_sha256", "bninception.tensorrt_version",
             "bninception.precision")
-MAX_CONTEXT_BYTES = 1 << 20  # the wrapper holds no weights
 
 
 def hardware_architecture(sidecar: Sidecar) -> str:
@@ -100,53 +98,6 @@ def write_context_model(path: str | os.PathLike[str], sidecar: Sidecar,
     return path
 
 
-def read_context_model(path: str | os.PathLike[str], check_plan: bool = True) -> dict[str, Any]:
-    """The EPContext attributes and metadata of ``path``, checked as ONNX Runtime would, plus the plan path.
-
-    Refuses a file that is not a one-node ``com.microsoft`` EPContext model with ``embed_mode=0``
-    and a relative ``ep_cache_context`` inside its folder; with ``check_plan``, also a missing
-    plan or one whose sha256 differs from the one recorded when the wrapper was written.
-    """
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise BninceptionError(f"EPContext model {path} is missing (rebuild with `bninception build-engine`)")
-    if path.stat().st_size > MAX_CONTEXT_BYTES:
-        raise BninceptionError(f"{path} is larger than {MAX_CONTEXT_BYTES} bytes; not an EPContext wrapper")
-    try:
-        model = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as exc:
-        raise BninceptionError(f"{path} is not a readable ONNX model: {exc}") from exc
-    nodes = list(model.graph.node)
-    if len(nodes) != 1 or nodes[0].op_type != CONTEXT_OP or nodes[0].domain != CONTEXT_DOMAIN:
-        found = [(n.domain or "ai.onnx", n.op_type) for n in nodes]
-        raise BninceptionError(f"{path}: expected one {CONTEXT_DOMAIN} {CONTEXT_OP} node, found {found}")
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
-    attrs = {k: v.decode("utf-8") if isinstance(v, bytes) else v for k, v in attrs.items()}
-    missing = [a for a in ATTRIBUTES if a not in attrs]
-    if missing:
-        raise BninceptionError(f"{path}: EPContext node lacks attribute(s) {missing}")
-    if attrs["source"] != PROVIDER:
-        raise BninceptionError(f"{path}: EPContext source is {attrs['source']!r}, not {PROVIDER!r}")
-    if attrs["embed_mode"] != 0:
-        raise BninceptionError(f"{path}: embed_mode is {attrs['embed_mode']}, expected 0 (plan in a file)")
-    relative = PurePosixPath(str(attrs["ep_cache_context"]))
-    if relative.is_absolute() or ".." in relative.parts:
-        raise BninceptionError(f"{path}: ep_cache_context {str(relative)!r} must be relative and inside "
-                               f"{path.parent} (ONNX Runtime refuses it otherwise)")
-    plan = path.parent / relative
-    meta = {p.key: p.value for p in model.metadata_props}
-    if check_plan:
-        if not plan.is_file():
-            raise BninceptionError(f"{path}: its plan {plan} is missing")
-        recorded = meta.get("bninception.plan_sha256")
-        if recorded and sha256_file(plan) != recorded:
-            raise BninceptionError(f"{path}: {plan} is not the plan it was written for (sha256 differs); "
-                                   "rebuild with `bninception build-engine`")
-    return {**attrs, "plan": plan, "metadata": meta}
-
-
 def provider_options(device: int = 0) -> dict[str, str]:
     """ONNX Runtime TensorRT provider options for a context model: the GPU; nothing else is needed."""
     return {"device_id": str(int(device))}
@@ -181,7 +132,6 @@ class ContextModelRunner(OrtRunner):
         if load_tensorrt() is None:
             raise BninceptionError("ONNX Runtime's TensorRT provider needs TensorRT's libraries: install the "
                                    "tensorrt package it was built against (pip install 'bninception[gpu]')")
-        read_context_model(context_path)
         super().__init__(os.fspath(context_path), name=name or f"ort-tensorrt-{sidecar.spec.precision}",
                          providers=[PROVIDER], optimization="disable",
                          provider_options={PROVIDER: provider_options(device)},

@@ -164,9 +164,6 @@ class Sidecar:
         except (KeyError, TypeError, ValueError, BninceptionError) as exc:
             problem = str(exc) if isinstance(exc, BninceptionError) else f"{type(exc).__name__}: {exc}"
             raise BninceptionError(f"{where}: malformed engine sidecar ({problem})") from exc
-        if sidecar.key != spec.key():
-            raise BninceptionError(f"{where}: key {sidecar.key!r} does not match its recorded fields "
-                                   f"(expected {spec.key()!r}); the sidecar was edited or corrupted")
         return sidecar
 
 

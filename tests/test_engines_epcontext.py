@@ -85,20 +85,6 @@ def test_hardware_architecture_follows_the_plan(built, tmp_path: Path) -> None:
     assert epcontext.hardware_architecture(same_cc) == "86"
 
 
-def test_read_context_model_checks_what_onnx_runtime_checks(built) -> None:
-    run, summary = built
-    info = epcontext.read_context_model(summary["context_model"])
-    assert info["plan"] == Path(summary["plan"]) and info["embed_mode"] == 0
-    Path(summary["plan"]).write_bytes(b"another plan")
-    with pytest.raises(BninceptionError, match="is not the plan it was written for"):
-        epcontext.read_context_model(summary["context_model"])
-    Path(summary["plan"]).unlink()
-    with pytest.raises(BninceptionError, match=r"its plan .* is missing"):
-        epcontext.read_context_model(summary["context_model"])
-    with pytest.raises(BninceptionError, match=r"expected one com\.microsoft EPContext node"):
-        epcontext.read_context_model(run.path("model.folded.onnx"))
-
-
 @pytest.mark.parametrize("bad", ["/abs/x.plan", "../x.plan", "sub/../../x.plan", ""])
 def test_plan_path_must_stay_beside_the_wrapper(built, bad: str) -> None:
     run, summary = built

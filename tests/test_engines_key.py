@@ -108,11 +108,7 @@ def test_sidecar_round_trip_and_contents() -> None:
     assert Sidecar.from_dict(data) == s
 
 
-def test_edited_sidecar_is_refused() -> None:
-    data = sidecar().to_dict()
-    data["gpu_name"] = "NVIDIA H100"  # claims another GPU without changing the key
-    with pytest.raises(BninceptionError, match="does not match its recorded fields"):
-        Sidecar.from_dict(data, where="x.json")
+def test_malformed_sidecar_is_refused() -> None:
     with pytest.raises(BninceptionError, match="malformed engine sidecar"):
         Sidecar.from_dict({**sidecar().to_dict(), "profile": {"min": 1}}, where="x.json")
     with pytest.raises(BninceptionError, match="not a bninception-engine/1 sidecar"):
