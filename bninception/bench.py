@@ -27,6 +27,7 @@ from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json, parse_json
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
+from bninception.tables import render
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,7 @@ class BenchReport:
                 continue
             body.append([r.name, r.artifact, r.provider, r.optimization or "-", str(r.batch_size), _ms(r.p50_ms),
                          _ms(r.p90_ms), _ms(r.p99_ms), f"{r.images_per_second:,.0f}", str(r.reps)])
-        if markdown:
-            lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
-                     *("| " + " | ".join(row) + " |" for row in body)]
-        else:
-            widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-            fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-            lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths)),
-                     *(fmt.format(*row) for row in body)]
+        lines = render(head, body, markdown)
         lines.append("")
         lines.append(machine_line(self.machine))
         lines += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]

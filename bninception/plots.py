@@ -17,7 +17,8 @@ from bninception.core.files import atomic_path
 DPI = 110
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -26,8 +27,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    plt = _pyplot()
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically and close it."""
+    plt = pyplot()
     target = Path(path)
     try:
         with atomic_path(target) as tmp:
@@ -41,7 +43,7 @@ def training_curves_plot(history: Sequence[Mapping[str, float]], path: str | os.
     """Loss and top-1 accuracy per epoch, training (running, augmented) and validation."""
     if not history:
         raise BninceptionError("no training history to plot")
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [int(h["epoch"]) for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("train_loss", "training (mini-batch statistics)"), ("val_loss", "validation")):
@@ -61,14 +63,14 @@ def training_curves_plot(history: Sequence[Mapping[str, float]], path: str | os.
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("BN-Inception training")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def bn_statistics_plot(differences: Mapping[str, Mapping[str, float]], path: str | os.PathLike[str]) -> Path:
     """Per BN layer: relative difference of the EMA running mean / variance from Algorithm 2's."""
     if not differences:
         raise BninceptionError("no per-layer statistics differences to plot")
-    plt = _pyplot()
+    plt = pyplot()
     names = list(differences)
     index = list(range(len(names)))
     means = [max(float(differences[n].get("mean_rel_diff", 0.0)), 1e-12) for n in names]
@@ -84,7 +86,7 @@ def bn_statistics_plot(differences: Mapping[str, Mapping[str, float]], path: str
     ax.set_xticklabels([_short(n) for n in names[::step]], rotation=90, fontsize=7)
     ax.grid(True, alpha=0.3, which="both")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _short(name: str) -> str:
@@ -96,7 +98,7 @@ def throughput_plot(bench: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     results = [r for r in bench.get("results", []) if r.get("images_per_second")]
     if not results:
         raise BninceptionError("no benchmark results to plot")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     names = list(dict.fromkeys(r["name"] for r in results))
     for name in names:
@@ -115,7 +117,7 @@ def throughput_plot(bench: Mapping[str, Any], path: str | os.PathLike[str]) -> P
            ylabel="throughput (images / s)")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -125,7 +127,7 @@ def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> 
             for r in validate.get("rows", []) if (r.get("comparison") or {}).get("accuracy") is not None]
     if not rows:
         raise BninceptionError("no validation rows to plot")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.5))
     x = list(range(len(rows)))
     width = 0.38
@@ -144,4 +146,4 @@ def accuracy_plot(validate: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     ax.set(ylabel="percent of test images (%)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -17,6 +17,7 @@ from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json, atomic_write_text, parse_json
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
+from bninception.tables import pct, render
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,6 @@ def _read_json(run: RunDir, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{100.0 * float(value):.2f}%"
-
-
 # -- sections ------------------------------------------------------------------------------------
 def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
     lines = ["## Training", ""]
@@ -57,8 +54,8 @@ def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list
                  f"{cfg.get('base_lr', '?')} x {cfg.get('lr_scale', '?')} (BN-x{cfg.get('lr_scale', 0):g}), "
                  f"{f'{params:,}' if isinstance(params, int) else '?'} parameters, "
                  f"{float(train.get('seconds', 0)):.1f} s.")
-    lines.append(f"Validation top-1 {_pct(train.get('val_accuracy'))}; test top-1 with the EMA statistics "
-                 f"{_pct(train.get('test_accuracy_ema'))}.")
+    lines.append(f"Validation top-1 {pct(train.get('val_accuracy'))}; test top-1 with the EMA statistics "
+                 f"{pct(train.get('test_accuracy_ema'))}.")
     history = train.get("history") or []
     if history:
         try:
@@ -78,8 +75,8 @@ def _population_section(metrics: dict[str, Any] | None, run: RunDir, figures: li
         return [*lines, "No population record (`bninception population` not run, or imported weights).", ""]
     diffs = pop.get("layer_differences") or {}
     lines.append(f"{pop.get('batches', '?')} training mini-batches of {pop.get('batch_size', '?')}; "
-                 f"test top-1 with EMA statistics {_pct(pop.get('test_accuracy_ema'))}, "
-                 f"with population statistics {_pct(pop.get('test_accuracy_population'))}.")
+                 f"test top-1 with EMA statistics {pct(pop.get('test_accuracy_ema'))}, "
+                 f"with population statistics {pct(pop.get('test_accuracy_population'))}.")
     if diffs:
         worst_mean = max(diffs.items(), key=lambda kv: kv[1].get("mean_rel_diff", 0.0))
         worst_var = max(diffs.items(), key=lambda kv: kv[1].get("var_rel_diff", 0.0))
@@ -102,9 +99,9 @@ def _fold_section(fold: dict[str, Any] | None) -> list[str]:
         return [*lines, "No fold report (`fold_report.json`): `bninception fold` not run.", ""]
     folded = fold.get("folded") or {}
     by_pattern = ", ".join(f"{k}: {v}" for k, v in folded.items() if v) or "none"
-    lines += ["| | before | after |", "|---|---|---|",
-              f"| BatchNormalization nodes | {fold.get('bn_before', '?')} | {fold.get('bn_after', '?')} |",
-              f"| nodes | {fold.get('nodes_before', '?')} | {fold.get('nodes_after', '?')} |", "",
+    lines += [*render(["", "before", "after"], [
+        ["BatchNormalization nodes", fold.get("bn_before", "?"), fold.get("bn_after", "?")],
+        ["nodes", fold.get("nodes_before", "?"), fold.get("nodes_after", "?")]], markdown=True), "",
               f"Folded {fold.get('folded_total', sum(v for v in folded.values() if isinstance(v, int)))} "
               f"BN nodes ({by_pattern})."]
     for item in fold.get("left") or []:
@@ -130,9 +127,8 @@ def calibration_summary(calibration: dict[str, Any]) -> dict[str, Any]:
 def _calibration_section(calibration: dict[str, Any] | None) -> list[str]:
     if not calibration:
         return []
-    lines = ["## INT8 calibration", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in calibration_summary(calibration).items()]
-    return [*lines, ""]
+    rows = [[k, v] for k, v in calibration_summary(calibration).items()]
+    return ["## INT8 calibration", "", *render(["setting", "value"], rows, markdown=True), ""]
 
 
 def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
@@ -141,10 +137,7 @@ def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: lis
         return [*lines, "Not validated yet: run `bninception validate`.", ""]
     from bninception.validate import ValidationReport
 
-    try:
-        report = ValidationReport.from_dict(validate)
-    except (BninceptionError, KeyError, TypeError) as exc:
-        return [*lines, f"`validate.json` is not readable: {exc}", ""]
+    report = ValidationReport.from_dict(validate)
     lines += [f"**Overall: {report.verdict()}**", "", report.table(markdown=True)]
     try:
         from bninception.plots import accuracy_plot
@@ -166,10 +159,7 @@ def _bench_section(bench: dict[str, Any] | None, run: RunDir, figures: list[Path
         return [*lines, "Not benchmarked yet: run `bninception bench`.", ""]
     from bninception.bench import BenchReport
 
-    try:
-        report = BenchReport.from_dict(bench)
-    except (BninceptionError, KeyError, TypeError) as exc:
-        return [*lines, f"`bench.json` is not readable: {exc}", ""]
+    report = BenchReport.from_dict(bench)
     settings = bench.get("settings", {})
     lines += [f"Latency per call (one batch) after warm-up, at least {settings.get('min_reps', '?')} calls "
               f"and {settings.get('min_seconds', '?')} s per cell; random inputs. ONNX Runtime on CPU with "
@@ -190,9 +180,8 @@ def _artifacts_section(run: RunDir) -> tuple[list[str], list[dict[str, Any]]]:
     manifest = run.manifest()
     rows = [{"name": name, "bytes": info.get("bytes"), "sha256": info.get("sha256"),
              "stage": info.get("stage")} for name, info in sorted(manifest.get("artifacts", {}).items())]
-    lines = ["## Artifacts", "", "| file | size | sha256 | made by |", "|---|---|---|---|"]
-    lines += [f"| {r['name']} | {_size(r['bytes'])} | `{str(r['sha256'])[:12]}` | {r['stage']} |"
-              for r in rows]
+    lines = ["## Artifacts", "", *render(["file", "size", "sha256", "made by"], [
+        [r["name"], _size(r["bytes"]), f"`{str(r['sha256'])[:12]}`", r["stage"]] for r in rows], markdown=True)]
     stages = manifest.get("stages", {})
     if stages:
         lines += ["", "Stage times: " + ", ".join(f"{name} {float(rec.get('seconds', 0)):.1f} s"

@@ -26,14 +26,11 @@ from bninception.core.ort import onnx_providers
 from bninception.core.rundir import RunDir
 from bninception.core.runner import run_all
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
+from bninception.tables import pct, render
 
 log = logging.getLogger(__name__)
 
 REPORT_FORMAT = "bninception-validate/2"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.2f}%"
 
 
 @dataclass
@@ -151,10 +148,10 @@ class ValidationReport:
         for r in self.rows:
             gate = r.gate or ("reference" if r.status == "REF" else "informational")
             c = r.comparison
-            body.append([r.name, r.artifact, r.provider, r.precision, _pct(c and c.accuracy), _pct(c and c.top5),
-                         "-" if c is None or r.status == "REF" else _pct(c.top1_agreement),
+            body.append([r.name, r.artifact, r.provider, r.precision, pct(c and c.accuracy), pct(c and c.top5),
+                         "-" if c is None or r.status == "REF" else pct(c.top1_agreement),
                          _sci(c and c.max_abs_diff, r), _sci(c and c.mean_abs_diff, r), gate, r.status])
-        lines = _render(head, body, markdown)
+        lines = render(head, body, markdown)
         notes = [f"{r.name}: {r.note}" for r in self.rows if r.note]
         notes += [f"{r.name}: {f}" for r in self.rows for f in r.failures]
         notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
@@ -168,15 +165,6 @@ class ValidationReport:
 
 def _sci(value: float | None, row: ValidationRow | None = None) -> str:
     return "-" if value is None or (row is not None and row.status == "REF") else f"{value:.2e}"
-
-
-def _render(head: list[str], body: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
-                *("| " + " | ".join(row) + " |" for row in body)]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*row) for row in body)]
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -260,8 +248,8 @@ def _verdict(row: ValidationRow, art: ArtifactRunner, reference_top1: float) -> 
         row.status = "REF"
     elif art.informational:
         row.status = "INFO"
-        row.note = (f"EMA running statistics: top-1 {_pct(cmp.accuracy)} vs population statistics "
-                    f"(model.pt) {_pct(reference_top1)}")
+        row.note = (f"EMA running statistics: top-1 {pct(cmp.accuracy)} vs population statistics "
+                    f"(model.pt) {pct(reference_top1)}")
     else:
         gate = gate_for(art.precision)
         row.gate = gate.describe()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bninception.core.files import atomic_write_with
+from bninception.plots import pyplot, save_figure
 
 if TYPE_CHECKING:
     from bninception.reproduce.fig1 import Fig1Result
@@ -15,28 +15,9 @@ if TYPE_CHECKING:
 COLORS = {"no_bn": "tab:red", "bn": "tab:blue"}
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig: Any, target: str | Path, dpi: int = 120) -> None:
-    """Write ``fig`` as PNG to ``target`` atomically and close it."""
-    plt = _pyplot()
-    try:
-        atomic_write_with(target, lambda handle: fig.savefig(handle, format="png", dpi=dpi,
-                                                             bbox_inches="tight"))
-    finally:
-        plt.close(fig)
-
-
 def plot_fig1a(result: Fig1Result, target: str | Path) -> None:
     """Test accuracy against training steps, with and without BN (the paper's Figure 1a)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, curve, label in (("no_bn", result.baseline, "without BN"),
                               ("bn", result.batchnorm, "with BN")):
@@ -59,7 +40,7 @@ def plot_fig1bc(result: Fig1Result, target: str | Path) -> None:
 
     from bninception.reproduce.fig1 import PERCENTILES
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, key, curve, title in ((axes[0], "no_bn", result.baseline, "(b) without BN"),
                                   (axes[1], "bn", result.batchnorm, "(c) with BN")):
@@ -83,7 +64,7 @@ def plot_lr(result: LrResult, target: str | Path) -> None:
     Two panels: the whole range, and a zoom on the top where the plateaus and Inception's best
     (the grey line) are told apart; circles mark where each network first reaches that line.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     target_acc = result.target
     speedups = {row["run"]: row["fewer_steps_to_inception_best"] for row in result.rows()}

@@ -1,0 +1,20 @@
+"""Tables for people: aligned plain-text columns or Markdown, and the number formats they share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def pct(value: Any) -> str:
+    """A share as a percentage with two decimals; ``-`` for none."""
+    return "-" if value is None else f"{100.0 * float(value):.2f}%"
+
+
+def render(head: list[str], body: list[list[str]], markdown: bool = False) -> list[str]:
+    """The lines of a table: ``head`` over ``body`` rows."""
+    if markdown:
+        return ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
+                *("| " + " | ".join(map(str, row)) + " |" for row in body)]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*row) for row in body)]
