@@ -280,14 +280,15 @@ def bench_backends(run: RunDir, settings: BenchSettings, include_engines: bool =
 def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BATCH_SIZES,
               min_seconds: float = BenchSettings.min_seconds, max_seconds: float = BenchSettings.max_seconds,
               include_engines: bool = True, include_unoptimized: bool = True, threads: int = 0, save: bool = True,
-              plot: bool = True, providers: list[str] | None = None) -> BenchReport:
+              plot: bool = True, providers: list[str] | None = None,
+              found: tuple[list[ArtifactRunner], list[Skipped]] | None = None) -> BenchReport:
     """Benchmark every backend of ``run`` (ONNX files on ``providers``, None: every one available here);
     save ``bench.json`` and the throughput plot."""
     settings = BenchSettings(batch_sizes=tuple(int(b) for b in batch_sizes), min_seconds=min_seconds,
                              max_seconds=max(max_seconds, min_seconds), threads=threads,
                              include_unoptimized=include_unoptimized)
     started = time.perf_counter()
-    arts, skipped = bench_backends(run, settings, include_engines, providers)
+    arts, skipped = found or bench_backends(run, settings, include_engines, providers)
     results: list[BenchResult] = []
     for art in arts:
         try:
@@ -310,12 +311,14 @@ def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     """:func:`bench_run` as a pipeline stage: skipped (bench.json re-read) when nothing changed."""
 
     params = {"format": REPORT_FORMAT, "batch_sizes": list(batch_sizes), **kwargs}
-    arts, _ = bench_backends(run, BenchSettings(batch_sizes=tuple(batch_sizes)), include_engines)
-    spec = StageSpec("bench", params, list(dict.fromkeys(a.artifact for a in arts)),
+    settings = BenchSettings(batch_sizes=tuple(batch_sizes), threads=kwargs.get("threads", 0),
+                             include_unoptimized=kwargs.get("include_unoptimized", True))
+    found = bench_backends(run, settings, include_engines, kwargs.get("providers"))
+    spec = StageSpec("bench", params, list(dict.fromkeys(a.artifact for a in found[0])),
                      [layout.BENCH_JSON, layout.BENCH_PNG])
 
     def body() -> Done:
-        report = bench_run(run, batch_sizes, include_engines=include_engines, **kwargs)
+        report = bench_run(run, batch_sizes, include_engines=include_engines, found=found, **kwargs)
         return Done({"results": len(report.results)}, report, f"{len(report.backends())} backends timed")
 
     return run_stage(run, spec, body, force=force, on_skip=lambda: BenchReport.from_dict(

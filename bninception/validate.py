@@ -263,13 +263,14 @@ def _verdict(row: ValidationRow, art: ArtifactRunner, reference_top1: float) -> 
 
 def validate_run(run: RunDir, data: str | None = None, include_engines: bool = True,
                  limit: int | None = None, batch_size: int = 64, save: bool = True,
-                 providers: list[str] | None = None) -> ValidationReport:
-    """Validate every artifact of ``run``; save ``validate.json`` (atomically) when ``save``.
-
-    ``providers``: the execution providers whose ONNX rows to run (None: every one available here).
+                 providers: list[str] | None = None,
+                 found: tuple[list[ArtifactRunner], list[Skipped]] | None = None) -> ValidationReport:
+    """Validate every artifact of ``run`` (``found``: as :func:`discover` gave them); save ``validate.json``
+    (atomically) when ``save``. ``providers``: the execution providers whose ONNX rows to run (None:
+    every one available here).
     """
     started = time.perf_counter()
-    artifacts, skipped = discover(run, include_engines=include_engines, providers=providers)
+    artifacts, skipped = found or discover(run, include_engines=include_engines, providers=providers)
     eval_data = load_eval_data(run, data, limit)
     log.info("validate: %d images (%s, %s split), %d artifacts", len(eval_data.labels), eval_data.source,
              eval_data.split, len(artifacts))
@@ -300,12 +301,6 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
     return report
 
 
-def validate_inputs(run: RunDir, include_engines: bool = True) -> list[str]:
-    """The artifact files a validation of ``run`` reads (for the manifest record)."""
-    artifacts, _ = discover(run, include_engines=include_engines)
-    return list(dict.fromkeys(a.artifact for a in artifacts))
-
-
 def validate_stage(run: RunDir, data: str | None = None, force: bool = False, include_engines: bool = True,
                    limit: int | None = None) -> StageResult:
     """:func:`validate_run` as a pipeline stage: skipped (report re-read) when nothing changed.
@@ -315,10 +310,11 @@ def validate_stage(run: RunDir, data: str | None = None, force: bool = False, in
     """
     params = {"format": REPORT_FORMAT, "data": data, "limit": limit,
               "gates": {p: g.describe() for p, g in GATES.items()}, "providers": onnx_providers()}
-    spec = StageSpec("validate", params, validate_inputs(run, include_engines), [layout.VALIDATE_JSON])
+    found = discover(run, include_engines=include_engines)
+    spec = StageSpec("validate", params, list(dict.fromkeys(a.artifact for a in found[0])), [layout.VALIDATE_JSON])
 
     def body() -> Done:
-        report = validate_run(run, data, include_engines=include_engines, limit=limit)
+        report = validate_run(run, data, include_engines=include_engines, limit=limit, found=found)
         return Done({"passed": report.passed, "failures": report.failures(), "rejected": report.rejected()},
                     report, report.verdict())
 
