@@ -41,9 +41,32 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     return run
 
 
+def copy_run(run: RunDir, target: Path) -> RunDir:
+    """A private copy of ``run`` at ``target``, for a test that changes it."""
+    shutil.copytree(run.root, target)
+    return RunDir(target)
+
+
 @pytest.fixture
 def demo_run_copy(demo_run: RunDir, tmp_path: Path) -> RunDir:
     """A private copy of the demo run that a test may change."""
-    target = tmp_path / "run"
-    shutil.copytree(demo_run.root, target)
-    return RunDir(target)
+    return copy_run(demo_run, tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def onnx_run(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """The demo run with every ONNX artifact (model, folded, FP16, both INT8 layouts), made once by the
+    stages on a copy of ``demo_run``. Shared: tests read it, or change a ``copy_run`` of it."""
+    from bninception.calibrate.stages import fp16_stage, int8_stage
+    from bninception.export.stages import export_stage, fold_stage
+
+    run = copy_run(demo_run, tmp_path_factory.mktemp("onnx_run") / "run")
+    for stage in (export_stage, fold_stage, fp16_stage, int8_stage):
+        stage(run)
+    return run
+
+
+@pytest.fixture
+def onnx_run_copy(onnx_run: RunDir, tmp_path: Path) -> RunDir:
+    """A private copy of ``onnx_run`` that a test may change."""
+    return copy_run(onnx_run, tmp_path / "onnx_run")

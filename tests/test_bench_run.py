@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_validate_support import copy_run, full_copy
+from conftest import copy_run
 
 from bninception.bench import BenchReport, BenchSettings, bench_run, machine_info, parse_batch_sizes, time_calls
 from bninception.core.errors import BninceptionError
@@ -48,8 +48,8 @@ def test_machine_info_names_the_cpu() -> None:
 
 
 @pytest.fixture(scope="module")
-def bench_report(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, BenchReport]:
-    run = full_copy(demo_run, tmp_path_factory.mktemp("bench") / "run")
+def bench_report(onnx_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, BenchReport]:
+    run = copy_run(onnx_run, tmp_path_factory.mktemp("bench") / "run")
     return run, bench_run(run, batch_sizes=(1, 4), min_seconds=0.02, max_seconds=0.2)
 
 

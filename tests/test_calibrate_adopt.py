@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import copy_run
 from onnx import helper, numpy_helper
 
 from bninception.calibrate.qdq import check_trt_layout
@@ -17,14 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def int8_run(demo_run_copy: RunDir) -> RunDir:
-    from bninception.calibrate.stages import int8_stage
-    from bninception.export.stages import export_stage, fold_stage
-
-    export_stage(demo_run_copy)
-    fold_stage(demo_run_copy)
-    int8_stage(demo_run_copy)
-    return demo_run_copy
+def int8_run(onnx_run: RunDir, tmp_path: Path) -> RunDir:
+    return copy_run(onnx_run, tmp_path / "run")
 
 
 def modelopt_style(qdq: onnx.ModelProto) -> onnx.ModelProto:

@@ -6,6 +6,7 @@ import json
 
 import onnx
 import pytest
+from conftest import copy_run
 
 from bninception.calibrate.qdq import check_trt_layout
 from bninception.core.errors import BninceptionError, GateFailure
@@ -15,12 +16,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def folded_run(demo_run: RunDir) -> RunDir:
-    from bninception.export.stages import export_stage, fold_stage
-
-    export_stage(demo_run)
-    fold_stage(demo_run)
-    return demo_run
+def folded_run(onnx_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """A copy of the run with every ONNX artifact, whose FP16 and INT8 files these tests remake."""
+    return copy_run(onnx_run, tmp_path_factory.mktemp("calibrate") / "run")
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +73,10 @@ def test_int8_stage_gates_artifacts_and_cache(folded_run: RunDir, int8_summary: 
                                     if i.name in zero_points)  # the CPU layout: U8 activations
 
 
-def test_from_cache_reuses_and_refuses_another_model(int8_summary: dict, demo_run_copy: RunDir) -> None:
+def test_from_cache_reuses_and_refuses_another_model(int8_summary: dict, onnx_run_copy: RunDir) -> None:
     from bninception.calibrate.stages import int8_stage
 
-    run = demo_run_copy
+    run = onnx_run_copy
     again = int8_stage(run, method=None, from_cache=True, force=True).summary
     assert again["from_cache"] and again["method"] == "percentile"
     assert again["top1_agreement"] == pytest.approx(int8_summary["top1_agreement"])
@@ -91,12 +89,12 @@ def test_from_cache_reuses_and_refuses_another_model(int8_summary: dict, demo_ru
         int8_stage(run, from_cache=True, force=True)
 
 
-def test_failed_gate_keeps_the_good_artifact(int8_summary: dict, demo_run_copy: RunDir,
+def test_failed_gate_keeps_the_good_artifact(int8_summary: dict, onnx_run_copy: RunDir,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from bninception.calibrate import stages
     from bninception.core.gates import GATES, Gate
 
-    run = demo_run_copy
+    run = onnx_run_copy
     before = run.path("model.int8.onnx").read_bytes()
     recorded = run.manifest()["stages"]["int8"]
     monkeypatch.setitem(GATES, "int8", Gate(min_agreement=1.01))
@@ -110,38 +108,38 @@ def test_failed_gate_keeps_the_good_artifact(int8_summary: dict, demo_run_copy: 
 
 
 @pytest.mark.parametrize("method", ["entropy", "minmax"])
-def test_every_method_end_to_end(int8_summary: dict, demo_run_copy: RunDir, method: str) -> None:
+def test_every_method_end_to_end(int8_summary: dict, onnx_run_copy: RunDir, method: str) -> None:
     """entropy and minmax through the whole stage: their gates hold on the demo model, ranges differ."""
     from bninception.calibrate.stages import int8_stage
 
-    summary = int8_stage(demo_run_copy, method=method, force=True).summary
+    summary = int8_stage(onnx_run_copy, method=method, force=True).summary
     assert summary["method"] == method and summary["top1_agreement"] >= 0.99
     assert summary["accuracy_drop_points"] <= 0.5
-    cache = json.loads(demo_run_copy.path("calibration.json").read_text())
+    cache = json.loads(onnx_run_copy.path("calibration.json").read_text())
     assert cache["method"] == method and cache["bins"] == (0 if method == "minmax" else 2048)
     tensors = cache["tensors"].values()
     if method == "minmax":
         assert all(t["amax"] == t["max_abs"] for t in tensors)
     else:  # entropy clips the long tails of most activations
         assert sum(t["amax"] < t["max_abs"] for t in tensors) > len(cache["tensors"]) // 2
-    assert check_trt_layout(onnx.load(str(demo_run_copy.path("model.int8.onnx")))).findings == ()
+    assert check_trt_layout(onnx.load(str(onnx_run_copy.path("model.int8.onnx")))).findings == ()
 
 
-def test_cli_json(int8_summary: dict, demo_run_copy: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json(int8_summary: dict, onnx_run_copy: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
     from bninception.cli import main
 
-    code = main(["calibrate", "--run", str(demo_run_copy.root), "--precision", "int8", "--from-cache",
+    code = main(["calibrate", "--run", str(onnx_run_copy.root), "--precision", "int8", "--from-cache",
                  "--force", "--json"])
     out = capsys.readouterr().out
     assert code == 0
     payload = json.loads(out)
     assert payload["stage"] == "int8" and payload["from_cache"] is True
-    code = main(["calibrate", "--run", str(demo_run_copy.root), "--precision", "fp16", "--method", "entropy"])
+    code = main(["calibrate", "--run", str(onnx_run_copy.root), "--precision", "fp16", "--method", "entropy"])
     assert code == 2
     assert "--method, --from-cache and --from apply to --precision int8 only" in capsys.readouterr().err
 
 
-def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, demo_run_copy: RunDir,
+def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, onnx_run_copy: RunDir,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Imported weights record no dataset: calibration and agreement use scikit-image photo crops.
 
@@ -151,7 +149,7 @@ def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, demo_
     from bninception.calibrate.stages import int8_stage
     from bninception.core.gates import GATES, Gate
 
-    run = demo_run_copy
+    run = onnx_run_copy
     run.forget("train")
     monkeypatch.setitem(GATES, "int8", Gate(min_agreement=0.9, max_drop_points=0.5))
     summary = int8_stage(run, samples=32, force=True).summary

@@ -57,11 +57,9 @@ def test_model_pt_without_its_preprocessing_record(demo_run: RunDir, tmp_path: P
     one_line_error(capsys, "model.pt: bninception-model/1 file needs 'preprocess' as a dict, found missing")
 
 
-def test_corrupt_onnx_under_validate_is_bad_input_not_a_failed_gate(demo_run: RunDir, tmp_path: Path,
+def test_corrupt_onnx_under_validate_is_bad_input_not_a_failed_gate(onnx_run: RunDir, tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from bninception.export.stages import export_stage
-
-    export_stage(demo_run)
+    demo_run = onnx_run
     run = RunDir(tmp_path / "run")
     for name in ("model.pt", "manifest.json"):
         run.path(name).write_bytes(demo_run.path(name).read_bytes())

@@ -26,8 +26,8 @@ def manifest_is_consistent(run: RunDir) -> None:
             assert run.sha256(name) == digest, f"{stage} claims a different {name}"
 
 
-def test_pipeline_passes_then_skips_then_forces(demo_run_copy: RunDir) -> None:
-    run = demo_run_copy
+def test_pipeline_passes_then_skips_then_forces(onnx_run_copy: RunDir) -> None:
+    run = onnx_run_copy
     result = run_pipeline(run, PipelineOptions(**FAST))
     assert result.passed
     stages = run.manifest()["stages"]

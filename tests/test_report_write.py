@@ -7,7 +7,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from test_validate_support import full_copy
+from conftest import copy_run
 
 from bninception.core.rundir import RunDir
 
@@ -21,12 +21,12 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def reported_run(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, list[Path]]:
+def reported_run(onnx_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, list[Path]]:
     from bninception.bench import bench_stage
     from bninception.report import report_stage
     from bninception.validate import validate_run
 
-    run = full_copy(demo_run, tmp_path_factory.mktemp("report") / "run")
+    run = copy_run(onnx_run, tmp_path_factory.mktemp("report") / "run")
     validate_run(run)
     bench_stage(run, batch_sizes=(1, 2), min_seconds=0.01, max_seconds=0.05)
     result = report_stage(run)

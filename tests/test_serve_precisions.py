@@ -14,20 +14,10 @@ from bninception.core.rundir import RunDir
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def precision_run(demo_run: RunDir) -> RunDir:
-    from bninception.calibrate.stages import fp16_stage, int8_stage
-    from bninception.export.stages import export_stage, fold_stage
-
-    for stage in (export_stage, fold_stage, fp16_stage, int8_stage):
-        stage(demo_run)
-    return demo_run
-
-
 @pytest.mark.parametrize(("precision", "provider", "file"), [
     ("fp16", "cpu", layout.FP16), ("int8", "cpu", layout.INT8_CPU), ("int8", None, layout.INT8),
 ])
-def test_served_precision_matches_in_process(precision_run: RunDir, precision: str, provider: str | None,
+def test_served_precision_matches_in_process(onnx_run: RunDir, precision: str, provider: str | None,
                                              file: str) -> None:
     from bninception.core.runner import OrtRunner
     from bninception.model.data import load_run_bundle, stack_split
@@ -35,9 +25,9 @@ def test_served_precision_matches_in_process(precision_run: RunDir, precision: s
     from bninception.serve.server import start_in_thread
     from bninception.served import model_path_for
 
-    path = model_path_for(precision_run.root, precision, provider)
+    path = model_path_for(onnx_run.root, precision, provider)
     assert path.name == file
-    bundle = load_run_bundle(precision_run)
+    bundle = load_run_bundle(onnx_run)
     assert bundle is not None
     images, labels = stack_split(bundle.test, limit=48)
     reference = OrtRunner(path).run(images)

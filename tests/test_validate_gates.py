@@ -6,15 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from test_validate_support import copy_run, full_copy, perturb_final_bias
+from conftest import copy_run
+from validate_helpers import perturb_final_bias
 
 from bninception.core.rundir import RunDir
 from bninception.validate import ValidationReport, validate_run, validate_stage
 
 
 @pytest.fixture(scope="module")
-def full_run(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> RunDir:
-    return full_copy(demo_run, tmp_path_factory.mktemp("validate") / "run")
+def full_run(onnx_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    return copy_run(onnx_run, tmp_path_factory.mktemp("validate") / "run")
 
 
 @pytest.fixture(scope="module")

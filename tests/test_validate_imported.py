@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_validate_support import make_image_folder, make_pretrained_file
+from validate_helpers import make_image_folder, make_pretrained_file
 
 from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir

@@ -1,32 +1,10 @@
-"""Helpers shared by the validate / bench / report tests (no tests here).
-
-Artifacts are made by the real stage functions; tests change only private copies of the demo run.
-"""
+"""Helpers for the validate / bench / report tests: broken artifacts, imported weights, image folders."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
-
-from bninception.core.rundir import RunDir
-
-
-def copy_run(run: RunDir, target: Path) -> RunDir:
-    shutil.copytree(run.root, target)
-    return RunDir(target)
-
-
-def full_copy(demo_run: RunDir, target: Path) -> RunDir:
-    """A private copy of the demo run with every ONNX artifact (FP32, folded, FP16, both INT8 layouts),
-    made by the project's own stages on the shared run (they skip when another test already ran them)."""
-    from bninception.calibrate.stages import fp16_stage, int8_stage
-    from bninception.export.stages import export_stage, fold_stage
-
-    for stage in (export_stage, fold_stage, fp16_stage, int8_stage):
-        stage(demo_run)
-    return copy_run(demo_run, target)
 
 
 def perturb_final_bias(path: Path, delta: float, index: int = 0) -> None:
