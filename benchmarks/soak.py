@@ -43,38 +43,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # serve_helpers: the test model
 MAX_SECONDS = 120
 MODEL = "bninception"
 INFER = f"/v2/models/{MODEL}/infer"
-
-
-def export_model(path: Path) -> Path:
-    """The demo BN-Inception (10 classes, 1 channel, 32x32, width 0.25) with its export metadata."""
-    import onnx
-    import torch
-
-    from bninception.core import metadata
-    from bninception.model.architecture import ModelConfig, build_model
-    from bninception.model.data import digits_preprocess
-
-    torch.manual_seed(0)
-    config = ModelConfig(num_classes=10, in_channels=1, width=0.25)
-    model = build_model(config)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-            module.reset_running_stats()
-    with torch.no_grad():
-        model.train()(torch.randn(64, 1, 32, 32))
-    raw = path.with_suffix(".raw.onnx")
-    torch.onnx.export(model.eval(), (torch.zeros(2, 1, 32, 32),), str(raw), dynamo=False, input_names=["data"],
-                      output_names=["logits"], dynamic_axes={"data": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17)
-    proto = onnx.load(str(raw))
-    metadata.write(proto, metadata.entries(digits_preprocess(32), [str(i) for i in range(10)], config.to_dict(),
-                                           "0" * 64))
-    onnx.save(proto, str(path))
-    return path
 
 
 def png(array: np.ndarray) -> bytes:
@@ -320,7 +292,9 @@ def main() -> None:
     from bninception.serve.server import bind_socket
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = export_model(Path(tmp) / "model.onnx")
+        from serve_helpers import export_classifier
+
+        model = export_classifier(Path(tmp) / "model.onnx")
         reference = OrtRunner(model).run
         probe = bind_socket("127.0.0.1", 0)
         port = probe.getsockname()[1]

@@ -18,6 +18,7 @@ def export_classifier(path: Path, metadata: bool = True) -> Path:
     import onnx
     import torch
 
+    from bninception.export.to_onnx import to_model_proto
     from bninception.model.architecture import ModelConfig, build_model
     from bninception.model.data import digits_preprocess
 
@@ -30,13 +31,7 @@ def export_classifier(path: Path, metadata: bool = True) -> Path:
             module.reset_running_stats()
     with torch.no_grad():
         model.train()(torch.randn(64, 1, 32, 32))
-    model.eval()
-    raw = path.with_suffix(".raw.onnx")
-    torch.onnx.export(model, (torch.zeros(2, 1, 32, 32),), str(raw), dynamo=False, input_names=["data"],
-                      output_names=["logits"],
-                      dynamic_axes={"data": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-    proto = onnx.load(str(raw))
-    raw.unlink()
+    proto = to_model_proto(model, (1, 32, 32))
     if metadata:
         from bninception.core import metadata as meta
 
