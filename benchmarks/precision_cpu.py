@@ -1,23 +1,12 @@
-"""ONNX Runtime CPU throughput of FP32 (folded), FP16 and INT8, at batch 1 and 32, ratios in one run.
+"""ONNX Runtime CPU throughput and accuracy of FP32 (folded), FP16 and the INT8 layouts, batch 1 and 32.
 
-Models: the demo network (digits, 1x32x32, width 0.25) and BN-Inception at 224x224 full width.
-Without ``--run`` both are built here with population statistics (Algorithm 2): the demo from
-digits training images, BN-Inception from crops of scikit-image's sample photographs (weights
-are untrained: speed does not depend on their values). With ``--run RUN`` the demo row uses the
-run's own model.folded.onnx / model.fp16.onnx / model.int8*.onnx where they exist.
-
-INT8: ``int8-trt`` is model.int8.onnx (the TensorRT Q/DQ layout) and ``int8-cpu`` is
-model.int8.cpu.onnx (U8 activations, 7-bit S8 weights, fused into QLinear* kernels), beside the
-candidates it was chosen over: ``int8-cpu-8bit`` (8-bit S8 weights) and ``int8-cpu-u8u8`` (U8
-weights), all from one calibration. Each variant's accuracy against FP32 (agreement, drop, max
-logit diff, relative RMS logit error, its gate) is measured on the digits test split (demo) and
-photo crops (224, untrained: agreement there only shows how far the logits move, the RMS error says
-more). The script prints which kernels ORT actually runs and the CPU's VNNI/AMX flags.
-``--emulate-cpu EPYC-Rome`` re-runs the accuracy part under ``qemu-x86_64`` with that CPU model
-(AVX2, no VNNI), for the host class this machine is not.
-
-Variants are timed round-robin (several rounds, median per variant) so that load from other
-processes hits them alike. Bounded: about 2-4 minutes on 2 cores.
+Models: the demo network (``--run RUN``: the run's model.folded.onnx; else untrained, digits statistics)
+and BN-Inception 224 (untrained, population statistics from photo crops: speed does not depend on the
+weights; there only the relative RMS logit error means anything). INT8: ``int8-trt`` (TensorRT Q/DQ
+layout), ``int8-cpu`` (shipped: U8 x 7-bit S8) and the candidates it was chosen over (``-8bit``,
+``-u8u8``), from one calibration; each judged against FP32 through its gate. Also prints the kernels
+ORT runs and the CPU's flags; ``--emulate-cpu EPYC-Rome`` re-runs the accuracy under ``qemu-x86_64``
+(AVX2 only). Variants are timed round-robin, median per variant; about 2-4 minutes on 2 cores.
 
     .venv/bin/python benchmarks/precision_cpu.py [--run runs/demo] [--rounds 3] [--threads 0]
         [--skip-full] [--accuracy-only] [--emulate-cpu EPYC-Rome] [--json OUT]
@@ -39,34 +28,14 @@ from typing import Any
 
 import numpy as np
 import onnx
+from cpu_runtimes import PhotoSet, say, time_call
 
 from bninception.bench import cpu_flags
+from bninception.tables import pct, render
 
 VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu", "int8-cpu-8bit", "int8-cpu-u8u8")
 KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
            "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-class PhotoDataset:
-    """Photo crops as an AugmentedDataset-like object for apply_population_statistics."""
-
-    def __init__(self, preprocess: Any, count: int) -> None:
-        from bninception.model.photos import PhotoCrops
-
-        self.crops = PhotoCrops(preprocess, count, seed=11)
-        self.augment = False
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        import torch
-
-        return torch.from_numpy(self.crops[index]), 0
 
 
 def build_folded(config: Any, dataset: Any, size: int, batches: int, batch_size: int) -> onnx.ModelProto:
@@ -118,11 +87,10 @@ def accuracy(label: str, paths: dict[str, Path], images: np.ndarray, labels: np.
              threads: int) -> list[dict[str, Any]]:
     """Each variant against FP32 (all graph optimizations, as served) through the gate of its precision."""
     from bninception.core.gates import GATES, compare
+    from bninception.core.runner import OrtRunner, run_all
 
     def logits(path: Path) -> np.ndarray:
-        sess = session(path, threads)
-        name = sess.get_inputs()[0].name
-        return np.concatenate([sess.run(None, {name: images[i:i + 32]})[0] for i in range(0, len(images), 32)])
+        return run_all(OrtRunner(path, threads=threads), images, batch_size=32)
 
     reference = logits(paths["fp32"])
     rows = []
@@ -141,12 +109,6 @@ def accuracy(label: str, paths: dict[str, Path], images: np.ndarray, labels: np.
     return rows
 
 
-def session(path: Path, threads: int) -> Any:
-    from bninception.core.ort import create_session
-
-    return create_session(path, threads=threads)
-
-
 def kernels(path: Path, threads: int, tmp: Path) -> dict[str, int]:
     """The ops ONNX Runtime runs after its optimizations (what the CPU really executes)."""
     import onnxruntime as ort
@@ -160,27 +122,18 @@ def kernels(path: Path, threads: int, tmp: Path) -> dict[str, int]:
     return {k: counts[k] for k in KERNELS if counts.get(k)}
 
 
-def time_round(sess: Any, batch: np.ndarray, seconds: float) -> float:
-    """Mean seconds per call over at least 2 calls or ``seconds``, after one warm-up call."""
-    name = sess.get_inputs()[0].name
-    sess.run(None, {name: batch})
-    calls, start = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - start < seconds:
-        sess.run(None, {name: batch})
-        calls += 1
-    return (time.perf_counter() - start) / calls
-
-
 def bench_model(label: str, paths: dict[str, Path], shape: tuple[int, ...], batches: tuple[int, ...],
                 rounds: int, seconds: float, threads: int, tmp: Path) -> list[dict[str, Any]]:
-    sessions = {v: session(p, threads) for v, p in paths.items()}
+    from bninception.core.runner import OrtRunner
+
+    sessions = {v: OrtRunner(p, threads=threads).run for v, p in paths.items()}
     rows = []
     for batch_size in batches:
         x = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
         times: dict[str, list[float]] = {v: [] for v in sessions}
         for _ in range(rounds):
-            for variant, sess in sessions.items():
-                times[variant].append(time_round(sess, x, seconds))
+            for variant, run in sessions.items():
+                times[variant].append(time_call(run, x, seconds, warm=False)[0])
         base = statistics.median(times["fp32"])
         for variant in sessions:
             t = statistics.median(times[variant])
@@ -216,24 +169,19 @@ def full_paths(tmp: Path, crops: int) -> tuple[dict[str, Path], np.ndarray]:
     from bninception.model.data import imagenet_preprocess
 
     pre = imagenet_preprocess(224)
-    dataset = PhotoDataset(pre, 32 + crops)
+    dataset = PhotoSet(pre, 32 + crops, seed=11)
     folded = build_folded(ModelConfig(), dataset, 224, 2, 8)
     calibration = np.stack([dataset.crops[i] for i in range(16, 32)])
     return make_variants(folded, calibration, tmp / "full"), np.stack([dataset.crops[i] for i in range(32, 32 + crops)])
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    print(f"{'model':<24}{'variant':<15}{'agreement':>10}{'drop':>7}{'max diff':>9}{'rel. RMS':>9}  gate")
-    for row in rows:
-        if "agreement" in row:
-            drop = "-" if row["drop_points"] is None else f"{row['drop_points']:.2f}"
-            print(f"{row['model']:<24}{row['variant']:<15}{100 * row['agreement']:>9.2f}%{drop:>7}"
-                  f"{row['max_abs_diff']:>9.3f}{100 * row['relative_rms']:>8.2f}%  {row['gate']}")
-    print(f"\n{'model':<24}{'batch':>6}  {'variant':<15}{'ms/batch':>10}{'img/s':>10}{'vs fp32':>9}")
-    for row in rows:
-        if "ms" in row:
-            print(f"{row['model']:<24}{row['batch']:>6}  {row['variant']:<15}{row['ms']:>10.2f}"
-                  f"{row['images_per_s']:>10.1f}{row['speedup_vs_fp32']:>8.2f}x")
+    print("\n".join(render(["model", "variant", "agreement", "drop", "max diff", "rel. RMS", "gate"], [
+        [r["model"], r["variant"], pct(r["agreement"]), "-" if r["drop_points"] is None else f"{r['drop_points']:.2f}",
+         f"{r['max_abs_diff']:.3f}", pct(r["relative_rms"]), r["gate"]] for r in rows if "agreement" in r])))
+    print("\n" + "\n".join(render(["model", "batch", "variant", "ms/batch", "img/s", "vs fp32"], [
+        [r["model"], str(r["batch"]), r["variant"], f"{r['ms']:.2f}", f"{r['images_per_s']:.1f}",
+         f"{r['speedup_vs_fp32']:.2f}x"] for r in rows if "ms" in r])))
     print("\nkernels ONNX Runtime runs (optimized graph, ALL level):")
     for row in rows:
         if "kernels" in row:

@@ -17,4 +17,4 @@ def render(head: list[str], body: list[list[str]], markdown: bool = False) -> li
                 *("| " + " | ".join(map(str, row)) + " |" for row in body)]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*row) for row in body)]
+    return [fmt.format(*row).rstrip() for row in (head, ["-" * w for w in widths], *body)]
