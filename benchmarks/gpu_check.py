@@ -14,10 +14,9 @@ Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never sto
                  GPU memory (the anchors TensorRT engines must beat)
 7. engines       build-engine fp32 / fp16 / int8 (needs TensorRT), and the run's engines classified
                  usable / stale / foreign / broken for this host
-8. tensorrt-ep   each engine's ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider (needs
-                 onnxruntime-gpu) against PyTorch, with the gate of its precision
-9. validate      ``bninception.validate.validate_run`` (every artifact, engine and CUDA-EP rows included)
-10. bench        ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
+8. validate      ``bninception.validate.validate_run``: every artifact, with the engines and each engine's
+                 ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider (needs onnxruntime-gpu)
+9. bench         ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
 
 Runs from a plain checkout, nothing installed: ``python3 benchmarks/gpu_check.py`` needs only torch,
 numpy, onnx, onnxruntime, scikit-learn, scikit-image and Pillow (the digits ship with scikit-learn).
@@ -437,56 +436,6 @@ def engines(check: Check, step: Step) -> None:
         step.detail += f"; {built[failed[0]]['error'][:200]}"
 
 
-def tensorrt_ep(check: Check, step: Step) -> None:
-    from bninception.core.errors import BninceptionError
-    from bninception.core.gates import GATES, compare
-    from bninception.engines.detect import probe_host
-    from bninception.engines.epcontext import ContextModelRunner, check_provider
-    from bninception.engines.store import usable_engines
-    from bninception.model.checkpoint import load_model
-
-    run = _require_run(check)
-    try:
-        check_provider()
-    except BninceptionError as exc:
-        step.status, step.detail = SKIP, str(exc).split(";")[0]
-        return
-    here, why = probe_host()
-    if here is None:
-        step.status, step.detail = SKIP, f"ONNX Runtime has the TensorRT provider but engines cannot be built: {why}"
-        return
-    model, pre, _labels, _ = load_model(run.path("model.pt"))
-    images, labels = _test_split(run, pre.size, check.settings.validate_limit)
-    reference = _logits(model, images, "cpu")
-    rows = []
-    for status in usable_engines(run, here):
-        sidecar = status.record.sidecar
-        assert sidecar is not None
-        row: dict[str, Any] = {"key": status.key, "precision": status.precision}
-        try:
-            runner = ContextModelRunner(status.record.context_path, sidecar)
-            batch = sidecar.spec.profile.max
-            import numpy as np
-
-            logits = np.concatenate([runner.run(images[i:i + batch]) for i in range(0, len(images), batch)])
-            cmp = compare(reference, logits, f"ORT TensorRT EP (our plan) {status.key}", labels)
-            problems = GATES[sidecar.spec.precision].failures(cmp)
-            row.update(status=FAIL if problems else PASS, agreement=cmp.top1_agreement,
-                       max_abs_diff=cmp.max_abs_diff, problems=problems)
-        except Exception as exc:
-            row.update(status=ERROR, error=f"{type(exc).__name__}: {exc}")
-        rows.append(row)
-    step.data = {"rows": rows}
-    if not rows:
-        step.status, step.detail = SKIP, "no usable engine to wrap"
-        return
-    bad = [r for r in rows if r["status"] != PASS]
-    step.detail = ", ".join(f"{r['precision']} {r['status']}" for r in rows)
-    if bad:
-        step.status = FAIL if all(r["status"] == FAIL for r in bad) else ERROR
-        step.detail += "; " + str(bad[0].get("problems") or bad[0].get("error"))[:200]
-
-
 def validate(check: Check, step: Step) -> None:
     from bninception.validate import validate_run
 
@@ -535,7 +484,7 @@ def bench(check: Check, step: Step) -> None:
 
 # -- report -------------------------------------------------------------------------------------------
 def summary_lines(steps: list[Step], env: dict[str, Any], seconds: float, json_path: Path | None) -> list[str]:
-    """The one-screen summary: a line per step, then validate's and the EP's rows, then the verdict."""
+    """The one-screen summary: a line per step, then validate's rows, then the verdict."""
     width = max([len(s.name) for s in steps] + [4])
     gpu = f"{env.get('gpu')} (cc {env.get('compute_capability')})" if env.get("cuda_available") else "no CUDA GPU"
     lines = [f"bninception gpu-check: {gpu}, torch {env.get('torch')}, TensorRT {env.get('tensorrt') or '-'}, "
@@ -554,11 +503,6 @@ def summary_lines(steps: list[Step], env: dict[str, Any], seconds: float, json_p
         lines += ["", "PyTorch BN-Inception 224, channels-last (images/s, peak MiB):"]
         lines += [f"  {r['mode']:<8} {r['precision']:<5} batch {r['batch']:>4}  {r['images_per_second']:>10,.0f}  "
                   f"{r['peak_mib'] if r['peak_mib'] is not None else '-'}" for r in speed_step.data["rows"]]
-    ep_step = next((s for s in steps if s.name == "tensorrt-ep" and s.data.get("rows")), None)
-    if ep_step is not None:
-        lines += ["", "ORT TensorRT EP (our plan):"]
-        lines += [f"  {r['key']:<34} {r['status']:<5} agree {r.get('agreement', 0) * 100:.2f}%"
-                  for r in ep_step.data["rows"]]
     verdict = overall(steps)
     lines += ["", f"overall: {verdict} in {seconds:.0f} s" + (f"; details: {json_path}" if json_path else "")]
     return lines
@@ -575,7 +519,7 @@ def overall(steps: list[Step]) -> str:
 STEPS: dict[str, tuple[Callable[[Check, Step], None], float]] = {
     "environment": (environment, 0), "pipeline": (pipeline, 60), "torch-parity": (torch_parity, 10),
     "autocast": (autocast, 10), "population": (population_parity, 20), "torch-speed": (torch_speed, 60),
-    "engines": (engines, 120), "tensorrt-ep": (tensorrt_ep, 20), "validate": (validate, 30), "bench": (bench, 30),
+    "engines": (engines, 120), "validate": (validate, 30), "bench": (bench, 30),
 }
 
 
