@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bninception.calibrate.data import BatchReader
-from bninception.core.errors import BninceptionError
 
 if TYPE_CHECKING:
     import onnx
@@ -21,17 +20,11 @@ AGREEMENT_CROPS = 64
 
 
 def evaluation_set(bundle: Any, preprocess: Any) -> BatchReader:
-    """The whole test split of the run's dataset ``bundle`` (labels; no augmentation), or, when
-    the run has no dataset (``bundle`` None), crops of scikit-image photographs without labels."""
-    if bundle is not None:
-        return BatchReader(bundle.test, source=f"{bundle.name} test split ({len(bundle.test)} images)")
-    if preprocess is None:
-        raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
-                               "cannot build evaluation images")
-    from bninception.model.photos import PhotoCrops
+    """The whole test split of the run's dataset ``bundle`` (labels), or photo crops for runs without one."""
+    from bninception.model.data import run_images
 
-    crops = PhotoCrops(preprocess, AGREEMENT_CROPS, seed=1)
-    return BatchReader(crops, source=f"{len(crops)} crops of scikit-image photographs (no labels)")
+    data, source = run_images(bundle, "test", preprocess, AGREEMENT_CROPS, seed=1)
+    return BatchReader(data, source=f"{source} ({len(data)} images)")
 
 
 def run_models(models: dict[str, onnx.ModelProto], images: BatchReader

@@ -37,17 +37,13 @@ FOLDED_HINT = {layout.FOLDED: layout.make_hint(layout.FOLDED)}
 
 
 def calibration_reader(bundle: Any, model: onnx.ModelProto, samples: int, seed: int = 0) -> Any:
-    """The run's training split (no augmentation), or photo crops for runs without a dataset."""
+    """``samples`` images of the run's training split (no augmentation), or photo crops for runs without one."""
     from bninception.calibrate.data import calibration_subset
-    from bninception.model.photos import PhotoCrops
+    from bninception.model.data import run_images
 
-    if bundle is not None:
-        return calibration_subset(bundle.train, samples, seed, f"{bundle.name} train split")
-    preprocess = metadata.read(model, layout.FOLDED).preprocess
-    if preprocess is None:
-        raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
-                               "no calibration images")
-    return calibration_subset(PhotoCrops(preprocess, samples, seed=seed), samples, seed, "scikit-image photo crops")
+    preprocess = None if bundle is not None else metadata.read(model, layout.FOLDED).preprocess
+    data, source = run_images(bundle, "train", preprocess, samples, seed)
+    return calibration_subset(data, samples, seed, source)
 
 
 def float_tensors(model: onnx.ModelProto) -> list[str]:

@@ -230,3 +230,19 @@ def load_run_bundle(run: Any) -> DatasetBundle | None:
         return None
     params = record["params"]
     return load_bundle(params["data"], params["image_size"], params["seed"])
+
+
+def run_images(bundle: DatasetBundle | None, split: str, preprocess: Preprocess | None, count: int,
+               seed: int = 0) -> tuple[Any, str]:
+    """The images a stage of a run judges or calibrates on, and where they come from: ``split`` ("train",
+    "test") of the run's dataset ``bundle``, or for a run without one (imported weights) ``count`` crops
+    of scikit-image's photographs, without labels."""
+    if bundle is not None:
+        data = getattr(bundle, split)
+        return data, f"{bundle.name} {split} split"
+    if preprocess is None:
+        raise BninceptionError("the run records no dataset and the model has no preprocessing metadata: "
+                               "no images to judge or calibrate on")
+    from bninception.model.photos import PhotoCrops
+
+    return PhotoCrops(preprocess, count, seed=seed), "scikit-image photo crops (no labels)"

@@ -153,6 +153,6 @@ def test_run_without_dataset_calibrates_on_photographs(int8_summary: dict, onnx_
     run.forget("train")
     monkeypatch.setitem(GATES, "int8", Gate(min_agreement=0.9, max_drop_points=0.5))
     summary = int8_stage(run, samples=32, force=True).summary
-    assert summary["accuracy"] is None and summary["samples"] == 64 and "photographs" in summary["source"]
+    assert summary["accuracy"] is None and summary["samples"] == 64 and "photo crops" in summary["source"]
     cache = json.loads(run.path("calibration.json").read_text())
     assert cache["samples"] == 32 and cache["data_source"].startswith("scikit-image photo crops")
