@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from bninception.bench import cpu_flags
+from bninception.tables import render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "runs" / "cpu-runtimes"
@@ -447,15 +448,15 @@ def cell(result: Result, batch: int, best: dict[tuple[str, int], Result]) -> str
 def table(results: list[Result], batch_sizes: list[int], best: dict[tuple[str, int], Result]) -> str:
     """The Markdown table: images/s median (range) and the ratio to the anchor, per batch size."""
     head = ["runtime", "file", "prec", *(f"batch {b}" for b in batch_sizes), "agree vs PyTorch"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    body = []
     for result in results:
         file = result.info.get("file") or result.row.file or "-"
         if result.row.kind == "served":
             file = f"{file} on {','.join(result.info.get('providers', []) or ['?'])}"
         agree = "-" if result.agreement is None else f"{100 * result.agreement:.0f}%"
-        cells = [cell(result, b, best) for b in batch_sizes]
-        lines.append("| " + " | ".join([result.row.runtime, file, result.row.precision, *cells, agree]) + " |")
-    return "\n".join(lines)
+        body.append([result.row.runtime, file, result.row.precision, *(cell(result, b, best) for b in batch_sizes),
+                     agree])
+    return "\n".join(render(head, body, markdown=True))
 
 
 def openvino_python(venv: Path) -> Path:
