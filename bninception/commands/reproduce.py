@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "reproduce"
 HELP = "reproduce the paper's Figure 1 (MLP, with/without BN) or Figures 2-3 (learning rates) on digits"
@@ -45,17 +46,18 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _fig1(args: argparse.Namespace) -> dict[str, object]:
+def _given(config: Any, args: argparse.Namespace, names: tuple[str, ...]) -> Any:
+    """``config`` with each setting of ``names`` that the command line gave."""
     from dataclasses import replace
 
+    return replace(config, **{name: getattr(args, name) for name in names if getattr(args, name) is not None})
+
+
+def _fig1(args: argparse.Namespace) -> dict[str, object]:
     from bninception.reproduce.fig1 import Fig1Config, run_fig1
     from bninception.reproduce.outputs import write_fig1
 
-    cfg = Fig1Config(seed=args.seed)
-    if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps)
-    if args.eval_every is not None:
-        cfg = replace(cfg, eval_every=args.eval_every)
+    cfg = _given(Fig1Config(seed=args.seed), args, ("steps", "eval_every"))
     result = run_fig1(cfg, report=_progress)
     paths = write_fig1(result, args.out)
     return {**result.summary(), "files": [str(p) for p in paths]}
@@ -67,15 +69,7 @@ def _lr(args: argparse.Namespace) -> dict[str, object]:
     from bninception.reproduce.lr import LrConfig, run_lr
     from bninception.reproduce.outputs import lr_markdown, write_lr
 
-    cfg = LrConfig(seed=args.seed)
-    if args.epochs is not None:
-        cfg = replace(cfg, epochs=args.epochs)
-    if args.no_bn_epochs is not None:
-        cfg = replace(cfg, no_bn_epochs=args.no_bn_epochs)
-    if args.width is not None:
-        cfg = replace(cfg, width=args.width)
-    if args.init is not None:
-        cfg = replace(cfg, init=args.init)
+    cfg = _given(LrConfig(seed=args.seed), args, ("epochs", "no_bn_epochs", "width", "init"))
     if args.runs:
         cfg = replace(cfg, runs=tuple(r.strip() for r in args.runs.split(",") if r.strip()))
     result = run_lr(cfg, report=_progress, jobs=args.jobs, threads=args.threads)
