@@ -37,6 +37,19 @@ class Skipped:
 
 
 @dataclass
+class Identity:
+    """Which artifact a validate row or a bench cell is about, and on what it ran."""
+
+    name: str
+    artifact: str
+    kind: str
+    backend: str
+    provider: str
+    precision: str
+    optimization: str | None = None
+
+
+@dataclass
 class ArtifactRunner:
     """A lazily created Runner for one artifact of a run on one execution provider."""
 
@@ -50,6 +63,10 @@ class ArtifactRunner:
     optimization: str | None = None  # ONNX Runtime graph optimization level, when it applies
     rejected: bool = False  # a stage's gate rejected it: validated and shown, never served or gating the run
     _runner: Runner | None = field(default=None, repr=False)
+
+    def identity(self) -> Identity:
+        return Identity(self.name, self.artifact, self.kind, self.backend, self.provider, self.precision,
+                        self.optimization)
 
     @property
     def informational(self) -> bool:

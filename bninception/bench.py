@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bninception.artifact_runners import ArtifactRunner, Skipped, discover
+from bninception.artifact_runners import ArtifactRunner, Identity, Skipped, discover
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json, parse_json
@@ -57,17 +57,10 @@ class BenchSettings:
             raise BninceptionError(f"need 1 <= min_reps <= max_reps, got {self.min_reps}, {self.max_reps}")
 
 
-@dataclass
-class BenchResult:
+@dataclass(kw_only=True)
+class BenchResult(Identity):
     """One (backend, batch size) cell; latencies in milliseconds per call (one batch)."""
 
-    name: str
-    artifact: str
-    kind: str
-    backend: str
-    provider: str
-    precision: str
-    optimization: str | None
     batch_size: int
     reps: int = 0
     warmup: int = 0
@@ -228,8 +221,7 @@ def bench_runner(art: ArtifactRunner, settings: BenchSettings) -> list[BenchResu
     results = []
     rng = np.random.default_rng(settings.seed)
     for batch_size in settings.batch_sizes:
-        result = BenchResult(art.name, art.artifact, art.kind, art.backend, art.provider, art.precision,
-                             art.optimization, int(batch_size))
+        result = BenchResult(**asdict(art.identity()), batch_size=int(batch_size))
         tick = time.perf_counter()
         try:
             spec = art.input_spec

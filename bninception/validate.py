@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bninception.artifact_runners import ArtifactRunner, Skipped, discover
+from bninception.artifact_runners import ArtifactRunner, Identity, Skipped, discover
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json
@@ -34,20 +34,13 @@ REPORT_FORMAT = "bninception-validate/2"
 
 
 @dataclass
-class ValidationRow:
+class ValidationRow(Identity):
     """One artifact (on one provider): its comparison with the reference and its verdict.
 
     status: REF, INFO, PASS, FAIL, ERROR, or REJECTED (a file its stage's gate rejected: measured and
     shown, never served, and not failing the run, whose served file of that precision passed).
     """
 
-    name: str
-    artifact: str
-    kind: str
-    backend: str
-    provider: str
-    precision: str
-    optimization: str | None = None
     comparison: Comparison | None = None
     gate: str = ""
     status: str = "ERROR"
@@ -280,8 +273,7 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
     source = f"{eval_data.source} {eval_data.split} split ({len(eval_data.labels)} images)"
     rows: list[ValidationRow] = []
     for art in artifacts:
-        row = ValidationRow(name=art.name, artifact=art.artifact, kind=art.kind, backend=art.backend,
-                            provider=art.provider, precision=art.precision, optimization=art.optimization)
+        row = ValidationRow(**asdict(art.identity()))
         tick = time.perf_counter()
         try:
             logits = reference if art.is_reference else run_all(art, eval_data.images, batch_size)
