@@ -145,10 +145,11 @@ def test_every_gate_holds_on_openvino_and_serve_picks_it(openvino_run: RunDir) -
     from bninception.artifact_runners import discover
     from bninception.core.gates import compare
     from bninception.core.runner import run_all
+    from bninception.eval_data import load_eval_data
     from bninception.serve.app import create_app
     from bninception.serve.config import ServeConfig
     from bninception.served import served_model
-    from bninception.validate import load_eval_data, validate_run
+    from bninception.validate import validate_run
 
     report = validate_run(openvino_run, include_engines=False, providers=["openvino"], save=False)
     gated = [row for row in report.rows if row.backend == "onnxruntime"]

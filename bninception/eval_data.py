@@ -1,0 +1,101 @@
+"""The labelled images validate judges every artifact on: the run's recorded dataset's test split, or
+a dataset the user names (digits, an ImageFolder), with its class names mapped onto the model's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bninception.core import layout
+from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
+
+
+@dataclass
+class EvalData:
+    """Evaluation images (float32 NCHW, model preprocessing) and labels in the model's class indices."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str
+    split: str
+    classes: int
+    label_mapping: str = "identity"
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.source, "split": self.split, "images": len(self.labels),
+                "classes": self.classes, "label_mapping": self.label_mapping}
+
+
+def _train_params(run: RunDir) -> dict[str, Any] | None:
+    record = run.manifest()["stages"].get("train")
+    return None if record is None else record.get("params")
+
+
+def _map_labels(dataset_labels: list[str], model_labels: list[str]) -> tuple[np.ndarray, str]:
+    """Dataset class index -> model class index, by name when every name matches, else by index."""
+    if list(dataset_labels) == list(model_labels[:len(dataset_labels)]):
+        return np.arange(len(dataset_labels)), "identity"
+    position = {name: i for i, name in enumerate(model_labels)}
+    if all(name in position for name in dataset_labels):
+        return np.asarray([position[n] for n in dataset_labels]), "by name"
+    if len(dataset_labels) <= len(model_labels):
+        return np.arange(len(dataset_labels)), "by index (folder names differ from the model's labels)"
+    raise BninceptionError(f"the dataset has {len(dataset_labels)} classes {dataset_labels[:10]} but the "
+                           f"model has {len(model_labels)} labels {model_labels[:10]}")
+
+
+def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = None) -> EvalData:
+    """The test images for ``run``: its recorded dataset's test split, or ``data`` (digits | ImageFolder).
+
+    ``data`` is read with the preprocessing recorded in ``model.pt``. A dataset the run was
+    trained on is evaluated on its test split; any other folder on its ``test/`` subfolder when it
+    has one, else on every image (e.g. a run made from imported pretrained weights).
+    """
+    from bninception.core.preprocess import Preprocess
+    from bninception.model.checkpoint import MODEL_FORMAT, load
+    from bninception.model.data import ImageFolderDataset, load_bundle, load_run_bundle, stack_split
+
+    record = load(run.require(layout.MODEL_PT, "the PyTorch inference-form model"), MODEL_FORMAT)
+    pre = Preprocess.from_dict(record["preprocess"])
+    model_labels = [str(x) for x in record["labels"]]
+    params = _train_params(run)
+    if data is None:
+        bundle = load_run_bundle(run)
+        if bundle is None:
+            raise BninceptionError(f"{run.root}: no training record says which data the model was made "
+                                   f"for (imported weights?); pass --data digits|PATH")
+        source, split, dataset = str(params["data"] if params else bundle.name), "test", bundle.test
+    else:
+        seed = int(params["seed"]) if params else 0
+        trained_on = params is not None and _same_data(str(params["data"]), data)
+        if data == "digits" and pre.channels != 1:
+            raise BninceptionError(f"--data digits gives 1x{pre.size}x{pre.size} (grayscale) images, the "
+                                   f"model takes {pre.channels}x{pre.size}x{pre.size}")
+        bundle = load_bundle(data, pre.size, seed, preprocess=pre)
+        source = data
+        if trained_on or data == "digits" or (Path(data) / "test").is_dir():
+            split, dataset = "test", bundle.test
+        else:
+            parts = [bundle.train, bundle.val, bundle.test]
+            files = [f for part in parts for f in part.files]  # type: ignore[attr-defined]
+            labels = np.concatenate([part.labels for part in parts])
+            split, dataset = "all", ImageFolderDataset(files, labels, pre, augment=False, seed=seed)
+    mapping, how = _map_labels(bundle.labels, model_labels)
+    images, labels = stack_split(dataset, limit)
+    if len(labels) == 0:
+        raise BninceptionError(f"no evaluation images in {source} ({split} split)")
+    return EvalData(images=images, labels=mapping[labels], source=source, split=split,
+                    classes=len(model_labels), label_mapping=how)
+
+
+def _same_data(recorded: str, given: str) -> bool:
+    if recorded == given:
+        return True
+    try:
+        return Path(recorded).resolve() == Path(given).resolve()
+    except OSError:
+        return False
