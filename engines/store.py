@@ -21,30 +21,10 @@ from pathlib import Path
 
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_path, atomic_write_bytes, atomic_write_json, read_json, sha256_file
-from bninception.core.layout import ENGINES_DIR, PRECISION_FILES, context_model_name, plan_name, sidecar_name
+from bninception.core.layout import ENGINES_DIR, PRECISION_FILES, context_model_name, plan_name
 from bninception.core.rundir import RunDir
 from bninception.engines.detect import HostEnv
 from bninception.engines.key import Sidecar, compatibility_problem, is_engine_key, stage_name
-
-__all__ = [
-    "BROKEN",
-    "CACHE_ENV",
-    "ENGINES_DIR",
-    "FOREIGN",
-    "STALE",
-    "USABLE",
-    "EngineRecord",
-    "EngineStatus",
-    "classify_engines",
-    "context_model_name",
-    "list_engines",
-    "plan_name",
-    "read_plan",
-    "read_sidecar",
-    "select_engine",
-    "sidecar_name",
-    "usable_engines",
-]
 
 CACHE_ENV = "BNINCEPTION_ENGINE_CACHE"
 MAX_SIDECAR_BYTES = 1 << 20
