@@ -237,7 +237,13 @@ def _logits(model: Any, images: Any, device: str) -> Any:
     return torch.cat(chunks).numpy()
 
 
-def torch_parity(check: Check, step: Step) -> None:
+def _torch_gate(check: Check, step: Step, precision: str) -> None:
+    """model.pt on the device (fp32: TF32 off; fp16: under autocast) against FP32 on the CPU, on the
+    test split, through DESIGN.md's gate of ``precision``."""
+    import contextlib
+
+    import torch
+
     from bninception.core.gates import GATES, compare
     from bninception.model.checkpoint import load_model
 
@@ -246,13 +252,18 @@ def torch_parity(check: Check, step: Step) -> None:
     model, pre, _labels, _ = load_model(run.path("model.pt"))
     images, labels = _test_split(run, pre.size, check.settings.validate_limit)
     reference = _logits(model, images, "cpu")
-    candidate = _logits(model, images, device)
-    cmp = compare(reference, candidate, f"PyTorch {device} vs cpu, {len(images)} test images", labels)
-    problems = GATES["fp32"].failures(cmp)
+    with torch.autocast("cuda", dtype=torch.float16) if precision == "fp16" else contextlib.nullcontext():
+        candidate = _logits(model, images, device)
+    what = "FP16 autocast" if precision == "fp16" else device
+    cmp = compare(reference, candidate, f"PyTorch {what} vs FP32 cpu, {len(images)} test images", labels)
     step.data = asdict(cmp)
     step.detail = (f"max abs diff {cmp.max_abs_diff:.2e}, agreement {cmp.top1_agreement * 100:.2f}% "
-                   f"(gate {GATES['fp32'].describe()})")
-    _judge(step, problems, device)
+                   f"(gate {GATES[precision].describe()})")
+    _judge(step, GATES[precision].failures(cmp), device)
+
+
+def torch_parity(check: Check, step: Step) -> None:
+    _torch_gate(check, step, "fp32")
 
 
 def population_parity(check: Check, step: Step) -> None:
@@ -292,27 +303,10 @@ def population_parity(check: Check, step: Step) -> None:
 
 
 def autocast(check: Check, step: Step) -> None:
-    import torch
-
-    from bninception.core.gates import GATES, compare
-    from bninception.model.checkpoint import load_model
-
-    run, device = _require_run(check), check.settings.device
-    if device != "cuda":
+    if check.settings.device != "cuda":
         step.status, step.detail = SKIP, "FP16 autocast is measured on CUDA only (no CUDA device)"
         return
-    _tf32_off()
-    model, pre, _labels, _ = load_model(run.path("model.pt"))
-    images, labels = _test_split(run, pre.size, check.settings.validate_limit)
-    reference = _logits(model, images, "cpu")
-    with torch.autocast("cuda", dtype=torch.float16):
-        candidate = _logits(model, images, "cuda")
-    cmp = compare(reference, candidate, f"PyTorch FP16 autocast vs FP32 cpu, {len(images)} test images", labels)
-    problems = GATES["fp16"].failures(cmp)
-    step.data = asdict(cmp)
-    step.detail = (f"agreement {cmp.top1_agreement * 100:.2f}%, max abs diff {cmp.max_abs_diff:.2e} "
-                   f"(gate {GATES['fp16'].describe()})")
-    _judge(step, problems, device)
+    _torch_gate(check, step, "fp16")
 
 
 def _images_per_second(model: Any, x: Any, seconds: float, device: str) -> float:
