@@ -55,8 +55,8 @@ gpu-check:
 bench-fold: $(STAMP)
 	$(PY) benchmarks/fold_peers.py
 
-bench-precision: $(STAMP)
-	$(PY) benchmarks/precision_cpu.py
+bench-precision: $(STAMP)  # the precision view of the CPU-runtimes benchmark; needs runs/demo (make demo)
+	$(PY) benchmarks/cpu_runtimes.py --precision
 
 bench-serve: $(STAMP)
 	$(PY) benchmarks/serve_perf.py

@@ -26,6 +26,18 @@ as information). The gates are checked per provider by ``bninception validate`` 
 
     make bench-cpu-runtimes                 # creates .venv-openvino when missing; about 4 minutes
     .venv/bin/python benchmarks/cpu_runtimes.py [--rounds 5] [--batch-sizes 1,8,32] [--json OUT]
+
+The precision view (``--precision``, ``make bench-precision``; ONNX Runtime's CPU provider in this
+process, no other environment): FP32, FP16 and every INT8 layout (``int8-trt``, the shipped ``int8-cpu``
+= U8 x 7-bit S8, and the candidates it was chosen over, ``-8bit`` and ``-u8u8``) of the demo run
+(``--demo-run``, calibrated on 256 validation digits, judged on the test split) and of this
+benchmark's BN-Inception 224 (calibrated on 16 photo crops; untrained, so there only the relative RMS
+logit error means anything), each through its gate against FP32, timed at batch 1 and 32 round-robin,
+with the kernels ORT runs. ``--emulate-cpu EPYC-Rome`` re-runs the accuracy under ``qemu-x86_64`` (AVX2
+only), for the host class this machine is not.
+
+    .venv/bin/python benchmarks/cpu_runtimes.py --precision [--demo-run runs/demo] [--skip-full]
+        [--accuracy-only] [--emulate-cpu EPYC-Rome] [--rounds 3] [--json OUT]
 """
 
 from __future__ import annotations
@@ -38,14 +50,16 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from bninception.bench import cpu_flags
-from bninception.tables import render
+from bninception.tables import pct, render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "runs" / "cpu-runtimes"
@@ -459,6 +473,182 @@ def table(results: list[Result], batch_sizes: list[int], best: dict[tuple[str, i
     return "\n".join(render(head, body, markdown=True))
 
 
+# -- the precision view (--precision): ORT CPU, every FP16 / INT8 layout against FP32 -------------------
+VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu", "int8-cpu-8bit", "int8-cpu-u8u8")
+KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
+           "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
+
+
+def make_variants(folded: onnx.ModelProto, calibration: np.ndarray, out_dir: Path) -> dict[str, Path]:
+    """FP16 and both INT8 layouts, as the int8 stage makes them (TensorRT layout: percentile 99.99
+    ranges; ORT CPU layout: max ranges) over ``calibration``."""
+    from bninception.calibrate.fp16 import convert_fp16
+    from bninception.calibrate.graph import weighted_ops
+    from bninception.calibrate.qdq import CPU, TENSORRT, cpu_ranges, quantize, symmetric
+    from bninception.calibrate.ranges import collect, compute_amax
+    from bninception.calibrate.stages import float_tensors
+
+    paths = {"fp32": out_dir / "fp32.onnx"}
+    onnx.save(folded, paths["fp32"])
+    half, _ = convert_fp16(folded)
+    paths["fp16"] = out_dir / "fp16.onnx"
+    onnx.save(half, paths["fp16"])
+    names = float_tensors(folded)
+    batches = [calibration[i:i + 8] for i in range(0, len(calibration), 8)]
+    stats = collect(folded, names, lambda: batches, histograms=True)
+    amax = compute_amax(stats, "percentile", 99.99, keep_max=[v.name for v in folded.graph.input])
+    assert {op.activation for op in weighted_ops(folded)} <= set(amax)
+    paths["int8-trt"] = out_dir / "int8_trt.onnx"
+    onnx.save(quantize(folded, symmetric(amax), TENSORRT), paths["int8-trt"])
+    candidates = {"int8-cpu": CPU, "int8-cpu-8bit": replace(CPU, reduce_range=False),
+                  "int8-cpu-u8u8": replace(CPU, reduce_range=False, weight_signed=False)}
+    for variant, layout in candidates.items():
+        paths[variant] = out_dir / f"{variant}.onnx"
+        onnx.save(quantize(folded, cpu_ranges(stats.amax, stats.amin), layout), paths[variant])
+    return paths
+
+
+def accuracy(label: str, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray | None,
+             threads: int) -> list[dict[str, Any]]:
+    """Each variant against FP32 (all graph optimizations, as served) through the gate of its precision."""
+    from bninception.core.gates import GATES, compare
+    from bninception.core.runner import OrtRunner, run_all
+
+    def logits(path: Path) -> np.ndarray:
+        return run_all(OrtRunner(path, threads=threads), images, batch_size=32)
+
+    reference = logits(paths["fp32"])
+    rows = []
+    for variant, path in paths.items():
+        if variant == "fp32":
+            continue
+        out = logits(path)
+        cmp = compare(reference, out, f"{len(images)} images", labels)
+        failures = GATES[variant.split("-")[0]].failures(cmp)
+        rms = float(np.sqrt(np.mean((out - reference) ** 2)) / np.sqrt(np.mean(reference ** 2)))
+        rows.append({"model": label, "variant": variant, "agreement": round(cmp.top1_agreement, 4),
+                     "drop_points": cmp.accuracy_drop_points, "max_abs_diff": round(cmp.max_abs_diff, 3),
+                     "relative_rms": round(rms, 4),
+                     "gate": "FAIL: " + "; ".join(failures) if failures else "PASS"})
+        say(f"  {label} {variant}: agreement {100 * cmp.top1_agreement:.2f}%, {rows[-1]['gate']}")
+    return rows
+
+
+def kernels(path: Path, threads: int, tmp: Path) -> dict[str, int]:
+    """The ops ONNX Runtime runs after its optimizations (what the CPU really executes)."""
+    import onnxruntime as ort
+
+    optimized = tmp / f"{path.stem}.optimized.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    counts = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+    return {k: counts[k] for k in KERNELS if counts.get(k)}
+
+
+def bench_model(label: str, paths: dict[str, Path], shape: tuple[int, ...], batches: tuple[int, ...],
+                rounds: int, seconds: float, threads: int, tmp: Path) -> list[dict[str, Any]]:
+    from bninception.core.runner import OrtRunner
+
+    sessions = {v: OrtRunner(p, threads=threads).run for v, p in paths.items()}
+    rows = []
+    for batch_size in batches:
+        x = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
+        times: dict[str, list[float]] = {v: [] for v in sessions}
+        for _ in range(rounds):
+            for variant, run in sessions.items():
+                times[variant].append(time_call(run, x, seconds, warm=False)[0])
+        base = statistics.median(times["fp32"])
+        for variant in sessions:
+            t = statistics.median(times[variant])
+            rows.append({"model": label, "batch": batch_size, "variant": variant, "ms": round(1e3 * t, 3),
+                         "images_per_s": round(batch_size / t, 1), "speedup_vs_fp32": round(base / t, 2)})
+            say(f"  {label} b{batch_size} {variant}: {1e3 * t:.2f} ms ({base / t:.2f}x fp32)")
+    for variant, path in paths.items():
+        rows.append({"model": label, "variant": variant, "kernels": kernels(path, threads, tmp)})
+    return rows
+
+
+def precision_models(args: argparse.Namespace, tmp: Path) -> list[tuple[str, dict[str, Path], np.ndarray,
+                                                                      np.ndarray | None, tuple[int, ...]]]:
+    """(label, variant files, images, labels, item shape): the demo run's model calibrated on 256
+    validation digits and judged on the test split; BN-Inception 224 (``--run``, untrained) calibrated on
+    16 photo crops and judged on ``--crops`` others."""
+    from bninception.model.data import load_bundle, stack_split
+    from bninception.model.photos import PhotoCrops
+
+    folded = Path(args.demo_run) / FOLDED
+    if not folded.is_file():
+        raise SystemExit(f"error: {folded} is missing: run `make demo` first (or pass --demo-run RUN)")
+    bundle = load_bundle("digits", 32, 0)
+    calibration, _ = stack_split(bundle.val, limit=256)
+    images, labels = stack_split(bundle.test)
+    (tmp / "demo").mkdir()
+    models = [("demo 1x32x32 w0.25", make_variants(onnx.load(str(folded)), calibration, tmp / "demo"), images,
+               labels, (1, 32, 32))]
+    if not args.skip_full:
+        prepare(args.run, args.samples)
+        from bninception.model.checkpoint import load_model
+
+        pre = load_model(args.run / MODEL_PT)[1]
+        crops = [np.stack([PhotoCrops(pre, n, seed=seed)[i] for i in range(n)]) for n, seed in ((16, 12),
+                                                                                               (args.crops, 13))]
+        (tmp / "full").mkdir()
+        models.append(("bn-inception 3x224x224", make_variants(onnx.load(str(args.run / FOLDED)), crops[0],
+                                                                tmp / "full"), crops[1], None, (3, 224, 224)))
+    return models
+
+
+def precision_main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """The precision view: accuracy of every variant through its gate, timing at batch 1 and 32, kernels."""
+    if args.emulate_cpu:
+        import shutil
+
+        if shutil.which("qemu-x86_64") is None:
+            raise SystemExit("--emulate-cpu needs qemu-x86_64 (apt-get install qemu-user)")
+        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--emulate-cpu")
+                and a != args.emulate_cpu]
+        os.environ["BNINCEPTION_EMULATED_CPU"] = args.emulate_cpu
+        os.execvp("qemu-x86_64", ["qemu-x86_64", "-cpu", args.emulate_cpu, sys.executable, __file__, *rest,
+                                  "--accuracy-only"])
+    import tempfile
+
+    import onnxruntime as ort
+
+    started = time.perf_counter()
+    emulated = os.environ.get("BNINCEPTION_EMULATED_CPU")
+    flags = f"emulated {emulated} (qemu)" if emulated else f"flags: {' '.join(cpu_flags())}"
+    say(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, {flags}")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as name:
+        for label, paths, images, labels, shape in precision_models(args, Path(name)):
+            rows += accuracy(label, paths, images, labels, args.threads)
+            if not args.accuracy_only:
+                rows += bench_model(label, paths, shape, (1, 32), args.rounds, args.seconds, args.threads, Path(name))
+    print_table(rows)
+    print(f"\nonnxruntime {ort.__version__}; CPU: {flags}; threads {args.threads or 'default'}; "
+          f"{time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"flags": cpu_flags(), "rows": rows}, indent=2))
+    return 0
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    print("\n".join(render(["model", "variant", "agreement", "drop", "max diff", "rel. RMS", "gate"], [
+        [r["model"], r["variant"], pct(r["agreement"]), "-" if r["drop_points"] is None else f"{r['drop_points']:.2f}",
+         f"{r['max_abs_diff']:.3f}", pct(r["relative_rms"]), r["gate"]] for r in rows if "agreement" in r])))
+    if not any("ms" in r for r in rows):
+        return
+    print("\n" + "\n".join(render(["model", "batch", "variant", "ms/batch", "img/s", "vs fp32"], [
+        [r["model"], str(r["batch"]), r["variant"], f"{r['ms']:.2f}", f"{r['images_per_s']:.1f}",
+         f"{r['speedup_vs_fp32']:.2f}x"] for r in rows if "ms" in r])))
+    print("\nkernels ONNX Runtime runs (optimized graph, ALL level):")
+    for row in rows:
+        if "kernels" in row:
+            print(f"  {row['model']:<20} {row['variant']:<10} {row['kernels']}")
+
+
 def openvino_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.is_file():
@@ -481,10 +671,21 @@ def main(argv: list[str] | None = None) -> int:
                              "precision hints, static shapes, unpinned threads; native OpenVINO with an f32 hint)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    view = parser.add_argument_group("the precision view (--precision): ONNX Runtime's CPU provider only")
+    view.add_argument("--precision", action="store_true",
+                      help="FP32 / FP16 / every INT8 layout: accuracy through each gate, speed at batch 1 and 32")
+    view.add_argument("--demo-run", default="runs/demo", help="the trained demo run (default: %(default)s)")
+    view.add_argument("--skip-full", action="store_true", help="the demo model only")
+    view.add_argument("--accuracy-only", action="store_true", help="no timing (as under emulation)")
+    view.add_argument("--crops", type=int, default=8, help="photo crops that judge the 224 variants")
+    view.add_argument("--emulate-cpu", metavar="MODEL",
+                      help="re-run the accuracy under qemu-x86_64 -cpu MODEL (e.g. EPYC-Rome: AVX2 only)")
     args = parser.parse_args(argv)
-    run = args.run.resolve()
+    args.run = run = args.run.resolve()
     if args.worker:
         return worker_main(run, args.threads)
+    if args.precision:
+        return precision_main(args, argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     if CRITERION_BATCH not in batch_sizes or args.rounds < 1:
         parser.error(f"--batch-sizes must include {CRITERION_BATCH} and --rounds must be >= 1")
