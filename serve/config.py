@@ -67,12 +67,11 @@ class ServeConfig:
             low, above = item.metadata.get("low"), item.metadata.get("above")
             if low is not None and value is not None and (value <= low if above else value < low):
                 problems.append(f"{flag_of(item)} {'>' if above else '>='} {low}")
+            if item.metadata.get("choices") and value not in item.metadata["choices"]:
+                problems.append(f"{flag_of(item)} in {', '.join(item.metadata['choices'])}")
         if not NAME.match(self.model_name):
             raise BninceptionError(f"model name {self.model_name[:64]!r} must be 1-64 letters, digits, '_', '.' or '-' "
                                    "(it appears in URLs and paths)")
-        choices = fields(self)[2].metadata["choices"]
-        if self.optimization not in choices:
-            problems.append(f"optimization in {', '.join(choices)}")
         if problems:
             raise BninceptionError(f"server settings out of range: need {', '.join(problems)}")
 

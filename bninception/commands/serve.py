@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             shown = "" if item.default is None else " (default: %(default)s)"
             parser.add_argument(option, type=int if item.default is None else kind, default=item.default,
-                                dest=item.name, choices=item.metadata["choices"], metavar="N" if kind in (int, float,
-                                type(None)) else None, help=item.metadata["help"] + shown)
+                                dest=item.name, choices=item.metadata["choices"],
+                                metavar=None if kind is str else "N", help=item.metadata["help"] + shown)
 
 
 def run(args: argparse.Namespace) -> int:
