@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bninception.calibrate.graph import QDQ_OPSET_RANGE, WEIGHTED_OPS, check_qdq_opset, initializers, weighted_ops
+from bninception.calibrate.graph import (
+    QDQ_OPSET_RANGE,
+    WEIGHTED_OPS,
+    WeightedOp,
+    check_qdq_opset,
+    initializers,
+    weighted_ops,
+)
 from bninception.core.errors import BninceptionError
 from bninception.export.graph import default_opset, get_attr
 
@@ -223,7 +230,7 @@ def check_trt_layout(model: onnx.ModelProto) -> LayoutCheck:
                 add(node.name, f"activation scale has {scale.size} values, not one", PER_TENSOR)
             if len(readers.get(act.output[0], [])) > 1:
                 add(node.name, "activation DequantizeLinear is shared with other readers", PLACEMENT, error=False)
-        _check_weight(node, op.axis, producers, inits, add)
+        _check_weight(op, producers, inits, add)
         if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
             add(node.name, "bias is not a constant initializer", CONSTANT)
         if any(r.op_type == "QuantizeLinear" for r in readers.get(node.output[0], [])):
@@ -232,35 +239,31 @@ def check_trt_layout(model: onnx.ModelProto) -> LayoutCheck:
     return LayoutCheck(tuple(found))
 
 
-def _check_weight(node: onnx.NodeProto, axis: int, producers: dict[str, onnx.NodeProto],
-                  inits: dict[str, onnx.TensorProto], add: Any) -> None:
+def _check_weight(op: WeightedOp, producers: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto],
+                  add: Any) -> None:
     """The weight of a weighted op: an INT8 initializer or a float one through Q, read through a DQ
-    whose per-channel scales (if any) run along the output-channel ``axis``."""
+    whose per-channel scales (if any) run along the output-channel axis."""
     from onnx import TensorProto
 
+    node = op.node
     dq = producers.get(node.input[1])
     if dq is None or dq.op_type != "DequantizeLinear":
         return  # a float weight: the op runs in float (a warning above)
-    source = dq.input[0]
-    quantize_node = producers.get(source)
-    if quantize_node is not None and quantize_node.op_type == "QuantizeLinear":
-        source = quantize_node.input[0]
-        weight = inits.get(source)
-        if weight is None or weight.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16):
+    weight = inits[op.weight]  # weighted_ops walked the DQ (and a Q before it) back to the initializer
+    if dq.input[0] != op.weight:  # through QuantizeLinear
+        if weight.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16):
             add(node.name, "weight QuantizeLinear does not read a float initializer", WEIGHTS)
             return
-    else:
-        weight = inits.get(source)
-        if weight is None or weight.data_type != TensorProto.INT8:
-            add(node.name, "weight is neither an INT8 initializer nor a float one through QuantizeLinear", WEIGHTS)
-            return
+    elif weight.data_type != TensorProto.INT8:
+        add(node.name, "weight is neither an INT8 initializer nor a float one through QuantizeLinear", WEIGHTS)
+        return
     scale = _array(inits.get(dq.input[1]))
     if scale is None or scale.size == 1:
         return
     rank = len(weight.dims)
     dq_axis = get_attr(dq, "axis", 1)
     dq_axis = dq_axis + rank if dq_axis < 0 else dq_axis
-    if dq_axis != axis:
-        add(node.name, f"weight scales run along axis {dq_axis}, not the output-channel axis {axis}", WEIGHT_AXIS)
-    elif scale.size != weight.dims[axis]:
-        add(node.name, f"{scale.size} weight scales for {weight.dims[axis]} output channels", WEIGHT_AXIS)
+    if dq_axis != op.axis:
+        add(node.name, f"weight scales run along axis {dq_axis}, not the output-channel axis {op.axis}", WEIGHT_AXIS)
+    elif scale.size != weight.dims[op.axis]:
+        add(node.name, f"{scale.size} weight scales for {weight.dims[op.axis]} output channels", WEIGHT_AXIS)
