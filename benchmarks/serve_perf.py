@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +34,12 @@ SETTINGS = {"default": [], "max-delay 5 ms": ["--max-delay-ms", "5"], "no batchi
 CONCURRENCY = (1, 4, 16)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start_server(model: Path, extra: list[str]) -> tuple[subprocess.Popen[str], int, int]:
+    from serve_helpers import free_port, start_cli_server
 
-
-def start_server(model: Path, extra: list[str]) -> tuple[subprocess.Popen[bytes], int, int]:
-    http, grpc = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--model", str(model), "--port",
-                                str(http), "--grpc-port", str(grpc), "--threads", "1", *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1):
-                return process, http, grpc
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("the server did not become ready in 60 s")
+    grpc = free_port()
+    process, http = start_cli_server(model, "--grpc-port", str(grpc), "--threads", "1", *extra)
+    return process, http, grpc
 
 
 def measure(url: str, protocol: str, concurrency: int) -> harness.PerfRow:

@@ -289,31 +289,15 @@ def main() -> None:
     duration = min(args.duration, MAX_SECONDS)
 
     from bninception.core.runner import OrtRunner
-    from bninception.serve.server import bind_socket
 
     with tempfile.TemporaryDirectory() as tmp:
-        from serve_helpers import export_classifier
+        from serve_helpers import export_classifier, start_cli_server
 
         model = export_classifier(Path(tmp) / "model.onnx")
         reference = OrtRunner(model).run
-        probe = bind_socket("127.0.0.1", 0)
-        port = probe.getsockname()[1]
-        probe.close()
+        server, port = start_cli_server(model, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--model", str(model), "--port",
-                                   str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"the server exited: {server.communicate()[1]}")
-                try:
-                    urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the server was not ready within 60 s") from None
-                    time.sleep(0.2)
             start_rss = rss_mib(server.pid)
             tally = Tally()
             soak = Soak(port, 0.0, reference, tally)

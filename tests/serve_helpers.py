@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +122,29 @@ def metric_value(host: str, port: int, series: str) -> float:
     text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=30).read().decode()
     match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_cli_server(model: Path, *args: str, stderr: int = subprocess.DEVNULL,
+                     timeout: float = 60) -> tuple[subprocess.Popen[str], int]:
+    """``bninception serve --model MODEL --port PORT ARGS`` in a process of its own (127.0.0.1, a free
+    port), returned once it answers ready; ``stderr``: where its log goes (PIPE: read it at the end)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--model", str(model), "--port",
+                                str(port), *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2):
+                return process, port
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the server was not ready within {timeout:g} s") from None
+            time.sleep(0.2)
+    raise RuntimeError(f"the server exited: {(process.communicate()[1] or '')[-2000:]}")
