@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,15 +30,16 @@ class WeightedOp:
     axis: int  # the weight's output-channel axis (per-channel scales run along it)
 
 
-def weighted_ops(model: onnx.ModelProto, through_qdq: bool = False) -> list[WeightedOp]:
-    """Every Conv / Gemm / MatMul whose input 1 is an initializer, with the weight's output axis
-    (``through_qdq``: also one read through DequantizeLinear, or QuantizeLinear -> DequantizeLinear).
+def weighted_ops(model: onnx.ModelProto, producers: Mapping[str, onnx.NodeProto] | None = None
+                 ) -> list[WeightedOp]:
+    """Every Conv / Gemm / MatMul whose input 1 is an initializer, with the weight's output axis (given
+    the graph's ``producers`` map: also one read through DequantizeLinear, or QuantizeLinear -> DequantizeLinear).
 
     Conv weight ``(M, C/g, kH, kW)``: axis 0. Gemm ``B``: ``(N, K)`` with ``transB=1`` -> axis 0,
     ``(K, N)`` -> axis 1. MatMul ``B`` ``(..., K, N)``: the last axis.
     """
     inits = initializers(model)
-    producers = {out: node for node in model.graph.node for out in node.output} if through_qdq else {}
+    producers = producers or {}
     found = []
     for node in model.graph.node:
         if node.op_type not in WEIGHTED_OPS or node.domain not in DEFAULT_DOMAINS or len(node.input) < 2:

@@ -217,7 +217,7 @@ def check_trt_layout(model: onnx.ModelProto) -> LayoutCheck:
             add(node.name, "scale is not a constant initializer", CONSTANT)
         elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             add(node.name, "scale is not finite and positive", SCHEME)
-    for op in weighted_ops(model, through_qdq=True):
+    for op in weighted_ops(model, producers):
         node = op.node
         act = producers.get(op.activation)
         float_weight = producers.get(node.input[1]) is None
