@@ -37,10 +37,10 @@ test: lint
 docker-test: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py docker/test_perf_analyzer.py
 
-# the INT8 tests on an emulated AVX2-only CPU (apt-get install qemu-user; about 45 minutes): ONNX Runtime's
+# the INT8 tests on an emulated AVX2-only CPU (apt-get install qemu-user; about 35 minutes): ONNX Runtime's
 # kernel dispatch sees an AMD EPYC without AVX-512/VNNI; the trained model comes from $(RUN) (make demo)
 test-avx2: $(STAMP)
-	BNINCEPTION_TEST_TRAINED_RUN=$(RUN) qemu-x86_64 -cpu EPYC-Rome $(PY) -m pytest -q -p no:cacheprovider \
+	BNINCEPTION_TEST_TRAINED_RUN=$(RUN) qemu-x86_64 -cpu EPYC-Rome $(PY) -m pytest -q -p no:cacheprovider --timeout 3600 \
 		tests/test_calibrate_qdq.py tests/test_calibrate_stages.py
 
 gpu-test: $(STAMP)
