@@ -1,8 +1,4 @@
-"""bninception: BN-Inception from PyTorch training to ONNX, FP16/INT8 and TensorRT, with parity gates.
-
-The import stays light: stages (``bninception.model``, ``.export``, ``.calibrate``, ``.engines``,
-``.serve``) and heavy dependencies load only when used.
-"""
+"""bninception: BN-Inception from PyTorch training to ONNX, FP16/INT8 and TensorRT, with parity gates."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,10 +1,4 @@
-"""One Runner per artifact of a run and execution provider: the PyTorch models, every ONNX file, every
-TensorRT engine.
-
-validate and bench speak only to these. Each :class:`ArtifactRunner` is a Runner (``name``,
-``input_spec``, ``run``) that also says which file it runs, its kind, backend, provider and
-precision. Runners are created lazily (a session is opened on first use), so listing them is cheap.
-"""
+"""One lazily created Runner per artifact of a run and provider: PyTorch, every ONNX file, every engine."""
 
 from __future__ import annotations
 
@@ -180,11 +174,9 @@ def _engine_runners(run: RunDir) -> tuple[list[ArtifactRunner], list[Skipped]]:
 def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True,
              optimization: str | None = None, threads: int = 0, device: str = "cpu",
              providers: list[str] | None = None) -> tuple[list[ArtifactRunner], list[Skipped]]:
-    """Every artifact of ``run`` with a runner here (per provider), plus those skipped (with the reason).
+    """Every artifact of ``run`` with a runner here (a row per ONNX file and provider), and those skipped.
 
-    ``optimization`` None picks :func:`default_optimization` per kind (what the gates need);
-    a level (e.g. ``"all"``, for benchmarks) applies to every ONNX file. ``providers`` (None: every
-    one that runs ONNX here; ``[]``: none) each get a row per ONNX file.
+    ``optimization`` None: :func:`default_optimization` per kind; ``providers`` None: all available.
     """
     runners: list[ArtifactRunner] = []
     skipped: list[Skipped] = []

@@ -1,11 +1,7 @@
 """Benchmark every backend of a run: latency percentiles and throughput per batch size.
 
-Each (backend, batch size) cell is warmed up, then timed call by call until it has at least
-``min_reps`` calls and ``min_seconds`` of measurements, bounded by ``max_reps`` calls and
-``max_seconds`` (at least 3 calls) so a slow model cannot make the bench run away. Inputs are
-a fixed random batch of the runner's input shape. ONNX Runtime sessions use the serving
-configuration (all graph optimizations); with ``include_unoptimized`` the FP32 ONNX files are
-also timed with optimizations off, which shows what BN folding saves a runtime that does not fuse.
+Each cell is warmed up, then timed within ``min/max_reps`` and ``min/max_seconds``; ONNX files run as
+served, and with ``include_unoptimized`` the FP32 ones also with optimizations off.
 """
 
 from __future__ import annotations

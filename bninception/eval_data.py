@@ -49,11 +49,8 @@ def _map_labels(dataset_labels: list[str], model_labels: list[str]) -> tuple[np.
 
 
 def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = None) -> EvalData:
-    """The test images for ``run``: its recorded dataset's test split, or ``data`` (digits | ImageFolder).
-
-    ``data`` is read with the preprocessing recorded in ``model.pt``. A dataset the run was
-    trained on is evaluated on its test split; any other folder on its ``test/`` subfolder when it
-    has one, else on every image (e.g. a run made from imported pretrained weights).
+    """The test images for ``run``: its dataset's test split, or ``data`` (digits | ImageFolder: its ``test/``
+    subfolder when it has one, else every image), with model.pt's preprocessing.
     """
     from bninception.core.preprocess import Preprocess
     from bninception.model.checkpoint import MODEL_FORMAT, load

@@ -1,10 +1,7 @@
 """The main job: every stage in order, each skipped when its manifest record is fresh.
 
-train -> population -> export -> fold -> fp16 -> int8 -> engines -> validate -> bench -> report
-
-``force_from`` redoes one stage and every stage after it. A stage that is interrupted leaves the
-previous good artifacts (atomic writes) and no record claiming the missing ones, so the next run
-redoes only what is missing.
+train -> population -> export -> fold -> fp16 -> int8 -> engines -> validate -> bench -> report;
+``force_from`` redoes one stage and every stage after it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""The report's figures (matplotlib, Agg backend, imported lazily), each written atomically as PNG.
-
-Every function takes plain JSON-like data (what ``metrics.json`` / ``bench.json`` hold), so the
-figures can be redrawn from a run directory without re-running anything.
-"""
+"""The report's figures (matplotlib Agg, imported lazily) from JSON-like data, written atomically as PNG."""
 
 from __future__ import annotations
 

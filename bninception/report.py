@@ -1,9 +1,4 @@
-"""``report.md`` + ``report.json`` + PNG figures for a run, from the files the stages left there.
-
-Reads ``metrics.json`` (training history, population statistics), ``validate.json``,
-``bench.json``, ``fold_report.json``, ``calibration.json``, ``manifest.json`` and the engines
-folder; runs nothing heavy itself. Missing pieces become a line saying so, never an error.
-"""
+"""``report.md`` + ``report.json`` + figures for a run, from the files its stages left; a missing piece is a line."""
 
 from __future__ import annotations
 

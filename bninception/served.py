@@ -17,10 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def model_path_for(run: str | os.PathLike[str], precision: str, provider: str | None = "cpu") -> Path:
-    """The ONNX file serving ``precision`` on ``provider`` in run directory ``run``, or a clear error.
-
-    ``provider=None``: the precision's own file, whatever runtime will run it (Triton).
-    """
+    """The ONNX file serving ``precision`` on ``provider`` (None: the precision's own file), or a clear error."""
     if precision not in layout.PRECISION_FILES:
         raise BninceptionError(f"precision must be one of {sorted(layout.PRECISION_FILES)}, got {precision!r}")
     root = Path(run)
@@ -63,10 +60,9 @@ def _engine_model(run: Path, precision: str) -> ServedModel:
 
 def served_model(run: str | os.PathLike[str], precision: str, requested: Sequence[str] | None = None,
                  engine: bool | None = None, model: str | os.PathLike[str] | None = None) -> ServedModel:
-    """Resolve what to serve. ``engine=True``: our TensorRT plan through ONNX Runtime's TensorRT provider;
-    ``None`` (default): that plan where this ONNX Runtime has the provider and the run a usable engine,
-    else the precision's ONNX file (or ``model``) on the fastest provider that runs ONNX files here (or
-    ``requested``)."""
+    """Resolve what to serve: our TensorRT plan through ONNX Runtime's TensorRT provider (``engine=True``, or
+    by default where it can run), else the precision's ONNX file on the fastest provider here.
+    """
     from bninception.core.ort import available, onnx_providers, provider_name, user_name
 
     root = Path(run)

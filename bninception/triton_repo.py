@@ -1,9 +1,4 @@
-"""Export a Triton Inference Server model repository from a run directory.
-
-``DIR/<name>_onnx/1/model.onnx`` + ``config.pbtxt`` (+ ``labels.txt``), and
-``DIR/<name>_trt/1/model.plan`` + ``config.pbtxt`` when the run has an intact TensorRT engine of that
-precision built from the current ONNX file (``engines.store.select_engine``; stale ones are refused).
-"""
+"""Export a Triton model repository from a run: ``<name>_onnx`` and, with a usable engine, ``<name>_trt``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
 """Validate every artifact of a run against the PyTorch inference-form model (DESIGN.md's gates).
 
-For each artifact on the evaluation images: top-1 (and top-5 with more than 5 classes)
-accuracy, top-1 agreement with the reference ``model.pt``, max / mean absolute logit
-difference, and PASS/FAIL against the gate of its precision. The train-mode-statistics model
-(``checkpoint.pt``, BN with the EMA running statistics) is reported, not gated: its row shows
-how far the EMA approximation is from the paper's population statistics (Algorithm 2).
+The EMA-statistics model (``checkpoint.pt``) is reported, never gated: how far it is from Algorithm 2.
 """
 
 from __future__ import annotations
@@ -35,11 +31,7 @@ REPORT_FORMAT = "bninception-validate/2"
 
 @dataclass
 class ValidationRow(Identity):
-    """One artifact (on one provider): its comparison with the reference and its verdict.
-
-    status: REF, INFO, PASS, FAIL, ERROR, or REJECTED (a file its stage's gate rejected: measured and
-    shown, never served, and not failing the run, whose served file of that precision passed).
-    """
+    """One artifact on one provider: REF, INFO, PASS, FAIL, ERROR or REJECTED (its stage's gate refused it)."""
 
     comparison: Comparison | None = None
     gate: str = ""
@@ -170,10 +162,7 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
                  limit: int | None = None, batch_size: int = 64, save: bool = True,
                  providers: list[str] | None = None,
                  found: tuple[list[ArtifactRunner], list[Skipped]] | None = None) -> ValidationReport:
-    """Validate every artifact of ``run`` (``found``: as :func:`discover` gave them); save ``validate.json``
-    (atomically) when ``save``. ``providers``: the execution providers whose ONNX rows to run (None:
-    every one available here).
-    """
+    """Validate every artifact of ``run`` (``found``: from :func:`discover`); save ``validate.json`` when ``save``."""
     started = time.perf_counter()
     artifacts, skipped = found or discover(run, include_engines=include_engines, providers=providers)
     eval_data = load_eval_data(run, data, limit)
@@ -207,11 +196,7 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
 
 def validate_stage(run: RunDir, data: str | None = None, force: bool = False, include_engines: bool = True,
                    limit: int | None = None) -> StageResult:
-    """:func:`validate_run` as a pipeline stage: skipped (report re-read) when nothing changed.
-
-    The report is recorded even when a gate fails, so a re-run reports the same failure; the
-    caller decides the exit status from ``result.value.passed``.
-    """
+    """:func:`validate_run` as a stage, recorded even when a gate fails (the caller reads ``passed``)."""
     params = {"format": REPORT_FORMAT, "data": data, "limit": limit,
               "gates": {p: g.describe() for p, g in GATES.items()}, "providers": onnx_providers()}
     found = discover(run, include_engines=include_engines)

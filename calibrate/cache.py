@@ -1,8 +1,4 @@
-"""``calibration.json``: per-tensor ranges with the method, sample count and the hashes they depend on.
-
-A cache is reusable (``--from-cache``) only for the model it was computed on: its
-``model_sha256`` must equal the sha256 of the model being quantized.
-"""
+"""``calibration.json``: per-tensor ranges, the method, the sample count, and the model hash they belong to."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Image batches for calibration and the FP16 / INT8 gates, streamed: never the whole set at once.
-
-Sources: the run's splits without augmentation (what serving sees), or, for runs without a dataset
-(imported weights), seeded crops of scikit-image's photographs. The reader hashes the exact float32
-bytes it yields, so ``calibration.json`` can name its data.
-"""
+"""Image batches for calibration and the FP16 / INT8 gates, streamed, with the sha256 of what was read."""
 
 from __future__ import annotations
 
@@ -20,11 +15,7 @@ MAX_SAMPLES = 100_000
 
 
 class BatchReader:
-    """``dataset[indices]`` as float32 NCHW batches, with the labels when the items are ``(image, label)``.
-
-    Each pass is a fresh pass over the same images; ``sha256`` is the hash of the bytes of the last
-    complete pass. Iterating yields the image batches only (what range collection needs).
-    """
+    """``dataset[indices]`` as float32 NCHW batches (and labels); ``sha256`` hashes the last complete pass."""
 
     def __init__(self, dataset: Any, indices: np.ndarray | None = None, batch_size: int = 64,
                  source: str = "dataset") -> None:

@@ -1,9 +1,4 @@
-"""The FP16 / INT8 gates' images, and the logits of several models over them.
-
-The images: the run's test split with labels, or (runs without a dataset) photograph crops.
-Every model runs through an ONNX Runtime CPU Runner with all graph optimizations (as served);
-the comparison and the gate are the shared ones in :mod:`bninception.core.gates`.
-"""
+"""The logits of several models over the FP16 / INT8 gates' images (ONNX Runtime CPU, as served)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""FP16 conversion by ONNX Runtime's float16 converter: FP16 weights and activations, FP32 graph
-input/output through boundary Casts.
-
-This module picks the nodes that stay FP32 and reports why: their op type is in ``keep_fp32_ops``,
-their op is not in ``FP16_OPS`` (ops whose every float input is the same type T), one of their
-weights does not fit FP16 (reported, never clamped), or their measured FP32 output comes within
-``FP16_HEADROOM`` of the FP16 maximum.
+"""FP16 conversion by ONNX Runtime's float16 converter, with FP32 graph I/O; this module picks and reports
+the nodes that stay FP32 (kept op types, ops outside ``FP16_OPS``, weights or measured outputs that do
+not fit FP16).
 """
 
 from __future__ import annotations
@@ -60,11 +56,8 @@ def weight_range_report(name: str, array: np.ndarray) -> tuple[dict[str, Any] | 
 def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[str] = DEFAULT_KEEP_FP32_OPS,
                  keep_fp32_nodes: tuple[str, ...] | list[str] = (),
                  activation_amax: dict[str, float] | None = None) -> tuple[onnx.ModelProto, Fp16Report]:
-    """A copy of ``model`` in FP16 with FP32 graph inputs and outputs, by ONNX Runtime's float16
-    converter; this chooses the nodes it must leave FP32 (module docstring) and reports them.
-
-    ``activation_amax``: measured max |value| of node outputs in FP32 (optional); a node whose
-    output exceeds ``FP16_HEADROOM * FP16_MAX`` is kept in FP32.
+    """A copy of ``model`` in FP16 with FP32 I/O; ``activation_amax`` (measured FP32 max |output| per node)
+    keeps a node FP32 above ``FP16_HEADROOM * FP16_MAX``.
     """
     import onnx
     from onnx import TensorProto, numpy_helper

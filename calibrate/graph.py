@@ -32,11 +32,8 @@ class WeightedOp:
 
 def weighted_ops(model: onnx.ModelProto, producers: Mapping[str, onnx.NodeProto] | None = None
                  ) -> list[WeightedOp]:
-    """Every Conv / Gemm / MatMul whose input 1 is an initializer, with the weight's output axis (given
-    the graph's ``producers`` map: also one read through DequantizeLinear, or QuantizeLinear -> DequantizeLinear).
-
-    Conv weight ``(M, C/g, kH, kW)``: axis 0. Gemm ``B``: ``(N, K)`` with ``transB=1`` -> axis 0,
-    ``(K, N)`` -> axis 1. MatMul ``B`` ``(..., K, N)``: the last axis.
+    """Every Conv / Gemm / MatMul whose weight is an initializer (also through DequantizeLinear, or
+    QuantizeLinear -> DequantizeLinear), with the weight's output-channel axis.
     """
     inits = initializers(model)
     producers = producers or {}

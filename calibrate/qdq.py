@@ -1,16 +1,9 @@
-"""Explicit INT8 quantization with ONNX Runtime's Q/DQ writer in the two layouts we ship, and the
-check of a Q/DQ model against TensorRT's explicit-quantization rules.
+"""INT8 Q/DQ models written by ONNX Runtime's ``QDQQuantizer`` in the two layouts we ship, and the check
+of any Q/DQ model against TensorRT's explicit-quantization rules.
 
-One writer (``onnxruntime.quantization``'s ``QDQQuantizer``), two option sets over one calibration:
-
-- ``TENSORRT`` (``model.int8.onnx``): symmetric INT8 (zero points 0), per-channel INT8 weights
-  read through DequantizeLinear, a dedicated Q/DQ pair on the activation input of every Conv /
-  Gemm / MatMul, FP32 bias, no Q/DQ on the outputs of weighted ops; a weighted op fed straight by
-  another is left in float.
-- ``CPU`` (``model.int8.cpu.onnx``): U8 activations on every quantizable op and S8 per-channel
-  7-bit weights (``reduce_range``), which ONNX Runtime's CPU provider fuses into QLinear* kernels.
-  The 7-bit weights keep the u8 x s8 pair sums inside int16 on CPUs without VNNI, so the file
-  computes the same logits on AVX2, AVX512-VNNI and AMX hosts (docs/decisions.md).
+- ``TENSORRT`` (``model.int8.onnx``): symmetric, per-channel weights, Q/DQ on each weighted op's input.
+- ``CPU`` (``model.int8.cpu.onnx``): U8 activations and 7-bit S8 weights (``reduce_range``), the same
+  logits on AVX2, AVX512-VNNI and AMX hosts (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -71,13 +64,8 @@ def symmetric(amax: dict[str, float]) -> dict[str, Range]:
 
 
 def cpu_ranges(max_abs: dict[str, float], minimum: dict[str, float]) -> dict[str, Range]:
-    """Ranges for the CPU layout: ``[0, max]`` for a tensor never seen negative (post-ReLU: U8 gets
-    255 levels with zero point 0), else ``[-max, max]``.
-
-    The observed max of the calibration pass, whatever ``--method`` chose for TensorRT: with U8
-    activations clipping buys half as much resolution. Measured on the demo run (359 test images,
-    512 calibration images) the logit RMS error relative to FP32 was 1.8% with max ranges and 2.5%
-    with percentile-99.99 ranges (2.6% -> 3.0% at 256 images, 1.7% -> 2.5% at 1024).
+    """The CPU layout's ranges from the observed max (docs/decisions.md): ``[0, max]`` for a tensor never
+    negative, else ``[-max, max]``.
     """
     return {name: (0.0 if minimum.get(name, -1.0) >= 0 else -float(top), float(top))
             for name, (_, top) in symmetric(max_abs).items()}

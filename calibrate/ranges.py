@@ -1,9 +1,6 @@
 """Activation ranges (amax) from calibration batches: max, percentile, entropy (TensorRT-style KL).
 
-Two streaming passes over the calibration reader, one batch in memory at a time:
-1. ``max |x|`` per tensor (this is the ``minmax`` result);
-2. a histogram of ``|x|`` over ``[0, max]`` with ``bins`` bins per tensor, from which the
-   ``percentile`` and ``entropy`` thresholds are read.
+Two streaming passes: ``max |x|`` per tensor, then a histogram of ``|x|`` over ``[0, max]``.
 """
 
 from __future__ import annotations
@@ -129,15 +126,8 @@ def entropy_amax(hist: np.ndarray, top: float, levels: int = ENTROPY_LEVELS,
                  start: int = ENTROPY_START) -> float:
     """TensorRT's entropy calibration: the threshold whose 128-level quantization keeps KL(P||Q) lowest.
 
-    For each candidate ``i`` bins: P = the first ``i`` bins with everything beyond folded into the
-    last one; Q = those ``i`` bins merged into ``levels`` groups (bin ``j`` in group
-    ``floor(j * levels / i)``), each group's mass spread evenly over its non-empty bins. The zero
-    bin is set to bin 1's count (post-ReLU zeros would dominate), as NVIDIA's pytorch-quantization
-    does; ties go to the largest threshold.
-
-    Vectorised over all candidates with prefix sums: with ``s_g`` / ``n_g`` a group's mass / non-empty
-    bins, ``sum_j p_j log q_j = sum_g s_g log(s_g / n_g) + outliers * log q_(i-1)``, so each
-    candidate costs O(levels) instead of O(i).
+    The zero bin takes bin 1's count and ties go to the largest threshold, as in NVIDIA's
+    pytorch-quantization; prefix sums make each candidate O(levels).
     """
     bins = hist.astype(np.float64).copy()
     n = len(bins)
@@ -171,11 +161,7 @@ def entropy_amax(hist: np.ndarray, top: float, levels: int = ENTROPY_LEVELS,
 
 def compute_amax(stats: TensorStats, method: str, percentile: float = 99.99,
                  keep_max: Iterable[str] = ()) -> dict[str, float]:
-    """Per-tensor amax for ``method`` (``minmax``, ``percentile`` or ``entropy``).
-
-    Tensors in ``keep_max`` (the network input: its range is set by preprocessing, and clipping
-    it erases image content) keep their observed max whatever the method.
-    """
+    """Per-tensor amax for ``method``; tensors in ``keep_max`` (the network input) keep their observed max."""
     if method not in METHODS:
         raise BninceptionError(f"--method must be one of {METHODS}, got {method!r}")
     if method == "minmax":

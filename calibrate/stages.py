@@ -1,10 +1,7 @@
-"""Run-directory stages: ``fp16`` (-> model.fp16.onnx) and ``int8`` (-> model.int8.onnx + calibration.json).
+"""Run-directory stages ``fp16`` and ``int8``: each gated against ``model.folded.onnx`` on ONNX Runtime CPU.
 
-Both read ``model.folded.onnx`` and compare the result with it on ONNX Runtime CPU (the run's
-test split, or photo crops when the run has no dataset) through the shared gate of their
-precision. A failed gate writes the artifact beside, as ``model.<precision>.rejected.onnx`` (with
-its report), for inspection, while the file later stages consume keeps its last passing version
-(or stays absent); nothing is recorded and ``GateFailure`` is raised.
+A failed gate writes ``model.<precision>.rejected.onnx``, keeps the last passing file, records
+nothing and raises ``GateFailure``.
 """
 
 from __future__ import annotations
@@ -144,10 +141,8 @@ def calibrate(bundle: Any, model: onnx.ModelProto, model_sha256: str, method: st
 def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES,
                percentile: float = DEFAULT_PERCENTILE, from_cache: bool = False,
                force: bool = False) -> StageResult:
-    """model.folded.onnx -> model.int8.onnx (TensorRT Q/DQ) + calibration.json + int8_report.json, and
-    model.int8.cpu.onnx (the ONNX Runtime CPU layout, see ``qdq``) when it passes the gate too.
-
-    ``method=None``: the cached method with ``from_cache``, else ``percentile``.
+    """model.folded.onnx -> model.int8.onnx (TensorRT layout) + calibration.json, and model.int8.cpu.onnx
+    when it passes the gate too; ``method=None``: the cached method with ``from_cache``, else percentile.
     """
     from bninception.calibrate.cache import load_calibration
 
@@ -270,12 +265,10 @@ def check_adoptable(candidate: onnx.ModelProto, reference: onnx.ModelProto, sour
 
 
 def adopt_int8_stage(run: RunDir, source: str | Path, force: bool = False) -> StageResult:
-    """An INT8 Q/DQ model quantized elsewhere (ModelOpt, a QAT export) -> the run's model.int8.onnx.
+    """An INT8 Q/DQ model quantized elsewhere (ModelOpt, QAT) -> the run's model.int8.onnx, checked and gated.
 
-    Checked at the door (Q/DQ, opset, the run's inputs and outputs, TensorRT's hard rules), gated
-    like ours, recorded with its source and sha256. The run's CPU-layout file (made from our own
-    calibration) is removed, so every provider serves the adopted model. Nothing changes in the
-    run when a check or the gate fails.
+    The run's CPU-layout file is removed so every provider serves the adopted model; a failed check
+    changes nothing.
     """
     from bninception.core.files import sha256_bytes
     from bninception.export.onnx_io import MAX_ONNX_BYTES, parse_onnx

@@ -14,10 +14,7 @@ from typing import Any, BinaryIO
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
-
-    On any exception the temporary file is removed and ``target`` is left as it was.
-    """
+    """Yield a temporary path beside ``target`` that replaces it atomically on success; removed on error."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -1,9 +1,4 @@
-"""The parity gates (DESIGN.md "Tolerances") and the one comparison record every check fills.
-
-``compare`` turns reference and candidate logits (and labels, when there are any) into a
-:class:`Comparison`; ``GATES[precision]`` says whether it passes. Export, fold, calibrate,
-validate and the GPU tests all go through these two, so a gate is defined once.
-"""
+"""The parity gates (DESIGN.md "Tolerances"): ``compare`` makes one :class:`Comparison`, ``GATES`` judges it."""
 
 from __future__ import annotations
 
@@ -18,11 +13,7 @@ from bninception.core.errors import BninceptionError, GateFailure
 
 @dataclass
 class Comparison:
-    """Candidate vs reference logits on ``samples`` inputs.
-
-    Agreement and accuracies are fractions in [0, 1]; the accuracy drop is in percentage points.
-    Differences are None when the candidate's logits are not all finite.
-    """
+    """Candidate vs reference logits: fractions in [0, 1], the accuracy drop in points, diffs None if non-finite."""
 
     source: str
     samples: int

@@ -1,7 +1,4 @@
-"""The run directory's layout: every artifact's file name, which file holds which precision, engine paths.
-
-The one place these names are written; stages, validate, bench, serve and triton-repo import them.
-"""
+"""The run directory's layout: every artifact's file name, which file holds which precision, engine paths."""
 
 from __future__ import annotations
 

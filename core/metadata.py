@@ -1,10 +1,6 @@
-"""What an exported ONNX model says about itself: its ``metadata_props`` keys, written and read here only.
+"""The ONNX ``metadata_props`` a run's models carry (preprocessing, labels, model config, model.pt's sha256).
 
-Export writes the preprocessing (so serve can classify images with nothing but the file), the
-class labels, the model configuration and the sha256 of the ``model.pt`` it came from. Every
-later ONNX file of a run (folded, FP16, INT8, EPContext wrapper) carries the same entries.
-Readers take the plain ``{key: value}`` map, from ``onnx.ModelProto.metadata_props`` or from an
-ONNX Runtime session's ``custom_metadata_map``.
+Written at export and read here only, from a ModelProto or a session's ``custom_metadata_map``.
 """
 
 from __future__ import annotations
@@ -73,10 +69,7 @@ def _json(raw: str, key: str, source: str) -> Any:
 
 
 def parse(values: Mapping[str, str], source: str, num_classes: int | None = None) -> ModelMetadata:
-    """Parse the map; a malformed entry is a clear error naming ``source`` and the key.
-
-    With ``num_classes``, recorded labels must name exactly that many classes.
-    """
+    """Parse the map (labels must name ``num_classes`` classes when given); errors name ``source`` and the key."""
     preprocess = None
     if values.get(PREPROCESS):
         data = _json(values[PREPROCESS], PREPROCESS, source)

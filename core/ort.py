@@ -1,11 +1,6 @@
 """The one ONNX Runtime session factory, and execution providers under the names users know.
 
-``cpu``, ``openvino``, ``cuda``, ``tensorrt`` map to ONNX Runtime's provider names. Exactly one
-ONNX Runtime build may be installed (the ``[cpu]``, ``[gpu]`` or ``[openvino]`` extra): they own
-the same ``onnxruntime`` package, and two of them break provider discovery.
-
-``create_session`` gives each provider the options of :func:`default_options` unless the caller
-passes its own (``provider_options``).
+Exactly one ONNX Runtime build may be installed (the ``[cpu]``, ``[gpu]`` or ``[openvino]`` extra).
 """
 
 from __future__ import annotations
@@ -108,10 +103,7 @@ def parse_providers(text: str | Sequence[str] | None) -> list[str] | None:
 
 
 def resolve(requested: Sequence[str] | None) -> list[str]:
-    """ONNX Runtime provider names for ``requested`` (default: CPU), checked to exist here.
-
-    A non-CPU provider gets the CPU provider behind it for the nodes it does not take.
-    """
+    """ONNX Runtime provider names for ``requested`` (default CPU), checked to exist, CPU behind any other."""
     names = [provider_name(p) for p in (requested or ["cpu"])]
     here = onnxruntime().get_available_providers()
     missing = [n for n in names if n not in here]
@@ -127,11 +119,8 @@ def resolve(requested: Sequence[str] | None) -> list[str]:
 
 
 def default_options(provider: str, threads: int = 0) -> dict[str, str]:
-    """The options ``provider`` gets from :func:`create_session` unless the caller passes its own.
-
-    OpenVINO: the CPU device with FP32 inference precision (``OPENVINO_CONFIG``), and ``threads``
-    as its inference thread count (OpenVINO runs the graph on its own threads, not ONNX Runtime's).
-    CUDA: TF32 off (ONNX Runtime's CUDA provider defaults to ``use_tf32=1``, which breaks the FP32 gate).
+    """The options ``provider`` gets unless the caller passes its own: OpenVINO on the CPU in FP32 with
+    ``threads``; CUDA with TF32 off (the FP32 gate).
     """
     if provider_name(provider) == PROVIDERS["cuda"]:
         return {"use_tf32": "0"}
@@ -160,14 +149,10 @@ def create_session(model: str | os.PathLike[str] | bytes | onnx.ModelProto, *,
                    spinning: bool | None = None,
                    provider_options: Mapping[str, Mapping[str, Any]] | None = None,
                    what: str | None = None) -> ort.InferenceSession:
-    """An InferenceSession on a path, serialized bytes or a ModelProto, with a clear error.
+    """An InferenceSession on a path, bytes or ModelProto, with a clear error.
 
-    ``optimization="disable"`` is what parity checks use (no hidden Conv+BN fusion); ``"all"`` is
-    what serving gets (OpenVINO compiles the graph with its own optimizations at either level).
-    ``threads`` sets ONNX Runtime's intra-op threads and OpenVINO's inference threads.
-    ``spinning=False`` stops idle intra-op threads from busy-waiting (for work that shares its
-    cores); ``None`` keeps ONNX Runtime's default. ``provider_options`` maps a provider's user or
-    ONNX Runtime name to its options, which replace that provider's :func:`default_options`.
+    ``optimization="disable"`` for parity checks, ``"all"`` for serving; ``threads`` for ONNX Runtime and
+    OpenVINO; ``spinning=False`` stops idle threads busy-waiting; ``provider_options`` replace the defaults.
     """
     ort = onnxruntime()
     if optimization not in OPTIMIZATION_LEVELS:

@@ -1,8 +1,4 @@
-"""The input convention of a model: resize, centre crop, colour order, scale, mean/std.
-
-Torch-free (numpy + Pillow), so export can record it in ONNX metadata and the server can
-apply it to uploaded images with nothing but the model file.
-"""
+"""The input convention of a model (resize, centre crop, colour order, scale, mean/std), torch-free."""
 
 from __future__ import annotations
 
@@ -100,12 +96,7 @@ class Preprocess:
 
 
 def _to_eight_bit(image: Any) -> Any:
-    """16/32-bit integer and float images -> 8-bit ``L``, scaled (Pillow's ``convert("L")`` clips at 255).
-
-    16-bit values keep their high byte, as Pillow does for 16-bit RGB PNGs; ``I`` images (Pillow's
-    32-bit mode, which older Pillow uses for 16-bit PNGs) are read as 16-bit; ``F`` images as 0..1.
-    Every other mode passes through unchanged.
-    """
+    """16/32-bit integer and float images -> 8-bit ``L`` (high byte of 16-bit, ``F`` as 0..1); others unchanged."""
     from PIL import Image
 
     if image.mode in EIGHT_BIT:

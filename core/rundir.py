@@ -1,9 +1,4 @@
-"""The run directory and its ``manifest.json``: artifacts, their hashes and the stage records.
-
-Each stage records the parameters it ran with, the sha256 of each input and of each output.
-A stage is *fresh* (skipped on re-run, like make) when its parameters match, its inputs still
-have the recorded hashes and its outputs exist with the recorded hashes.
-"""
+"""The run directory and its ``manifest.json``: each stage's parameters and the sha256 of its inputs and outputs."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""One Runner protocol for every backend (PyTorch, ONNX Runtime, TensorRT).
-
-validate, bench, serve and every parity check speak only to Runners: ``run(batch) -> logits`` plus
-an input spec. ``run_all`` feeds a whole image set through any Runner within its batch range.
-"""
+"""One Runner protocol for every backend: ``run(batch) -> logits`` plus an input spec, and ``run_all``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""The stage skeleton every stage runs through: require -> up-to-date check -> run -> record.
-
-A stage declares its name, parameters, input and output artifacts (:class:`StageSpec`) and a
-body that writes the outputs atomically and returns a :class:`Done`. :func:`run_stage` checks
-that the inputs exist (naming the command that makes a missing one), skips the body when the
-manifest says the stage is fresh (like make), times it, records it, logs one line, and returns
-one :class:`StageResult` type that the pipeline and ``--json`` read.
-"""
+"""The stage skeleton: require inputs -> skip when fresh -> run -> record, returning one :class:`StageResult`."""
 
 from __future__ import annotations
 
@@ -68,11 +61,9 @@ def recorded_outputs(run: RunDir, spec: StageSpec) -> list[str]:
 def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: bool = False,
               check_fresh: bool = True, record: bool = True, on_skip: Callable[[], Any] | None = None,
               known: Mapping[str, Any] | None = None) -> StageResult:
-    """Run ``body`` unless the stage is fresh; record it (when ``record``) after it succeeded.
+    """Run ``body`` unless the stage is fresh, and record it after success (a failed body records nothing).
 
-    ``on_skip`` gives a skipped stage its value back (e.g. re-reads its report); ``known`` is the
-    part of the summary that is known before running (e.g. an engine's key), in both outcomes. A
-    body that raises records nothing: the manifest never claims an output that a failed stage left.
+    ``on_skip`` gives a skipped stage its value back; ``known`` is summary known before running.
     """
     known = dict(known or {})
     for name in spec.inputs:

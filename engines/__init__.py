@@ -1,9 +1,6 @@
-"""TensorRT engines: build, key + sidecar, load and run, the TensorRT 10.x / 11.x shim, and the EPContext wrapper.
+"""TensorRT engines: build, key + sidecar, load and run, the 10.x / 11.x shim, the EPContext wrapper.
 
-Importing this package stays light: nothing here imports ``tensorrt``, ``torch`` or ``onnx`` at
-module import. The heavy work lives in :mod:`bninception.engines.stages` (build) and
-:mod:`bninception.engines.runner` (run), which import them lazily. Which engines of a run may run
-on this host: :func:`classify_engines` (usable / stale / foreign / broken), with :func:`probe_host`.
+Import-light: ``tensorrt``, ``torch`` and ``onnx`` are imported inside the functions that need them.
 """
 
 from __future__ import annotations

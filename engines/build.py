@@ -1,10 +1,7 @@
 """Compile an ONNX model into a serialized TensorRT plan (needs TensorRT and a GPU).
 
-Process logger -> Builder -> strongly typed network (see :mod:`shim`) -> OnnxParser -> config
-(workspace pool, optimization level, timing cache, TF32 off for FP32, optional hardware
-compatibility) -> one optimization profile on the batch axis -> ``build_serialized_network``.
-Errors TensorRT logs during the parse and the build end up in the exception message
-(:mod:`trtlog`: one logger per process, errors collected per build).
+Builder -> strongly typed network -> OnnxParser -> config (workspace, optimization level, timing
+cache, TF32 off for FP32, hardware compatibility) -> one batch profile -> ``build_serialized_network``.
 """
 
 from __future__ import annotations
@@ -54,9 +51,7 @@ def format_parser_errors(errors: Iterable[_ParserErrorLike], onnx_path: str, log
 def load_timing_cache(trt: Any, config: tensorrt.IBuilderConfig, path: Path | None) -> tensorrt.ITimingCache | None:
     """Attach the timing cache at ``path`` (or a fresh one) to ``config``; None when none can be made.
 
-    ``create_timing_cache`` returns None for a blob this TensorRT cannot read (another version or
-    a damaged file), and ``set_timing_cache`` returns False for one of another GPU; both fall back
-    to a fresh cache, and a build without any cache is still a correct (slower) build.
+    An unreadable blob or one of another GPU falls back to a fresh cache.
     """
     blob = b""
     if path is not None and path.is_file():

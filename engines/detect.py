@@ -1,8 +1,7 @@
-"""Is a real TensorRT and a CUDA GPU here? And which ones (for the engine key and sidecar)?
+"""Is a real TensorRT and a CUDA GPU here, and which ones (for the engine key and sidecar)?
 
-``tensorrt-stubs`` makes ``import tensorrt`` succeed as an empty namespace package on machines
-without TensorRT, so a real installation is recognised by ``tensorrt.Builder``, never by the
-import alone.
+``tensorrt-stubs`` makes ``import tensorrt`` succeed as an empty package, so a real installation is
+recognised by ``tensorrt.Builder``.
 """
 
 from __future__ import annotations
@@ -15,11 +14,7 @@ from bninception.core.errors import BninceptionError
 
 
 def load_tensorrt() -> ModuleType | None:
-    """The real ``tensorrt`` module, or None where it is not installed (or only as type stubs).
-
-    An installed TensorRT that fails to load (a missing ``libnvinfer``, a CUDA mismatch) is a
-    BninceptionError naming the cause, never "not installed".
-    """
+    """The real ``tensorrt`` module, or None where it is absent (or only type stubs); a broken install raises."""
     try:
         module = importlib.import_module("tensorrt")
     except ModuleNotFoundError as exc:

@@ -1,15 +1,7 @@
 """The EPContext model: ONNX Runtime's TensorRT execution provider runs the plan we built and validated.
 
-``engines/<key>.ctx.onnx`` is a one-node ONNX model in ONNX Runtime's "EP context" design: a
-``com.microsoft`` ``EPContext`` node whose ``ep_cache_context`` names ``<key>.plan`` beside it. The
-TensorRT provider deserializes that plan instead of parsing the ONNX model and building an engine
-of its own, so what serve runs is exactly what validate measured.
-
-The node carries what ONNX Runtime's TensorRT provider reads (``onnx_ctx_model_helper.h``):
-``embed_mode=0``, ``ep_cache_context`` (the plan's path relative to the wrapper: absolute paths and
-``..`` are refused), ``hardware_architecture``, ``onnx_model_filename``, and ``source``. The session
-is created from the file path, and the plan deserializes only under the TensorRT that built it
-(docs/decisions.md, "EPContext").
+``engines/<key>.ctx.onnx`` is one ``com.microsoft`` ``EPContext`` node whose ``ep_cache_context``
+names ``<key>.plan`` beside it (docs/decisions.md, "EPContext").
 """
 
 from __future__ import annotations
@@ -52,10 +44,7 @@ def hardware_architecture(sidecar: Sidecar) -> str:
 
 def build_context_model(sidecar: Sidecar, source_onnx: str | os.PathLike[str],
                         plan_file: str | None = None) -> onnx.ModelProto:
-    """The EPContext wrapper of ``sidecar``'s plan, with the source ONNX's I/O names, types and shapes.
-
-    ``plan_file`` is the plan's path relative to the wrapper (default ``<key>.plan``, beside it).
-    """
+    """The EPContext wrapper of ``sidecar``'s plan (``plan_file`` relative to it), with the source ONNX's I/O."""
     import onnx
     from onnx import helper
 

@@ -1,15 +1,8 @@
 """The engine key and its JSON sidecar, and the rule that refuses an engine built elsewhere.
 
-A plan is tied to the TensorRT version and the GPU it was built on. The sidecar
-``engines/<key>.json`` records those, the precision, the batch profile and the sha256 of the
-source ONNX; the key is derived from exactly the fields the plan depends on, so an engine whose
-key matches is reused and any change (new ONNX, other TensorRT, other profile or build options,
-another GPU where the plan is GPU-specific) makes a new key.
-
-Which GPU fields enter the key follows the hardware-compatibility level the plan was built with:
-``none``: GPU name and compute capability (the plan runs on that GPU model only); ``same_cc``:
-the compute capability only (any GPU of that capability); ``ampere_plus``: neither (any GPU of
-compute capability >= 8.0). A hardware-compatible plan built on one GPU is thus reused on another.
+The key hashes exactly what the plan depends on: precision, profile, source ONNX, TensorRT version,
+build options, and the GPU fields its hardware-compatibility level needs (``none``: name and compute
+capability; ``same_cc``: capability; ``ampere_plus``: neither).
 """
 
 from __future__ import annotations
@@ -176,12 +169,7 @@ def _capability(text: str) -> tuple[int, int]:
 
 
 def compatibility_problem(built: HostEnv, hardware_compatibility: str, here: HostEnv) -> str | None:
-    """Why an engine built on ``built`` cannot run ``here`` (None when it can).
-
-    TensorRT plans only load on the TensorRT version that built them (we never build
-    version-compatible plans). The GPU must match unless the plan was built hardware-compatible:
-    ``ampere_plus`` runs on compute capability >= 8.0, ``same_cc`` on the same capability.
-    """
+    """Why an engine built on ``built`` cannot run ``here`` (None when it can): TensorRT version, then GPU."""
     if built.trt_version != here.trt_version:
         return (f"it was built with TensorRT {built.trt_version} and this host has TensorRT "
                 f"{here.trt_version}")

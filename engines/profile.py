@@ -53,11 +53,7 @@ class OnnxInput:
 
 def profile_shapes(shape: tuple[int | None, ...], profile: BatchProfile,
                    name: str = "input") -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(min, opt, max) shapes for ``IOptimizationProfile.set_shape`` of an NCHW input.
-
-    The batch axis may be dynamic (None) or fixed; a fixed batch must equal min = opt = max.
-    Every other axis must be fixed.
-    """
+    """(min, opt, max) shapes of an NCHW input for ``IOptimizationProfile.set_shape``; only the batch may vary."""
     if len(shape) != 4:
         raise BninceptionError(f"input {name!r}: expected a 4-D NCHW input, got shape {shape}")
     batch, *rest = shape

@@ -1,11 +1,7 @@
-"""A Runner (DESIGN.md's protocol) over a TensorRT engine: deserialize, set shapes, run on a CUDA stream.
+"""A Runner over a TensorRT engine: deserialize, set shapes, run ``execute_async_v3`` on a CUDA stream.
 
-Device buffers are torch CUDA tensors; TensorRT gets their addresses with ``set_tensor_address``
-and runs with ``execute_async_v3`` on a dedicated stream. The runtime, engine and execution context
-are created with GPU ``device`` current (TensorRT allocates on the current CUDA device), and every
-TensorRT object shares the process logger (:mod:`trtlog`). Any batch inside the engine's
-optimization profile works (``set_input_shape``); a batch outside it is a BninceptionError
-raised before TensorRT sees it.
+Device buffers are torch CUDA tensors; a batch outside the engine's profile is refused before TensorRT
+sees it.
 """
 
 from __future__ import annotations

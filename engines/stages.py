@@ -1,18 +1,8 @@
 """The ``build-engine`` stage: one TensorRT engine per precision, reused by key, recorded in the manifest.
 
-Precision -> source ONNX: fp32 -> model.folded.onnx, fp16 -> model.fp16.onnx,
-int8 -> model.int8.onnx (precision lives in the model: strongly typed networks only).
-
-Outputs: ``engines/<key>.plan``, its sidecar ``<key>.json`` and ``<key>.ctx.onnx``, the ONNX
-Runtime EPContext model that lets the TensorRT execution provider run this very plan (see
-:mod:`bninception.engines.epcontext`); the latter is derived from the sidecar and rewritten on reuse.
-
-Order of reuse, cheapest first (none of them with ``force``):
-1. the manifest says the stage is fresh (same params, same ONNX hash, outputs intact): skipped;
-2. ``engines/<key>.plan`` + ``.json`` already in the run (e.g. the manifest was lost) and the plan
-   matches its sidecar: reused and recorded;
-3. the pair is in the engine cache (``$BNINCEPTION_ENGINE_CACHE``): copied in and recorded;
-4. otherwise built, written atomically, recorded, and copied into the cache.
+Outputs ``engines/<key>.plan``, ``<key>.json`` and ``<key>.ctx.onnx``. Reuse, cheapest first (none
+with ``force``): a fresh manifest record; an intact pair already in the run; the pair in the engine
+cache; otherwise a build, which is copied into the cache.
 """
 
 from __future__ import annotations
@@ -119,12 +109,7 @@ def build_engine_stage(run: RunDir, precision: str, min_batch: int = 1, opt_batc
                        force: bool = False, hardware_compatibility: str = "none",
                        cache: str | Path | None = None, env: HostEnv | None = None,
                        builder: PlanBuilder | None = None) -> StageResult:
-    """Build (or reuse) the ``precision`` engine of ``run``; the summary's ``engine`` says built,
-    reused or cached.
-
-    ``env`` and ``builder`` default to this host's TensorRT/GPU and the real TensorRT builder;
-    tests pass their own to exercise the key, reuse and manifest rules without a GPU.
-    """
+    """Build (or reuse) the ``precision`` engine of ``run``; tests pass ``env`` and ``builder`` of their own."""
     if precision not in PRECISION_FILES:
         raise BninceptionError(f"precision must be one of {sorted(PRECISION_FILES)}, got {precision!r}")
     profile = BatchProfile(min_batch, opt_batch, max_batch)

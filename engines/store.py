@@ -1,15 +1,7 @@
 """Where engines live, the one sidecar reader, and which of a run's engines may run here.
 
-``<run>/engines/<key>.plan`` + ``<key>.json`` (sidecar) + ``<key>.ctx.onnx`` (ONNX Runtime
-EPContext wrapper); the names come from :mod:`bninception.core.layout`. The plan is written first
-and the sidecar last (both atomically), so a sidecar names a complete plan. The cache
-(``$BNINCEPTION_ENGINE_CACHE``, the Docker image's ``/cache`` volume) is a flat folder of plan +
-sidecar pairs, shared by runs and container starts; entries are found by key.
-
-:func:`classify_engines` is what validate, bench, serve and triton-repo use to pick engines: each
-engine of the run is ``usable`` (current ONNX, this TensorRT and GPU), ``stale`` (built from an
-older ONNX), ``foreign`` (another TensorRT or GPU, or no TensorRT here) or ``broken`` (unreadable
-sidecar, missing or altered plan), with the reason. It needs neither TensorRT nor a GPU.
+A plan is written before its sidecar, so a sidecar names a complete plan. The cache
+(``$BNINCEPTION_ENGINE_CACHE``) is a flat folder of plan + sidecar pairs found by key.
 """
 
 from __future__ import annotations
@@ -107,11 +99,7 @@ class EngineRecord:
 
 
 def list_engines(run: object, verify: bool = False) -> list[EngineRecord]:
-    """The engines of a run (a ``RunDir`` or a path), sorted by precision then key.
-
-    Every ``<key>.plan`` or ``<key>.json`` found is reported; a missing partner, an unreadable
-    sidecar or (with ``verify``) a plan whose sha256 differs from its sidecar is in ``problem``.
-    """
+    """The engines of a run, sorted by precision then key; a missing partner or bad sidecar is in ``problem``."""
     root = _root(run)
     directory = root / ENGINES_DIR
     if not directory.is_dir():
@@ -165,12 +153,8 @@ class EngineStatus:
 
 def classify_engines(run: object, here: HostEnv | None, host_reason: str = "", verify: bool = True,
                      precision: str | None = None) -> list[EngineStatus]:
-    """Every engine of ``run`` (a ``RunDir`` or a path) against its current ONNX files and ``here``.
-
-    ``here`` is this host's TensorRT + GPU (:func:`bninception.engines.detect.probe_host`), or
-    None where there is none: then engines that are neither broken nor stale are ``foreign``
-    with ``host_reason``. ``verify`` checks each plan's sha256 against its sidecar (reads the
-    plan). Order: broken, stale (source ONNX changed or gone), foreign (TensorRT version, GPU).
+    """Each engine of ``run`` as usable, stale (source ONNX changed or gone), foreign (other TensorRT or GPU,
+    or none here: ``here`` None) or broken (bad sidecar; with ``verify``, a plan that differs from it).
     """
     root = _root(run)
     current: dict[str, str | None] = {}
@@ -219,10 +203,7 @@ def usable_engines(run: object, here: HostEnv, precision: str | None = None,
 
 
 def select_engine(run: object, precision: str, here: HostEnv | None = None) -> EngineRecord:
-    """The usable ``precision`` engine of ``run`` for ``here`` (None: host not checked), or a clear error.
-
-    Prefers the engine the manifest records for the build stage.
-    """
+    """The usable ``precision`` engine (the manifest's first), or a clear error; ``here`` None skips the host check."""
     if precision not in PRECISION_FILES:
         raise BninceptionError(f"precision must be one of {sorted(PRECISION_FILES)}, got {precision!r}")
     root = _root(run)

@@ -1,16 +1,7 @@
 """One TensorRT logger per process, with error collection scoped to one build or load.
 
-TensorRT treats its logger as a process-wide singleton: "although a logger is passed on creation to
-each instance of a IBuilder or IRuntime interfaces, the logger is internally considered a
-singleton, and thus multiple instances of IRuntime and/or IBuilder must all use the same logger"
-(ILogger, TensorRT 8.0 C++ API; later releases: "The logger used to create an instance of
-IBuilder, IRuntime or IRefitter is used for all objects created through that interface").
-A fresh logger per build therefore loses its messages once any Builder or Runtime exists (for
-example a TensorRTRunner created by validate before a build). Every Builder, Runtime and OnnxParser
-here gets :func:`process_logger`; :func:`collect_errors` scopes the errors to one block of work.
-TensorRT may log from its own worker threads, so collectors are process-wide (every open collector
-receives every error), not thread-local: concurrent builds may see each other's errors, but none is
-ever lost.
+TensorRT treats its logger as a process-wide singleton (docs/decisions.md, "TensorRT logger"), so
+every Builder, Runtime and OnnxParser gets :func:`process_logger`; collectors are process-wide.
 """
 
 from __future__ import annotations

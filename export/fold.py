@@ -1,19 +1,9 @@
 """Graph-level BatchNormalization folding: ``fold_batchnorm(model) -> (model, FoldReport)``.
 
-Inference-mode BN is a per-channel affine map ``y = a * x + b`` with
-``a = scale / sqrt(var + eps)`` and ``b = B - mean * a`` (the paper's Algorithm 2 form).
-The pass computes ``a, b`` in float64 and folds them, casting back to each initializer's dtype:
-
-- ``Conv | ConvTranspose | Gemm | MatMul (+ Add) -> BN``: into the producer's weights and bias;
-- a BN with nothing to fold into (graph input, Concat, pooling, activation...) becomes one
-  ``Mul`` and one ``Add``; when every consumer of its output is a Conv with constant weights,
-  the scale goes into those convs' input channels, and the shift into their biases when no conv
-  pads (a padded border would otherwise see the shift); with padding an ``Add(x, b / a)`` stays.
-
-A BN is left untouched (with the reason in the report) when folding would be wrong: training
-mode or extra outputs, parameters or producer weights that are not constant initializers, a
-producer output with other consumers or that is a graph output. Pure function: the input model
-is not modified; running the pass twice changes nothing the second time.
+BN is ``y = a * x + b`` with ``a = scale / sqrt(var + eps)``, ``b = B - mean * a`` (float64). It folds
+into a producing Conv / ConvTranspose / Gemm / MatMul (+ Add); else it becomes Mul + Add, pushed into
+consuming Convs' input channels where that is exact. A BN that cannot fold exactly stays, with the
+reason in the report.
 """
 
 from __future__ import annotations
@@ -416,11 +406,7 @@ def _op_counts(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, FoldReport]:
-    """Fold every foldable BatchNormalization of ``model``'s main graph; return a new model and report.
-
-    The input model is not modified. Graph inputs, outputs, node names where possible, and
-    metadata are kept; a model with nothing to fold comes back unchanged.
-    """
+    """Fold every foldable BatchNormalization of ``model``'s main graph into a new model (the input is unchanged)."""
     start = time.perf_counter()
     report = FoldReport(opset=default_opset(model))
     report.ops_before = _op_counts(model)

@@ -1,9 +1,6 @@
 """A small editable view of an ONNX graph for passes: producers, consumers, constants, fresh names.
 
-Nodes are held in a Python list (copies of the graph's nodes) so that identity comparisons are
-reliable; ``commit()`` writes them back. Initializers are read as numpy arrays and written back
-with their original dtype; an initializer used by more than one node input is copied before it
-is changed, so the other users keep the original values.
+``commit()`` writes the nodes back; a shared initializer is copied before it is changed.
 """
 
 from __future__ import annotations
@@ -30,11 +27,7 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def type_view(model: onnx.ModelProto, max_bytes: int = 4096) -> onnx.ModelProto:
-    """A copy for shape inference without the weight data: large initializers become typed inputs.
-
-    Ranks and element types are all a pass needs; small initializers (shape tensors) are kept
-    because inference reads their values.
-    """
+    """A copy for shape inference with large initializers replaced by typed inputs (shape tensors kept)."""
     view = onnx.ModelProto()
     view.ir_version = model.ir_version
     view.opset_import.extend(model.opset_import)
@@ -56,11 +49,7 @@ def type_view(model: onnx.ModelProto, max_bytes: int = 4096) -> onnx.ModelProto:
 
 
 def infer_types(model: onnx.ModelProto, strict: bool = False) -> onnx.ModelProto:
-    """Shape/type inference on :func:`type_view` (weights left out).
-
-    The one shape-inference entry point of the passes: they need ranks and element types only.
-    When it raises: the model itself (``strict=False``: ranks unknown), or a clear error.
-    """
+    """Shape/type inference on :func:`type_view`: the ranks and element types every pass needs."""
     from bninception.core.errors import BninceptionError
 
     try:
@@ -218,11 +207,7 @@ class Graph:
         return name
 
     def set_input_const(self, node: onnx.NodeProto, index: int, array: np.ndarray, base: str) -> None:
-        """Give ``node.input[index]`` the value ``array`` (cast to the initializer's dtype by caller).
-
-        Changed in place when this node input is the initializer's only user; copied under a
-        fresh name otherwise (shared initializer) or when the input was empty.
-        """
+        """Give ``node.input[index]`` the value ``array``, in place or, for a shared initializer, under a fresh name."""
         name = node.input[index] if index < len(node.input) else ""
         if name and self.is_const(name) and self.uses(name) == 1:
             tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)

@@ -24,11 +24,7 @@ def _uses_external_data(model: onnx.ModelProto) -> list[str]:
 
 
 def load_onnx(path: str | os.PathLike[str], check: bool = True) -> onnx.ModelProto:
-    """Read a single-file ONNX model, with a clear error for anything we cannot use.
-
-    Refuses: a missing or oversized file, bytes that are not an ONNX ModelProto (or are
-    truncated), a model without a graph, and models whose tensors live in external data files.
-    """
+    """Read a single-file ONNX model; refuse a missing, oversized, truncated, graphless or external-data file."""
     path = str(path)
     if not os.path.isfile(path):
         raise BninceptionError(f"ONNX model {path} does not exist")

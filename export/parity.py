@@ -1,8 +1,4 @@
-"""The inputs export and fold check parity on: the run's test images, or photographs + random inputs.
-
-The checks themselves are the shared ones: a Runner per side, ``core.gates.compare`` and the FP32
-gate (ONNX Runtime with graph optimizations off, so no hidden Conv+BN fusion takes part).
-"""
+"""The inputs export and fold check parity on: the run's test images, or photographs + random inputs."""
 
 from __future__ import annotations
 

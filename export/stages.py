@@ -1,8 +1,4 @@
-"""Run-directory stages: ``export`` (model.pt -> model.onnx) and ``fold`` (-> model.folded.onnx).
-
-Both check numerical parity against their source before anything is written (a failed gate
-leaves the previous artifact) and go through the shared stage skeleton.
-"""
+"""Run-directory stages ``export`` (model.pt -> model.onnx) and ``fold`` (-> model.folded.onnx), parity-gated."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Networks with non-trivial BatchNorm state, for the fold tests and the peer benchmark.
+"""Networks with random BatchNorm state, for the fold tests and the peer benchmark.
 
-``randomize_bn`` gives every BN layer random gamma/beta and running statistics measured on a
-random batch (so activations stay at a realistic scale), then a random perturbation of them.
-The small models cover the patterns BN-Inception lacks: BN before conv (DenseNet-style),
-ConvTranspose -> BN (decoder) and Linear -> BatchNorm1d (MLP).
+The small models cover what BN-Inception lacks: BN before conv, ConvTranspose -> BN, Linear -> BatchNorm1d.
 """
 
 from __future__ import annotations

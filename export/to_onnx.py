@@ -1,12 +1,7 @@
-"""PyTorch inference-form network -> ONNX, with the BatchNormalization nodes kept.
+"""PyTorch inference-form network -> ONNX, with the BatchNormalization nodes kept for our folding pass.
 
-The legacy (TorchScript) exporter, in ``TrainingMode.EVAL`` with constant folding, runs an
-"eval peephole" pass that fuses Conv+BN itself; folding is our pass's job (``export.fold``), so we
-export in ``TrainingMode.PRESERVE`` with the module in eval mode: BN is exported in inference
-form (``training_mode=0``) and constant folding still runs, but the peephole does not. The
-exporter deduplicates equal parameters through ``Identity`` nodes; those are removed here.
-A ceil-mode MaxPool whose window is larger than its padded input (the 3x3/2 pool of a 2x2 map in the
-32x32 demo network) is written with explicit end padding instead (:func:`explicit_pool_pads`).
+Exported in ``TrainingMode.PRESERVE`` so the exporter's own Conv+BN peephole does not run
+(docs/decisions.md, "Export keeps BatchNorm").
 """
 
 from __future__ import annotations
@@ -62,12 +57,8 @@ def remove_identities(model: onnx.ModelProto) -> int:
 
 
 def explicit_pool_pads(model: onnx.ModelProto) -> int:
-    """Rewrite ceil-mode MaxPools whose window exceeds the padded input as ``ceil_mode=0`` with end pads.
-
-    Same output: a ceil-mode window that runs past the input's end ignores what is outside, as
-    MaxPool's padding does. OpenVINO's ONNX reader refuses a window larger than the padded input
-    (the 3x3 stride-2 pool over 4e's 2x2 map in a 32x32 network) while ONNX Runtime and PyTorch
-    accept it. Only such nodes change, so 224x224 graphs stay byte-identical. Returns the count.
+    """Rewrite ceil-mode MaxPools whose window exceeds the padded input as end pads (same output; OpenVINO
+    refuses the former); return how many changed.
     """
     from bninception.export.graph import get_attr, infer_types, set_attr
 
@@ -100,10 +91,7 @@ def explicit_pool_pads(model: onnx.ModelProto) -> int:
 
 def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
                    opset: int = 17) -> onnx.ModelProto:
-    """Export ``model`` (eval mode for the export, mode restored afterwards) to a ModelProto.
-
-    ``input_shape`` excludes the batch axis, which is dynamic in the result.
-    """
+    """Export ``model`` to a ModelProto with a dynamic batch axis (``input_shape`` excludes it)."""
     import io
 
     import onnx

@@ -1,9 +1,7 @@
 """BN-Inception (Inception-v2) exactly as the paper's appendix Table 5, with the table kept as data.
 
-Every conv is followed by BatchNorm and then the nonlinearity, and has no bias (BN's centring
-cancels it; beta takes its role). Module and parameter names follow the widely used
-Caffe-converted weights (``inception_3a`` + ``1x1`` <-> ``inception_3a_1x1``), so importing them
-is a rename.
+Every conv is bias-free and followed by BatchNorm then the nonlinearity; names follow the
+Caffe-converted weights, so importing them is a rename.
 """
 
 from __future__ import annotations
@@ -183,12 +181,8 @@ def build_model(config: ModelConfig | dict[str, Any] | None = None) -> BNIncepti
 
 
 def init_weights(model: nn.Module, scheme: InitScheme) -> nn.Module:
-    """Redraw every conv and linear layer of ``model`` (in place) from torch's global generator.
-
-    ``"xavier"``: GoogLeNet's Caffe fillers (bvlc_googlenet), variance-preserving for a linear
-    map: weights uniform in +-sqrt(3 / fan_in), so of variance 1 / fan_in; conv biases 0.2 (there
-    are none with BN), the classifier's bias 0. BN layers are left as they are (gamma 1, beta 0 when new).
-    ``"pytorch"``: leave PyTorch's default initialisation.
+    """Redraw every conv and linear layer in place: ``"xavier"`` is GoogLeNet's Caffe filler (uniform,
+    variance 1 / fan_in; classifier bias 0), ``"pytorch"`` keeps PyTorch's default.
     """
     if scheme not in ("pytorch", "xavier"):
         raise BninceptionError(f"init must be 'pytorch' or 'xavier', got {scheme!r}")

@@ -1,8 +1,4 @@
-"""``checkpoint.pt`` (training state) and ``model.pt`` (inference form) files.
-
-Both are plain dicts of tensors and primitives, saved atomically and loaded with
-``torch.load(..., weights_only=True)``: a checkpoint from a user is never unpickled.
-"""
+"""``checkpoint.pt`` (training state) and ``model.pt`` (inference form): plain dicts, ``weights_only`` loads."""
 
 from __future__ import annotations
 

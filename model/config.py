@@ -29,10 +29,7 @@ def default_image_size(data: str) -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run (recorded in the checkpoint and the manifest).
-
-    The defaults are the demo recipe: BN-x5 (section 4.2.1) on the built-in digits at width 0.25.
-    """
+    """Everything that determines a training run; the defaults are the demo recipe (BN-x5 on digits)."""
 
     data: str = "digits"
     image_size: int = 32

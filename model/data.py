@@ -1,8 +1,4 @@
-"""Datasets: the built-in digits (scikit-learn, no download) and ImageFolder trees.
-
-Training augmentation is drawn from a generator seeded by (seed, epoch, index), so an epoch's
-batches are the same whether or not training was interrupted and resumed.
-"""
+"""Datasets: the built-in digits (scikit-learn) and ImageFolder trees, with augmentation seeded per item."""
 
 from __future__ import annotations
 

@@ -1,7 +1,4 @@
-"""Real photographs that ship with scikit-image: inputs for runs without a dataset (imported weights).
-
-Export and fold check parity on them; calibration crops them. No download: they are package data.
-"""
+"""scikit-image's sample photographs: inputs for runs without a dataset (imported weights)."""
 
 from __future__ import annotations
 

@@ -105,10 +105,7 @@ class PopulationResult:
 def apply_population_statistics(model: nn.Module, dataset: AugmentedDataset, batches: int = 16,
                                 batch_size: int = 64, seed: int = 0,
                                 ctx: DistContext | None = None) -> PopulationResult:
-    """Replace every BN layer's running statistics by Algorithm 2's; leaves ``model`` in eval mode.
-
-    Each rank processes ``batches`` full batches of ``batch_size`` un-augmented training images.
-    """
+    """Replace every BN layer's running statistics by Algorithm 2's (``batches`` per rank); leaves eval mode."""
     ctx = ctx or init_distributed()
     if batch_size < 2:
         raise BninceptionError("--batch-size must be at least 2")

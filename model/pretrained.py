@@ -1,7 +1,6 @@
-"""Import the widely used Caffe-converted BN-Inception weights (pretrainedmodels / TSN layout).
+"""Import the Caffe-converted BN-Inception weights (pretrainedmodels / TSN layout).
 
-Those weights keep a bias on every conv. A conv bias b followed by BN is exactly a conv without
-bias whose BN running mean is (mu - b), so each bias is absorbed into the following BN.
+A conv bias b before BN is absorbed as BN running mean (mu - b).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""Training with the paper's BN recipe (section 4.2.1).
-
-SGD with momentum; the learning rate is ``lr_scale`` times the base rate (BN-x5, BN-x30), no
-dropout, weight decay reduced 5x, an accelerated exponential decay, a fresh shuffle every epoch.
-Epochs are deterministic on CPU: the shuffle and the augmentation are drawn from (seed, epoch),
-so a run stopped after epoch k and resumed ends with the same weights as an uninterrupted one.
+"""Training with the paper's BN recipe (section 4.2.1), deterministic per (seed, epoch) so a resume
+ends with the same weights.
 """
 
 from __future__ import annotations
@@ -99,12 +95,7 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> tuple[torch.optim.Opt
 
 
 def build_network(cfg: TrainConfig, bundle: DatasetBundle) -> BNInception:
-    """The network of ``cfg``, its weights drawn from ``cfg.seed`` with ``cfg.init``.
-
-    The generator is re-seeded before ``init_weights``, so networks that differ only in BN,
-    activation or dropout start from identical conv and classifier weights (PyTorch's default
-    initialisation would have drawn conv biases first in the networks without BN).
-    """
+    """The network of ``cfg``, re-seeded before ``init_weights`` so BN / no-BN variants start from equal weights."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model_config(bundle))
     if cfg.init != "pytorch":

@@ -1,9 +1,6 @@
-"""The HTTP app: KServe V2 / Open Inference Protocol REST API, ``/v1/classify`` and ``/metrics``.
+"""The HTTP app: KServe V2 REST API, Triton's extensions, ``/v1/classify`` and ``/metrics`` (FastAPI).
 
-``create_app`` loads the model (:class:`~bninception.serve.state.ServerState`: session, dynamic
-batcher, image decoder, metrics) and returns an ASGI app to run under uvicorn (server.py): the V2
-infer route on its own lean path (asgi.py), the rest as FastAPI routes here. Client mistakes are
-answered with a 4xx status and ``{"error": "..."}``; they never reach a 500.
+Client mistakes are answered with a 4xx status and ``{"error": "..."}``, never a 500.
 """
 
 import contextlib

@@ -1,7 +1,6 @@
-"""The ASGI entry: every route through FastAPI but V2 infer (:class:`~bninception.serve.infer.InferRoute`,
-for requests the connection does not serve itself: pipelined ones, other ASGI servers), and the
-request metrics of all. A client that leaves before its request arrived is counted (499, or the
-408/503 the connection answered for it), never logged as a server error.
+"""The ASGI entry: V2 infer on its lean route, everything else through FastAPI, request metrics for all.
+
+A client that leaves before its request arrived is counted (499, 408 or 503), never logged as an error.
 """
 
 from __future__ import annotations

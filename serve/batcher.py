@@ -1,9 +1,7 @@
 """Dynamic batching: concurrent requests merged up to ``max_batch`` rows.
 
-A free worker thread takes what is queued (up to ``max_batch`` rows) at once, so a lone request never
-waits for company; ``max_delay_s`` > 0 lets the oldest request wait that long for a fuller batch
-(Triton's ``max_queue_delay_microseconds``). Each request gets its slice of the output; requests from
-an event loop (``submit_async``) get a batch's results in one call into that loop.
+A free worker takes what is queued at once; ``max_delay_s`` > 0 lets the oldest request wait for a
+fuller batch (Triton's ``max_queue_delay_microseconds``).
 """
 
 from __future__ import annotations
@@ -60,10 +58,7 @@ def _deliver(results: list[tuple[_Item, Any, BaseException | None]]) -> None:
 
 
 class DynamicBatcher:
-    """Merge concurrent ``submit`` calls into runs of ``run(batch) -> outputs`` (first axis = rows).
-
-    ``batching=False`` runs every request on its own (the baseline the benchmark compares with).
-    """
+    """Merge concurrent ``submit`` calls into runs of ``run(batch) -> outputs``; ``batching=False`` runs each alone."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int = 32,
                  max_delay_s: float = 0.0, max_queue: int = 256, batching: bool = True,

@@ -1,8 +1,4 @@
-"""The server's settings and limits: one frozen record, checked once, read by the app and the CLI.
-
-Every limit a client can run into is here, with its default; README's "Serving" section states the
-policy and ``/metrics`` exports the values (``bninception_limit{name=...}``).
-"""
+"""The server's settings and limits: one frozen record whose fields also make the CLI options and gauges."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
 """Uploaded images -> network rows, within a memory budget shared by every decode at once.
 
-A 500 KB PNG can decode to 300 MB. So before any pixel is decoded, the image's header gives its
-decode cost (:func:`bninception.core.preprocess.decode_memory`). Small images (under
-``SMALL_DECODE_BYTES``) decode at once on a lane of their own, so they never wait behind large ones.
-A large one takes its cost from a budget shared by all large decodes and waits its turn while the
-budget is spent (one larger than the whole budget is refused); large decodes run on threads of
-lower CPU priority, so inference and the event loop keep their share of the cores; after each the
-C heap gives its free pages back to the OS, so the server's memory returns to where it was.
+The header gives an image's decode cost before any pixel is decoded. Small images decode at once on
+a lane of their own; a large one waits for its cost from the shared budget (one above the whole budget
+is refused), runs on a low-priority thread, and gives its heap pages back afterwards.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""KServe V2 / Triton gRPC (``inference.GRPCInferenceService``) beside the HTTP API, on its own port.
+"""KServe V2 / Triton gRPC (``inference.GRPCInferenceService``) on its own port, from the HTTP server's state.
 
-The RPCs of the protocol and of Triton's model_configuration, statistics, model_repository and
-system_shared_memory extensions, with messages generated from ``proto/inference.proto``, served by
-grpcio's asyncio server on a thread of its own from the same ServerState as HTTP (one batcher, one
-health). Refusals get the gRPC status of the HTTP one (:data:`STATUS`); grpcio's own settings bound
-the rest (:func:`grpc_options`).
+Refusals get the gRPC status of the HTTP one (:data:`STATUS`); grpcio's settings bound the rest.
 """
 
 from __future__ import annotations
@@ -250,10 +246,7 @@ def _handler(service: InferenceService, method: str) -> Any:
 
 
 def grpc_options(config: Any, message_limit: int) -> list[tuple[str, int]]:
-    """grpcio's own settings for the server's limits: message size; connections idle for ``keep_alive_s``
-    (no RPC in flight) closed; at most ``max_connections`` connections (beyond them new ones are
-    refused, so HTTP keeps its descriptors); a connection must finish its HTTP/2 handshake within
-    ``read_timeout_s``."""
+    """grpcio's settings for the server's limits: message size, idle keep-alive, connection count, handshake time."""
     return [("grpc.max_receive_message_length", message_limit), ("grpc.max_send_message_length", message_limit),
             ("grpc.so_reuseport", 0), ("grpc.max_connection_idle_ms", int(config.keep_alive_s * 1000)),
             ("grpc.max_allowed_incoming_connections", config.max_connections),

@@ -1,13 +1,8 @@
 """The HTTP/1.1 connection: uvicorn's httptools protocol plus the limits it lacks (docs/decisions.md).
 
-Per connection: the request head is counted before the parser sees it (``max_header_bytes``,
-``max_headers``: 431); a request must arrive whole within ``read_timeout_s`` of its first byte (408);
-an idle connection closes after ``keep_alive_s``, from its start too; a request arriving in more than
-``SMALL_PIECES`` reads of under ``MIN_PIECE_BYTES`` on average is refused (408); a close while a request
-still arrives lingers (answer, shut the sending side, read and drop briefly); on shutdown a request
-still arriving gets 503; an ``Upgrade`` header is ignored and the request served as HTTP/1.1 with its
-body; a response leaves in one write; the V2 infer route (serve/infer.py) is served here, without an
-ASGI task per request.
+Request head bounded (431); a request must arrive whole within ``read_timeout_s`` and not in many tiny
+pieces (408); idle connections close after ``keep_alive_s``; a request arriving at shutdown gets 503;
+``Upgrade`` is ignored; V2 infer is served here without an ASGI task.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""POST /v2/models/{name}[/versions/{version}]/infer: one route for the HTTP connection (http.py,
-most requests) and the ASGI app (asgi.py: pipelined requests, other ASGI servers). Answers go to a
-``reply(status, headers, body) -> bool`` callback, which says whether the client got them.
-"""
+"""POST /v2/models/{name}[/versions/{version}]/infer for the HTTP connection and the ASGI app alike."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The Open Inference Protocol (KServe V2) infer request/response, with the binary data extension.
+"""The Open Inference Protocol (KServe V2) infer request/response with the binary data extension.
 
-Pure functions on bytes: no HTTP framework here, so every malformed-request case is testable
-on its own. Every client mistake raises ``ProtocolError(status, message)``.
+Pure functions on bytes; every client mistake raises ``ProtocolError(status, message)``.
 """
 
 from __future__ import annotations

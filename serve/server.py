@@ -1,10 +1,4 @@
-"""Run the app under uvicorn (and the gRPC service beside it): in the foreground (the CLI) or in a
-background thread (tests, benchmarks).
-
-uvicorn gets the server's limits from its ServeConfig: ``timeout_keep_alive``,
-``timeout_graceful_shutdown`` and ``limit_concurrency`` are uvicorn's own; the request-head bound and
-the read deadline come from the connection protocol in http.py.
-"""
+"""Run the app under uvicorn (and the gRPC service beside it), in the foreground or a background thread."""
 
 from __future__ import annotations
 

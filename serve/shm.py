@@ -1,10 +1,7 @@
-"""Triton's system shared-memory extension: regions a client registers, read for inputs and written
-for outputs of infer requests on both protocols.
+"""Triton's system shared-memory extension: registered POSIX regions read for inputs, written for outputs.
 
-A region is a POSIX shared-memory object (``/dev/shm/KEY``) mapped once at registration. Keys are
-plain names (no path), the number of regions is bounded, and every access is checked against the
-region's registered size and the object's current size (a region its owner shrank or removed is an
-error, never a crash).
+Keys are plain names, regions are bounded in number, and every access is checked against the
+registered and the current size.
 """
 
 from __future__ import annotations

@@ -1,8 +1,4 @@
-"""One served model and everything its requests share: session, batcher, decoder, metrics, limits.
-
-The HTTP app and the gRPC service both answer from a ``ServerState``: the same batcher merges their
-requests, the same health decides readiness.
-"""
+"""One served model and what its HTTP and gRPC requests share: session, batcher, decoder, metrics, limits."""
 
 from __future__ import annotations
 

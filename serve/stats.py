@@ -1,8 +1,4 @@
-"""Per-model inference statistics in the shape of Triton's statistics extension (HTTP JSON and gRPC).
-
-Fed by the batcher (queue, compute input / infer / output per request and per batch size) and by the
-protocol handlers (success and failure with their end-to-end time). Durations are nanoseconds.
-"""
+"""Per-model inference statistics in the shape of Triton's statistics extension; durations in nanoseconds."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Triton Inference Server model configuration: built as a dict, rendered as ``config.pbtxt``.
-
-The dict has the field names of Triton's ``ModelConfig`` protobuf, so the same structure answers
-``GET /v2/models/{name}/config`` as JSON, gRPC ModelConfig, and renders to protobuf text format.
-"""
+"""Triton model configuration as a dict with ``ModelConfig``'s field names: JSON, gRPC and ``config.pbtxt``."""
 
 from __future__ import annotations
 

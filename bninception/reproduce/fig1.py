@@ -1,14 +1,8 @@
-"""The paper's Figure 1 (MNIST MLP, with and without BN) on scikit-learn's 8x8 digits.
+"""The paper's Figure 1 (MLP with and without BN) on scikit-learn's 8x8 digits (docs/reproduce.md).
 
-Network: 64 inputs (8x8 digits, not MNIST's 28x28) -> 3 fully connected hidden layers of 100
-sigmoid units -> 10-way softmax; mini-batches of 60; small Gaussian initial weights; plain SGD.
-The BN network puts BatchNorm after each hidden layer's linear transform, before the sigmoid
-(its linear layers drop the bias, which BN's beta replaces). Both networks start from the same
-weights and see the same mini-batches in the same order.
-
-Recorded at regular step intervals: test accuracy (the BN network in inference form with the
-paper's Algorithm 2 population statistics) and the 15th/50th/85th percentiles, over a fixed set
-of probe inputs, of the input to one sigmoid of the last hidden layer.
+3 x 100 sigmoid units, batches of 60, plain SGD; BN before each sigmoid. Both networks start from
+the same weights and batches; recorded: test accuracy and the 15/50/85th percentiles of one
+last-layer sigmoid's input over fixed probe inputs.
 """
 
 from __future__ import annotations
@@ -113,10 +107,7 @@ class MLP(nn.Module):
 
 
 def load_digits_arrays(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(train x, train y, test x, test y): 8x8 digits flattened to 64 values in [0, 1].
-
-    The train split is the project's train + val (80%), the test split its test split (20%).
-    """
+    """(train x, train y, test x, test y): digits flattened to [0, 1]; train = the project's train + val."""
     from sklearn.datasets import load_digits
 
     from bninception.model.data import stratified_split

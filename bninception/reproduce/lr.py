@@ -1,13 +1,7 @@
 """The paper's Figures 2 and 3 (learning-rate experiments) on digits with the demo BN-Inception.
 
-Six networks from the same seed, all initialised like GoogLeNet (Caffe's "xavier" fillers, the
-same draw wherever the architectures match), shuffled and augmented alike: Inception without BN
-at the base rate with Inception's recipe (dropout 0.4, full L2, slow learning-rate decay),
-BN-Baseline (the same recipe with BN), BN-x5, BN-x30 and BN-x5-Sigmoid with section 4.2.1's
-recipe (rate x5 / x30, no dropout, L2 / 5, decay 6x faster), and Inception-Sigmoid (sigmoid,
-no BN, Inception's recipe). Validation accuracy is recorded after every epoch; the table gives
-the steps each needs to reach the no-BN Inception's best validation accuracy, as the paper's
-Figure 3 does with Inception's 72.2%.
+Six networks from one seed and GoogLeNet's initialisation (docs/reproduce.md); the table gives the
+steps each needs to reach the no-BN Inception's best validation accuracy.
 """
 
 from __future__ import annotations
@@ -222,12 +216,8 @@ def train_one(cfg: LrConfig, name: str, report: Callable[[str], None] | None = N
 
 
 def signal_at_init(cfg: LrConfig, images: int = 64) -> dict[str, dict[str, float]]:
-    """How much of each Inception module's output still depends on the input, at initialisation.
-
-    The standard deviation across ``images`` validation digits of every output unit, averaged
-    over units, after the stem and every module (training mode, same seed), for the no-BN and the
-    BN network from ``cfg.init``, and for the no-BN network from PyTorch's default initialisation
-    (where the signal all but vanishes by 5b, so that network cannot learn at the base rate).
+    """The std across ``images`` digits of each module's output at initialisation, for no-BN and BN from
+    ``cfg.init``, and no-BN from PyTorch's default (where the signal all but vanishes by 5b).
     """
     import torch
 
@@ -259,12 +249,7 @@ def signal_at_init(cfg: LrConfig, images: int = 64) -> dict[str, dict[str, float
 
 def run_lr(cfg: LrConfig, report: Callable[[str], None] | None = None, jobs: int = 1,
            threads: int = 0) -> LrResult:
-    """Train every requested network, ``jobs`` at a time (separate processes when > 1).
-
-    The longest runs start first. Worker processes print their progress to stderr when ``report``
-    is given; ``threads`` > 0 sets torch's CPU threads in each worker (and, for ``jobs == 1``, in
-    this process). The curves come back in RUN_NAMES order.
-    """
+    """Train every requested network, ``jobs`` at a time (processes when > 1), longest first; RUN_NAMES order."""
     runs = [r for r in paper_runs() if r.name in cfg.runs]
     if jobs < 1:
         raise BninceptionError(f"jobs must be >= 1, got {jobs}")

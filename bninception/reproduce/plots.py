@@ -59,11 +59,7 @@ def plot_fig1bc(result: Fig1Result, target: str | Path) -> None:
 
 
 def plot_lr(result: LrResult, target: str | Path) -> None:
-    """Validation accuracy against training steps for every network (the paper's Figure 2).
-
-    Two panels: the whole range, and a zoom on the top where the plateaus and Inception's best
-    (the grey line) are told apart; circles mark where each network first reaches that line.
-    """
+    """The paper's Figure 2: validation accuracy against steps, whole range and a zoom on the top."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     target_acc = result.target
