@@ -4,19 +4,19 @@ Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never sto
 
 1. environment   torch + CUDA device, TensorRT (``tensorrt.Builder``; a broken install is an ERROR),
                  ONNX Runtime and its providers
-2. pipeline      the demo recipe on the built-in digits, trained and population statistics computed on
-                 the device: train, population, export, fold, FP16, INT8 (the project's own stages)
+2. pipeline      ``bninception.pipeline.run_pipeline``, the demo recipe on the device: train, population,
+                 export, fold, FP16, INT8, engines (needs TensorRT), validate, bench, report
 3. torch-parity  model.pt on CUDA (TF32 off) vs CPU on the test split, DESIGN.md's FP32 gate
 4. autocast      model.pt under FP16 autocast on CUDA vs FP32 on the CPU, DESIGN.md's FP16 gate
 5. population    Algorithm 2 statistics computed on CUDA vs on CPU from the same checkpoint
 6. torch-speed   PyTorch BN-Inception 224 (full width) at batch 1 / 32 / 256, FP32 (TF32 off) and FP16,
                  channels-last, eager and torch.compile while the budget lasts: images/s and peak
                  GPU memory (the anchors TensorRT engines must beat)
-7. engines       build-engine fp32 / fp16 / int8 (needs TensorRT), and the run's engines classified
-                 usable / stale / foreign / broken for this host
-8. validate      ``bninception.validate.validate_run``: every artifact, with the engines and each engine's
-                 ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider (needs onnxruntime-gpu)
-9. bench         ``bninception.bench.bench_run`` at batch 1, 8, 32 (short timings)
+7. engines       the pipeline's engine builds, and the run's engines classified usable / stale / foreign /
+                 broken for this host
+8. validate      the pipeline's validate stage (run here when the pipeline stopped before it): every
+                 artifact, engines and their ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider included
+9. bench         the pipeline's bench stage at batch 1, 8, 32 (short timings)
 
 Runs from a plain checkout, nothing installed: ``python3 benchmarks/gpu_check.py`` needs only torch,
 numpy, onnx, onnxruntime, scikit-learn, scikit-image and Pillow (the digits ship with scikit-learn).
@@ -162,49 +162,36 @@ def environment(check: Check, step: Step) -> None:
 
 
 def pipeline(check: Check, step: Step) -> None:
-    from bninception.calibrate.stages import fp16_stage, int8_stage
     from bninception.core.rundir import RunDir
-    from bninception.export.stages import export_stage, fold_stage
-    from bninception.model.stages import population_stage, train_stage
-    from bninception.model.train import TrainConfig
+    from bninception.pipeline import PipelineOptions, run_pipeline
 
     s = check.settings
     run = RunDir(s.out / "run")
     check.context["run"] = run
+    skip = {}
     if s.given_run is not None:  # its training and population statistics are kept as they are
         shutil.copytree(s.given_run, run.root, dirs_exist_ok=True)
-    stages: list[tuple[str, Callable[[], Any]]] = [
-        ("train", lambda: train_stage(run, TrainConfig(epochs=s.epochs, max_steps=s.max_steps), progress=False)),
-        ("population", lambda: population_stage(run, batches=s.population_batches,
-                                                batch_size=s.population_batch_size)),
-        ("export", lambda: export_stage(run)),
-        ("fold", lambda: fold_stage(run)),
-        ("fp16", lambda: fp16_stage(run)),
-        ("int8", lambda: int8_stage(run, samples=s.int8_samples)),
-    ]
-    if s.given_run is not None and run.path("model.pt").is_file():
-        stages = stages[2:]
-    results = {}
-    for name, call in stages:
-        tick = time.perf_counter()
-        try:
-            call()
-            results[name] = {"status": PASS}
-        except Exception as exc:
-            results[name] = {"status": FAIL, "error": f"{type(exc).__name__}: {exc}"}
-            if name in ("train", "population", "export"):  # nothing after these can run
-                results[name]["seconds"] = round(time.perf_counter() - tick, 2)
-                break
-        results[name]["seconds"] = round(time.perf_counter() - tick, 2)
-    step.data = {"stages": results, "run": str(run.root), "given_run": str(s.given_run) if s.given_run else None}
-    failed = [n for n, r in results.items() if r["status"] != PASS]
-    metrics = _read_json(run.path("metrics.json")).get("population", {})
-    accuracy = metrics.get("test_accuracy_population")
-    step.detail = (f"{len(results)} stages, failed: {', '.join(failed) or 'none'}"
+        skip = dict.fromkeys(("train", "population"), "--run: its model is kept")
+    options = PipelineOptions(epochs=s.epochs, extra_train={"max_steps": s.max_steps}, skip=skip,
+                              stage_options=stage_options(s))
+    result = run_pipeline(run, options)
+    step.data = {"stages": result.statuses(), "run": str(run.root), "given_run": str(s.given_run or "") or None}
+    accuracy = _read_json(run.path("metrics.json")).get("population", {}).get("test_accuracy_population")
+    verdict = result.validation.verdict() if result.validation is not None else "not validated"
+    step.detail = (f"{len(result.results)} stages, validate: {verdict}"
                    + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
-    if failed:
+    check.context["pipeline"] = result
+    if not result.passed:
         step.status = FAIL
-        step.detail += f" ({results[failed[0]]['error'][:160]})"
+
+
+def stage_options(s: Settings) -> dict[str, dict[str, Any]]:
+    """The pipeline's keyword arguments per stage, from the check's settings."""
+    return {"train": {"progress": False},
+            "population": {"batches": s.population_batches, "batch_size": s.population_batch_size},
+            "int8": {"samples": s.int8_samples}, "validate": {"limit": s.validate_limit},
+            "bench": {"batch_sizes": s.batch_sizes, "min_seconds": s.bench_min_seconds,
+                      "max_seconds": s.bench_max_seconds, "include_unoptimized": False}}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -393,86 +380,54 @@ def _require_run(check: Check) -> Any:
 
 
 def engines(check: Check, step: Step) -> None:
-    from bninception.core.layout import PRECISION_FILES
     from bninception.engines import available
     from bninception.engines.detect import probe_host
     from bninception.engines.store import classify_engines
 
-    run = _require_run(check)
+    run, result = _require_run(check), check.context.get("pipeline")
     ok, reason = available()
-    built: dict[str, Any] = {}
-    if ok:
-        from bninception.engines.stages import build_engine_stage
-
-        for precision in PRECISIONS:
-            if not run.path(PRECISION_FILES[precision]).is_file():
-                built[precision] = {"status": SKIP, "error": "its ONNX was not made"}
-                continue
-            try:
-                summary = build_engine_stage(run, precision).to_dict()
-                built[precision] = {"status": PASS, "key": summary["key"], "seconds": summary.get("seconds"),
-                                    "build": summary.get("engine", summary["status"])}
-            except Exception as exc:
-                built[precision] = {"status": FAIL, "error": f"{type(exc).__name__}: {exc}"}
+    built = {r.stage: {"status": r.status, **r.summary} for r in (result.results if result else [])
+             if r.stage.startswith("build-engine")}
     here, why = probe_host()
     listing = [{"key": s.key, "state": s.state, "reason": s.reason} for s in classify_engines(run, here, why)]
     step.data = {"built": built, "engines": listing}
-    check.context["engines_built"] = built
     if not ok:
-        step.status = SKIP
-        step.detail = f"TensorRT engines not built: {reason}"
+        step.status, step.detail = SKIP, f"TensorRT engines not built: {reason}"
         return
-    failed = [p for p, r in built.items() if r["status"] == FAIL]
-    step.detail = ", ".join(f"{p} {r.get('build', r['status'])}" for p, r in built.items()) + \
+    step.detail = ", ".join(f"{name} {r.get('engine', r['status'])}" for name, r in built.items()) + \
         f"; {sum(e['state'] == 'usable' for e in listing)} usable of {len(listing)}"
-    if failed:
+    if len(built) < len(PRECISIONS):
         step.status = FAIL
-        step.detail += f"; {built[failed[0]]['error'][:200]}"
+        step.detail += "; the pipeline stopped before every engine was built"
 
 
 def validate(check: Check, step: Step) -> None:
-    from bninception.validate import validate_run
+    from bninception.validate import validate_stage
 
     run = _require_run(check)
-    report = validate_run(run, limit=check.settings.validate_limit, save=True)
-    rows = [{"name": r.name, "artifact": r.artifact, "kind": r.kind, "precision": r.precision, "status": r.status,
-             **_row_numbers(r), "failures": list(r.failures)} for r in report.rows]
-    step.data = {"rows": rows, "skipped": [s.to_dict() for s in report.skipped], "images": report.data.get("images")}
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    engine_rows = [r for r in rows if "tensorrt" in r["kind"]]
-    step.detail = (f"{len(rows)} rows ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), "
-                   f"{len(engine_rows)} TensorRT rows, {report.data.get('images')} images")
+    report = validate_stage(run, **stage_options(check.settings)["validate"]).value
+    step.data = report.to_dict()
+    step.data["table"] = report.table()
+    engine_rows = sum("tensorrt" in r.kind for r in report.rows)
+    step.detail = (f"{report.verdict()}; {len(report.rows)} rows, {engine_rows} TensorRT, "
+                   f"{report.data.get('images')} images")
     if not report.passed:
         step.status = FAIL
-        step.detail += "; " + "; ".join(report.failures())[:200]
-
-
-def _row_numbers(row: Any) -> dict[str, float | None]:
-    """Agreement and max abs diff of a validate row (a Comparison inside, or flat fields)."""
-    source = getattr(row, "comparison", None) or row
-    agreement = getattr(source, "top1_agreement", getattr(source, "agreement", None))
-    return {"agreement": agreement, "max_abs_diff": getattr(source, "max_abs_diff", None)}
 
 
 def bench(check: Check, step: Step) -> None:
-    from bninception.bench import bench_run
+    from bninception.bench import bench_stage
 
-    s, run = check.settings, _require_run(check)
-    report = bench_run(run, batch_sizes=s.batch_sizes, min_seconds=s.bench_min_seconds,
-                       max_seconds=s.bench_max_seconds, include_unoptimized=False, save=True, plot=False)
-    cells = [{"name": r.name, "batch_size": r.batch_size, "images_per_second": r.images_per_second,
-              "p50_ms": r.p50_ms, "error": r.error} for r in report.results]
-    step.data = {"cells": cells}
-    biggest = max(s.batch_sizes)
-    best = sorted((c for c in cells if c["batch_size"] == biggest and c["images_per_second"]),
-                  key=lambda c: -c["images_per_second"])
-    errors = [c for c in cells if c["error"]]
-    step.detail = f"{len(cells)} cells; fastest at batch {biggest}: " + \
-        ", ".join(f"{c['name']} {c['images_per_second']:,.0f}/s" for c in best[:3])
+    report = bench_stage(_require_run(check), **stage_options(check.settings)["bench"]).value
+    step.data = report.to_dict()
+    biggest = max(check.settings.batch_sizes)
+    best = sorted((r for r in report.results if r.batch_size == biggest and r.images_per_second),
+                  key=lambda r: -(r.images_per_second or 0))
+    errors = [r for r in report.results if r.error]
+    step.detail = f"{len(report.results)} cells; fastest at batch {biggest}: " + \
+        ", ".join(f"{r.name} {r.images_per_second:,.0f}/s" for r in best[:3])
     if errors:
-        step.detail += f"; {len(errors)} errors, e.g. {errors[0]['name']}: {errors[0]['error'][:120]}"
+        step.detail += f"; {len(errors)} errors, e.g. {errors[0].name}: {(errors[0].error or '')[:120]}"
         step.status = FAIL
 
 
@@ -484,14 +439,9 @@ def summary_lines(steps: list[Step], env: dict[str, Any], seconds: float, json_p
     lines = [f"bninception gpu-check: {gpu}, torch {env.get('torch')}, TensorRT {env.get('tensorrt') or '-'}, "
              f"onnxruntime {env.get('onnxruntime') or '-'}", ""]
     lines += [f"{s.name:<{width}}  {s.status:<5}  {s.seconds:7.1f} s  {s.detail}"[:160] for s in steps]
-    validate_step = next((s for s in steps if s.name == "validate" and s.data.get("rows")), None)
+    validate_step = next((s for s in steps if s.name == "validate" and s.data.get("table")), None)
     if validate_step is not None:
-        lines += ["", "validate:"]
-        for r in validate_step.data["rows"]:
-            agree = "-" if r["agreement"] is None else f"{r['agreement'] * 100:.2f}%"
-            diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
-            lines.append(f"  {r['name'][:34]:<34} {r['precision']:<5} {r['status']:<5} agree {agree:>8}  "
-                         f"max diff {diff}")
+        lines += ["", *(line[:160] for line in validate_step.data["table"].splitlines()[:20])]
     speed_step = next((s for s in steps if s.name == "torch-speed" and s.data.get("rows")), None)
     if speed_step is not None:
         lines += ["", "PyTorch BN-Inception 224, channels-last (images/s, peak MiB):"]

@@ -23,18 +23,17 @@ STAGES = ("train", "population", "export", "fold", "fp16", "int8", "engines", "v
 
 @dataclass
 class PipelineOptions:
-    """What the pipeline command may change; None means the stage's own default."""
+    """What the pipeline may change: the training recipe, each stage's keyword arguments, stages to skip."""
 
     data: str = "digits"
     image_size: int | None = None
     epochs: int | None = None
     width: float | None = None
-    int8_method: str | None = None
-    calibration_samples: int | None = None
-    batch_sizes: tuple[int, ...] | None = None
     force_from: str | None = None
     engines: bool = True
     extra_train: dict[str, Any] = field(default_factory=dict)
+    stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"int8": {"samples": 256}}
+    skip: dict[str, str] = field(default_factory=dict)  # stage -> why it is not run
 
 
 @dataclass
@@ -101,31 +100,34 @@ def run_pipeline(run: RunDir, options: PipelineOptions) -> PipelineResult:
         raise BninceptionError(f"--force takes one of {', '.join(STAGES)}; got {options.force_from!r}")
     first_forced = STAGES.index(options.force_from) if options.force_from else len(STAGES)
     stages = run.manifest()["stages"]
-    imported = "import-weights" in stages and "train" not in stages
-    validation_data = None if not imported or options.data == "digits" else options.data
-    int8_options = {k: v for k, v in (("method", options.int8_method), ("samples", options.calibration_samples))
-                    if v is not None}
-    bench_options = {"batch_sizes": options.batch_sizes} if options.batch_sizes else {}
+    skip, stage_options = dict(options.skip), {k: dict(v) for k, v in options.stage_options.items()}
+    if "import-weights" in stages and "train" not in stages:
+        skip.update(train="the run holds imported weights", population="the run holds imported weights")
+        stage_options.setdefault("validate", {}).setdefault("data", None if options.data == "digits" else options.data)
+    if not options.engines:
+        skip["engines"] = "--no-engines"
+
+    def opts(name: str) -> dict[str, Any]:
+        return stage_options.get(name, {})
 
     steps: dict[str, Callable[[bool], StageResult | list[StageResult]]] = {
-        "train": lambda f: train_stage(run, _train_config(options), force=f),
-        "population": lambda f: population_stage(run, force=f),
+        "train": lambda f: train_stage(run, _train_config(options), force=f, **opts("train")),
+        "population": lambda f: population_stage(run, force=f, **opts("population")),
         "export": lambda f: export_stage(run, force=f),
         "fold": lambda f: fold_stage(run, force=f),
         "fp16": lambda f: fp16_stage(run, force=f),
-        "int8": lambda f: int8_stage(run, force=f, **int8_options),
-        "engines": lambda f: _engine_stages(run, f) if options.engines else
-        [StageResult("engines", "skipped", 0.0, {"reason": "--no-engines"})],
-        "validate": lambda f: validate_stage(run, data=validation_data, force=f),
-        "bench": lambda f: bench_stage(run, force=f, **bench_options),
+        "int8": lambda f: int8_stage(run, force=f, **opts("int8")),
+        "engines": lambda f: _engine_stages(run, f),
+        "validate": lambda f: validate_stage(run, force=f, **opts("validate")),
+        "bench": lambda f: bench_stage(run, force=f, **opts("bench")),
         "report": lambda f: report_stage(run, force=f),
     }
     result = PipelineResult(seconds=0.0)
     started = time.perf_counter()
     for index, name in enumerate(STAGES):
-        if imported and name in ("train", "population"):
-            log.info("stage %s: skipped (the run holds imported weights)", name)
-            result.results.append(StageResult(name, "skipped", 0.0, {"reason": "imported weights"}))
+        if name in skip:
+            log.info("stage %s: skipped (%s)", name, skip[name])
+            result.results.append(StageResult(name, "skipped", 0.0, {"reason": skip[name]}))
             continue
         output = steps[name](index >= first_forced)
         result.results += output if isinstance(output, list) else [output]

@@ -62,15 +62,14 @@ def test_steps_past_the_budget_are_skipped_with_the_reason(tmp_path: Path) -> No
 
 def test_summary_fits_one_screen_and_names_every_step(tmp_path: Path) -> None:
     steps = [gc.Step(name, gc.PASS, 1.0, "x" * 300) for name in gc.STEPS]
-    steps[-2].data = {"rows": [{"name": f"artifact {i}", "precision": "fp32", "status": "PASS", "agreement": 1.0,
-                                "max_abs_diff": 1e-6} for i in range(12)]}
+    steps[-2].data = {"table": "\n".join(f"artifact {i} " + "y" * 200 for i in range(12))}
     env = {"cuda_available": True, "gpu": "NVIDIA H100", "compute_capability": "9.0", "torch": "2.x",
            "tensorrt": None, "onnxruntime": "1.22"}
     lines = gc.summary_lines(steps, env, 123.4, tmp_path / "gpu_check.json")
     assert len(lines) <= 40 and max(len(line) for line in lines) <= 160
     assert lines[0].startswith("bninception gpu-check: NVIDIA H100 (cc 9.0)") and "TensorRT -" in lines[0]
     assert all(any(line.startswith(name) for line in lines) for name in gc.STEPS)
-    assert "validate:" in lines and lines[-1].startswith("overall: PASS in 123 s")
+    assert "artifact 11" in lines[-3] and lines[-1].startswith("overall: PASS in 123 s")
 
 
 def test_quick_settings_and_step_selection(tmp_path: Path, capsys) -> None:
@@ -109,7 +108,8 @@ def test_reduced_run_on_the_cpu(demo_run, tmp_path: Path, capsys) -> None:
     steps = {s["name"]: s for s in document["steps"]}
     assert list(steps) == list(gc.STEPS)
     assert steps["pipeline"]["status"] == "PASS", steps["pipeline"]
-    assert set(steps["pipeline"]["data"]["stages"]) == {"export", "fold", "fp16", "int8"}  # model kept
+    stages = steps["pipeline"]["data"]["stages"]
+    assert stages["train"] == stages["population"] == "skipped" and stages["int8"] == "done"  # model kept
     for name in ("torch-parity", "population", "torch-speed"):  # computed on the CPU, reported as SKIP
         assert steps[name]["status"] == "SKIP" and "no CUDA device" in steps[name]["detail"]
     assert steps["autocast"]["status"] == "SKIP" and "CUDA only" in steps["autocast"]["detail"]
@@ -119,7 +119,7 @@ def test_reduced_run_on_the_cpu(demo_run, tmp_path: Path, capsys) -> None:
         assert "TensorRT" in steps["engines"]["detail"]
     validated = {r["name"]: r["status"] for r in steps["validate"]["data"]["rows"]}
     assert steps["validate"]["status"] == "PASS" and "PASS" in validated.values(), validated
-    assert steps["bench"]["status"] == "PASS" and steps["bench"]["data"]["cells"]
+    assert steps["bench"]["status"] == "PASS" and steps["bench"]["data"]["results"]
     assert status == 3 and document["overall"] == "PARTIAL"  # a CPU host verifies less than a GPU host
     assert capsys.readouterr().out.splitlines()[-1].startswith("overall: PARTIAL")
 

@@ -14,7 +14,7 @@ from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
 from bninception.pipeline import STAGES, PipelineOptions, run_pipeline
 
-FAST = {"batch_sizes": (1,), "engines": True}
+FAST = {"stage_options": {"bench": {"batch_sizes": (1,)}}, "engines": True}
 GATED = ["train", "population", "export", "fold", "fp16", "int8", "validate", "bench", "report"]
 
 

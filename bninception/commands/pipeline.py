@@ -42,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from bninception.pipeline import PipelineOptions, run_pipeline
 
     run_dir = RunDir(args.run)
-    options = PipelineOptions(data=args.data, image_size=args.image_size, epochs=args.epochs,
-                              width=args.width, int8_method=args.method, calibration_samples=args.samples,
-                              batch_sizes=parse_batch_sizes(args.batch_sizes) if args.batch_sizes else None,
-                              force_from=args.force,
-                              engines=not args.no_engines)
+    int8 = {"method": args.method, "samples": args.samples}
+    stage_options = {"int8": {k: v for k, v in int8.items() if v is not None}}
+    if args.batch_sizes:
+        stage_options["bench"] = {"batch_sizes": parse_batch_sizes(args.batch_sizes)}
+    options = PipelineOptions(data=args.data, image_size=args.image_size, epochs=args.epochs, width=args.width,
+                              force_from=args.force, engines=not args.no_engines, stage_options=stage_options)
     result = run_pipeline(run_dir, options)
     if args.json:
         print(json.dumps({"run": str(run_dir.root), **result.to_dict()}))
