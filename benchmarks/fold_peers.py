@@ -28,6 +28,8 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
 
 def ours(model: onnx.ModelProto) -> onnx.ModelProto:
     from bninception.export.fold import fold_batchnorm
@@ -70,8 +72,8 @@ METHODS: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
 
 def build_models(small_only: bool) -> dict[str, tuple[onnx.ModelProto, tuple[int, ...]]]:
     import torch
+    from random_bn import randomize_bn, small_models  # tests/random_bn.py
 
-    from bninception.export.synthetic import randomize_bn, small_models
     from bninception.export.to_onnx import to_model_proto
     from bninception.model.architecture import ModelConfig, build_model
 

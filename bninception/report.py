@@ -36,6 +36,15 @@ def _read_json(run: RunDir, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _figure(figures: list[Path], draw: Any, alt: str, name: str) -> list[str]:
+    """Draw one figure (``draw()`` returns its path): its Markdown line, or why it was not drawn."""
+    try:
+        figures.append(draw())
+    except (BninceptionError, KeyError, TypeError, ValueError) as exc:
+        return [f"(figure {name} not drawn: {exc})"]
+    return [f"![{alt}]({name})"]
+
+
 # -- sections ------------------------------------------------------------------------------------
 def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list[Path]) -> list[str]:
     lines = ["## Training", ""]
@@ -53,13 +62,10 @@ def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list
                  f"{pct(train.get('test_accuracy_ema'))}.")
     history = train.get("history") or []
     if history:
-        try:
-            from bninception.plots import training_curves_plot
+        from bninception.plots import training_curves_plot
 
-            figures.append(training_curves_plot(history, run.path(TRAINING_PNG)))
-            lines += ["", f"![training curves]({TRAINING_PNG})"]
-        except (BninceptionError, KeyError, TypeError, ValueError) as exc:
-            lines += ["", f"(training curves not drawn: {exc})"]
+        lines += ["", *_figure(figures, lambda: training_curves_plot(history, run.path(TRAINING_PNG)),
+                               "training curves", TRAINING_PNG)]
     return [*lines, ""]
 
 
@@ -78,13 +84,10 @@ def _population_section(metrics: dict[str, Any] | None, run: RunDir, figures: li
         lines.append(f"Across {len(diffs)} BN layers the largest relative difference of the mean is "
                      f"{worst_mean[1].get('mean_rel_diff', 0.0):.3g} (`{worst_mean[0]}`), of the variance "
                      f"{worst_var[1].get('var_rel_diff', 0.0):.3g} (`{worst_var[0]}`).")
-        try:
-            from bninception.plots import bn_statistics_plot
+        from bninception.plots import bn_statistics_plot
 
-            figures.append(bn_statistics_plot(diffs, run.path(BN_STATS_PNG)))
-            lines += ["", f"![EMA vs population statistics per BN layer]({BN_STATS_PNG})"]
-        except (BninceptionError, TypeError, ValueError) as exc:
-            lines += ["", f"(figure not drawn: {exc})"]
+        lines += ["", *_figure(figures, lambda: bn_statistics_plot(diffs, run.path(BN_STATS_PNG)),
+                               "EMA vs population statistics per BN layer", BN_STATS_PNG)]
     return [*lines, ""]
 
 
@@ -133,14 +136,11 @@ def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: lis
     from bninception.validate import ValidationReport
 
     report = ValidationReport.from_dict(validate)
-    lines += [f"**Overall: {report.verdict()}**", "", report.table(markdown=True)]
-    try:
-        from bninception.plots import accuracy_plot
+    from bninception.plots import accuracy_plot
 
-        figures.append(accuracy_plot(validate, run.path(ACCURACY_PNG)))
-        lines += [f"![accuracy and agreement per artifact]({ACCURACY_PNG})"]
-    except (BninceptionError, KeyError, TypeError, ValueError) as exc:
-        lines.append(f"(figure not drawn: {exc})")
+    lines += [f"**Overall: {report.verdict()}**", "", report.table(markdown=True),
+              *_figure(figures, lambda: accuracy_plot(validate, run.path(ACCURACY_PNG)),
+                       "accuracy and agreement per artifact", ACCURACY_PNG)]
     gates = validate.get("gates") or {}
     if gates:
         lines += ["", "Gates (DESIGN.md): " + "; ".join(f"{p.upper()}: {g.get('text', '')}"
@@ -160,14 +160,14 @@ def _bench_section(bench: dict[str, Any] | None, run: RunDir, figures: list[Path
               f"and {settings.get('min_seconds', '?')} s per cell; random inputs. ONNX Runtime on CPU with "
               f"all graph optimizations (as served) unless marked `opt off`.", "",
               report.table(markdown=True)]
-    try:
-        if not run.path(layout.BENCH_PNG).is_file():  # bench draws it (and owns it in the manifest)
-            from bninception.plots import throughput_plot
+    lines.append("")
+    if run.path(layout.BENCH_PNG).is_file():  # bench draws it (and owns it in the manifest)
+        lines.append(f"![throughput vs batch size]({layout.BENCH_PNG})")
+    else:
+        from bninception.plots import throughput_plot
 
-            figures.append(throughput_plot(bench, run.path(layout.BENCH_PNG)))
-        lines += ["", f"![throughput vs batch size]({layout.BENCH_PNG})"]
-    except (BninceptionError, KeyError, TypeError, ValueError) as exc:
-        lines.append(f"(figure not drawn: {exc})")
+        lines += _figure(figures, lambda: throughput_plot(bench, run.path(layout.BENCH_PNG)),
+                         "throughput vs batch size", layout.BENCH_PNG)
     return [*lines, ""]
 
 

@@ -38,10 +38,9 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from serve_helpers import export_classifier
+    from serve_helpers import export_classifier, start_in_thread
 
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     model = export_classifier(tmp_path_factory.mktemp("pa") / "model.onnx")
     with start_in_thread(create_app(model, max_batch=8), grpc_port=0) as running:

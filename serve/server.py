@@ -1,4 +1,4 @@
-"""Run the app under uvicorn (and the gRPC service beside it), in the foreground or a background thread."""
+"""Run the app under uvicorn in the foreground, with the gRPC service beside it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import contextlib
 import signal
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from bninception.core.errors import BninceptionError
@@ -70,7 +68,7 @@ def _foreground_server(config: Any) -> Any:
     return Server(config)
 
 
-def _start_grpc(app: Any, host: str, port: int | None) -> Any:
+def start_grpc_beside(app: Any, host: str, port: int | None) -> Any:
     if port is None:
         return None
     from bninception.serve.grpc_service import start_grpc
@@ -82,62 +80,9 @@ def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, access_lo
                   sock: socket.socket | None = None, grpc_port: int | None = None) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM shut down gracefully, within the configured time)."""
     sock = sock or bind_socket(host, port)
-    grpc = _start_grpc(app, host, grpc_port)
+    grpc = start_grpc_beside(app, host, grpc_port)
     try:
         _foreground_server(uvicorn_config(app, access_log)).run(sockets=[sock])
     finally:
         if grpc is not None:
             grpc.stop(app.state.server.config.graceful_shutdown_s)
-
-
-@dataclass
-class RunningServer:
-    """A uvicorn server on a background thread (and its gRPC service); ``stop()`` shuts them down."""
-
-    url: str
-    host: str
-    port: int
-    server: Any
-    thread: threading.Thread
-    grpc: Any = None
-
-    @property
-    def grpc_port(self) -> int | None:
-        return None if self.grpc is None else int(self.grpc.port)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        if self.grpc is not None:
-            self.grpc.stop(1.0)
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-
-def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
-                    grpc_port: int | None = None) -> RunningServer:
-    """Start ``app`` on ``host`` (an ephemeral port by default; ``grpc_port=0``: gRPC on another one)
-    and wait until it accepts requests."""
-    import uvicorn
-
-    sock = bind_socket(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    grpc = _start_grpc(app, host, grpc_port)
-    server = uvicorn.Server(uvicorn_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bninception-uvicorn",
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            if grpc is not None:
-                grpc.stop(0)
-            raise BninceptionError(f"the server did not start on {bound_host}:{bound_port}")
-        time.sleep(0.01)
-    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningServer(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread, grpc)

@@ -39,8 +39,9 @@ def serve_reference(serve_model_path: Path) -> Callable[[np.ndarray], np.ndarray
 @pytest.fixture(scope="session")
 def serve_server(serve_model_path: Path) -> Iterator[Any]:
     """The app under uvicorn on 127.0.0.1, an ephemeral port, for the whole session."""
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     app = create_app(serve_model_path, max_batch=32, max_delay_ms=20, max_queue=256,
                      max_body_bytes=2 << 20)
@@ -54,8 +55,9 @@ def serve_server(serve_model_path: Path) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def serve_tight_server(serve_model_path: Path) -> Iterator[Any]:
     """A server with small limits and short timeouts (the hardening tests run into them)."""
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     app = create_app(serve_model_path, max_batch=8, max_delay_ms=1, max_body_bytes=1 << 20, keep_alive_s=1.0,
                      read_timeout_s=1.0, decode_memory_mb=16, max_image_pixels=20_000_000, max_header_bytes=8192,

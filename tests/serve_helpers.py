@@ -1,13 +1,16 @@
-"""Helpers for the serve/ and Triton tests: a small ONNX classifier with the export metadata."""
+"""Helpers for the serve/ and Triton tests: a small ONNX classifier with the export metadata, servers to test."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,3 +151,59 @@ def start_cli_server(model: Path, *args: str, stderr: int = subprocess.DEVNULL,
                 raise RuntimeError(f"the server was not ready within {timeout:g} s") from None
             time.sleep(0.2)
     raise RuntimeError(f"the server exited: {(process.communicate()[1] or '')[-2000:]}")
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server on a background thread (and its gRPC service); ``stop()`` shuts them down."""
+
+    url: str
+    host: str
+    port: int
+    server: Any
+    thread: threading.Thread
+    grpc: Any = None
+
+    @property
+    def grpc_port(self) -> int | None:
+        return None if self.grpc is None else int(self.grpc.port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        if self.grpc is not None:
+            self.grpc.stop(1.0)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
+                    grpc_port: int | None = None) -> RunningServer:
+    """Start ``app`` on ``host`` (an ephemeral port by default; ``grpc_port=0``: gRPC on another one)
+    and wait until it accepts requests."""
+    import uvicorn
+
+    from bninception.core.errors import BninceptionError
+    from bninception.serve.server import bind_socket, start_grpc_beside, uvicorn_config
+
+    sock = bind_socket(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    grpc = start_grpc_beside(app, host, grpc_port)
+    server = uvicorn.Server(uvicorn_config(app))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bninception-uvicorn",
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            if grpc is not None:
+                grpc.stop(0)
+            raise BninceptionError(f"the server did not start on {bound_host}:{bound_port}")
+        time.sleep(0.01)
+    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return RunningServer(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread, grpc)

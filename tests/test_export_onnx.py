@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from random_bn import save_random_model
 
 from bninception.core import metadata
 from bninception.core.errors import BninceptionError
 from bninception.core.ort import create_session
 from bninception.core.preprocess import Preprocess
-from bninception.export.synthetic import save_random_model
 from bninception.export.to_onnx import export_onnx, remove_identities, to_model_proto
 from bninception.model.architecture import ModelConfig, build_model
 from bninception.model.checkpoint import load_model

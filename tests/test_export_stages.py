@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from random_bn import save_random_model
 
 from bninception.cli import main
 from bninception.core.errors import GateFailure
 from bninception.core.preprocess import Preprocess
 from bninception.core.rundir import RunDir
 from bninception.export import stages
-from bninception.export.synthetic import save_random_model
 from bninception.model.architecture import ModelConfig
 
 DEMO = ModelConfig(num_classes=10, in_channels=1, width=0.25)

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from random_bn import save_random_model
 
 from bninception.core.preprocess import Preprocess
 from bninception.core.runner import OrtRunner, run_all
 from bninception.export.fold import fold_batchnorm
 from bninception.export.parity import random_inputs
-from bninception.export.synthetic import save_random_model
 from bninception.export.to_onnx import export_onnx
 from bninception.model.architecture import ModelConfig
 from bninception.model.checkpoint import load_model

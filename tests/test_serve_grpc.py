@@ -22,8 +22,9 @@ MODEL = "bninception"
 
 @pytest.fixture(scope="module")
 def grpc_server(serve_model_path: Path) -> Iterator[Any]:
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     app = create_app(serve_model_path, max_batch=8, max_delay_ms=20, max_body_bytes=1 << 20)
     with start_in_thread(app, grpc_port=0) as server:

@@ -177,8 +177,9 @@ def test_non_finite_logits_are_valid_json(serve_server: Any) -> None:
 
 
 def test_readiness_follows_the_batcher(serve_model_path: Path) -> None:
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     app = create_app(serve_model_path, max_delay_ms=0, request_timeout_s=0.5)
     state = app.state.server

@@ -27,8 +27,9 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x0
 
 @pytest.fixture(scope="module")
 def server(serve_model_path: Path) -> Iterator[Any]:
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     app = create_app(serve_model_path, max_batch=8, keep_alive_s=1.0, max_connections=16)
     with start_in_thread(app, grpc_port=0) as running:

@@ -254,8 +254,9 @@ def test_metrics_count_requests_by_status(serve_server: Any) -> None:
 
 
 def test_queue_full_is_503_and_timeout_is_504(serve_model_path: Path) -> None:
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     # One request waits 2 s in the queue for a batch that never fills: the next one finds it full.
     app = create_app(serve_model_path, max_batch=8, max_delay_ms=2000, max_queue=1, request_timeout_s=0.5)
@@ -278,8 +279,9 @@ def test_queue_full_is_503_and_timeout_is_504(serve_model_path: Path) -> None:
 
 
 def test_model_without_metadata(serve_bare_model_path: Path) -> None:
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     with start_in_thread(create_app(serve_bare_model_path, max_delay_ms=0)) as server:
         meta = client(server).get_model_metadata(MODEL)

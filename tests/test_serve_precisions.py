@@ -19,10 +19,11 @@ pytestmark = pytest.mark.slow
 ])
 def test_served_precision_matches_in_process(onnx_run: RunDir, precision: str, provider: str | None,
                                              file: str) -> None:
+    from serve_helpers import start_in_thread
+
     from bninception.core.runner import OrtRunner
     from bninception.model.data import load_run_bundle, stack_split
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
     from bninception.served import model_path_for
 
     path = model_path_for(onnx_run.root, precision, provider)

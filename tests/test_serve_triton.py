@@ -21,8 +21,9 @@ MODEL = "bninception"
 
 @pytest.fixture(scope="module")
 def server(serve_model_path: Path) -> Iterator[Any]:
+    from serve_helpers import start_in_thread
+
     from bninception.serve.app import create_app
-    from bninception.serve.server import start_in_thread
 
     with start_in_thread(create_app(serve_model_path, max_batch=8), grpc_port=0) as running:
         yield running

@@ -1,4 +1,4 @@
-"""Networks with random BatchNorm state, for the fold tests and the peer benchmark.
+"""Networks with random BatchNorm state, for the fold tests and the peer benchmark (benchmarks/fold_peers.py).
 
 The small models cover what BN-Inception lacks: BN before conv, ConvTranspose -> BN, Linear -> BatchNorm1d.
 """
