@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def pct(value: Any) -> str:
-    """A share as a percentage with two decimals; ``-`` for none."""
-    return "-" if value is None else f"{100.0 * float(value):.2f}%"
+def pct(value: Any, digits: int = 2, missing: str = "-") -> str:
+    """A share as a percentage; ``missing`` for none or NaN."""
+    return missing if value is None or value != value else f"{100.0 * float(value):.{digits}f}%"
 
 
 def render(head: list[str], body: list[list[str]], markdown: bool = False) -> list[str]:

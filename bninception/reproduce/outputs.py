@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bninception.core.files import atomic_write_text
+from bninception.tables import pct, render
 
 if TYPE_CHECKING:
     from bninception.reproduce.fig1 import Fig1Result
@@ -56,7 +57,7 @@ def lr_csv(result: LrResult) -> str:
 
 
 def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
+    return pct(value, 1, "n/a")
 
 
 def _steps(value: int | None, fewer: float | None = None, diverged: str = "") -> str:
@@ -80,26 +81,21 @@ def lr_markdown(result: LrResult) -> str:
              f"{cfg.init} initialisation, seed {cfg.seed}, mini-batches of 64, validation accuracy after "
              f"every epoch; {cfg.epochs} epochs with BN, {cfg.no_bn_epochs} without. Inception without BN "
              f"reached {best} at best, first after {_steps(result.inception.steps_to(result.target))} steps. "
-             "Steps to a target (times fewer than Inception needed).", "",
-             f"| network | lr | steps to Inception's best ({best}) | "
-             + "".join(f"steps to {k} | " for k in keys[1:])
-             + "best val accuracy | final test accuracy | final train loss "
-             "| paper: steps to 72.2% | paper: max |",
-             "|---|---|---|" + "---|" * len(keys[1:]) + "---|---|---|---|---|"]
-    for row in result.rows():
-        cells = [row["run"], f"{row['lr']:g}",
-                 *(_steps(row[f"steps_to_{k}"], row[f"fewer_steps_to_{k}"], row["diverged"]) for k in keys),
-                 _pct(row["best_val_accuracy"]), _pct(row["test_accuracy"]),
-                 "n/a" if math.isnan(row["final_train_loss"]) else f"{row['final_train_loss']:.3f}",
-                 _paper_steps(row["paper_steps"], row["paper_fewer_steps"]), row["paper_max"]]
-        lines.append("| " + " | ".join(cells) + " |")
+             "Steps to a target (times fewer than Inception needed).", ""]
+    head = ["network", "lr", f"steps to Inception's best ({best})", *(f"steps to {k}" for k in keys[1:]),
+            "best val accuracy", "final test accuracy", "final train loss", "paper: steps to 72.2%", "paper: max"]
+    lines += render(head, [[row["run"], f"{row['lr']:g}",
+                            *(_steps(row[f"steps_to_{k}"], row[f"fewer_steps_to_{k}"], row["diverged"]) for k in keys),
+                            _pct(row["best_val_accuracy"]), _pct(row["test_accuracy"]),
+                            "n/a" if math.isnan(row["final_train_loss"]) else f"{row['final_train_loss']:.3f}",
+                            _paper_steps(row["paper_steps"], row["paper_fewer_steps"]), row["paper_max"]]
+                           for row in result.rows()], markdown=True)
     if result.signal:
         names = list(next(iter(result.signal.values())))
         lines += ["", "Input-dependent signal at initialisation (std across 64 validation digits of each "
                   "output unit, averaged over units, training mode):", "",
-                  "| network | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        lines += [f"| {label} | " + " | ".join(f"{values[n]:.2g}" for n in names) + " |"
-                  for label, values in result.signal.items()]
+                  *render(["network", *names], [[label, *(f"{values[n]:.2g}" for n in names)]
+                                                for label, values in result.signal.items()], markdown=True)]
     return "\n".join(lines) + "\n"
 
 
