@@ -6,7 +6,6 @@ Import-light: ``tensorrt``, ``torch`` and ``onnx`` are imported inside the funct
 from __future__ import annotations
 
 from bninception.engines.detect import available, probe_host
-from bninception.engines.store import EngineRecord, EngineStatus, classify_engines, list_engines, usable_engines
+from bninception.engines.store import classify_engines, list_engines
 
-__all__ = ["EngineRecord", "EngineStatus", "available", "classify_engines", "list_engines",
-           "probe_host", "usable_engines"]
+__all__ = ["available", "classify_engines", "list_engines", "probe_host"]

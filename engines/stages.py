@@ -40,12 +40,9 @@ from bninception.engines.store import (
     fetch_from_cache,
     read_plan,
     read_sidecar,
-    select_engine,
     store_in_cache,
     write_engine,
 )
-
-__all__ = ["PlanBuilder", "build_engine_stage", "select_engine", "stage_name", "timing_cache_name"]
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +101,10 @@ def _build(run: RunDir, spec: EngineSpec, source_path: Path, builder: PlanBuilde
     return sidecar, plan
 
 
-def build_engine_stage(run: RunDir, precision: str, min_batch: int = 1, opt_batch: int = 8,
-                       max_batch: int = 32, workspace_gib: float = 2.0, opt_level: int = 3,
-                       force: bool = False, hardware_compatibility: str = "none",
+def build_engine_stage(run: RunDir, precision: str, min_batch: int = BatchProfile.min,
+                       opt_batch: int = BatchProfile.opt, max_batch: int = BatchProfile.max,
+                       workspace_gib: float = BuildOptions.workspace_gib, opt_level: int = BuildOptions.opt_level,
+                       force: bool = False, hardware_compatibility: str = BuildOptions.hardware_compatibility,
                        cache: str | Path | None = None, env: HostEnv | None = None,
                        builder: PlanBuilder | None = None) -> StageResult:
     """Build (or reuse) the ``precision`` engine of ``run``; tests pass ``env`` and ``builder`` of their own."""

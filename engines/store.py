@@ -191,17 +191,6 @@ def _recorded_outputs(root: Path, precision: str) -> set[str]:
     return set(stages.get(stage_name(precision), {}).get("outputs", {}))
 
 
-def usable_engines(run: object, here: HostEnv, precision: str | None = None,
-                   verify: bool = True) -> list[EngineStatus]:
-    """The usable engines of ``run`` on ``here``; per precision, the one the manifest records first."""
-    root = _root(run)
-    usable = [s for s in classify_engines(root, here, verify=verify, precision=precision) if s.usable]
-    recorded = {p: _recorded_outputs(root, p) for p in PRECISION_FILES}
-    order = {p: i for i, p in enumerate(PRECISION_FILES)}
-    return sorted(usable, key=lambda s: (order.get(s.precision or "", 99),
-                                         plan_name(s.key) not in recorded.get(s.precision or "", set()), s.key))
-
-
 def select_engine(run: object, precision: str, here: HostEnv | None = None) -> EngineRecord:
     """The usable ``precision`` engine (the manifest's first), or a clear error; ``here`` None skips the host check."""
     if precision not in PRECISION_FILES:

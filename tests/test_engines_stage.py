@@ -19,9 +19,10 @@ from bninception.core.rundir import RunDir
 from bninception.engines import available, list_engines
 from bninception.engines.build import format_parser_errors
 from bninception.engines.detect import load_tensorrt
+from bninception.engines.key import stage_name
 from bninception.engines.profile import read_onnx_input
-from bninception.engines.stages import build_engine_stage, select_engine, stage_name
-from bninception.engines.store import read_plan, read_sidecar
+from bninception.engines.stages import build_engine_stage
+from bninception.engines.store import read_plan, read_sidecar, select_engine
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from bninception.engines.store import (
     USABLE,
     classify_engines,
     select_engine,
-    usable_engines,
 )
 
 A10_TRT_10_13 = HostEnv("10.13.0.35", "NVIDIA A10", "8.6")
@@ -77,14 +76,17 @@ def test_classification_without_tensorrt_lists_but_never_offers_engines(run: Run
     assert listed["context_model"] == str(run.path(f"engines/{fp32}.ctx.onnx"))
 
 
-def test_usable_engines_prefers_the_manifest_record_and_filters_precision(run: RunDir) -> None:
+def usable(run: RunDir, here: HostEnv, precision: str | None = None) -> set[str]:
+    return {s.key for s in classify_engines(run, here, precision=precision) if s.usable}
+
+
+def test_select_engine_prefers_the_manifest_record_and_filters_precision(run: RunDir) -> None:
     builder = FakeBuilder()
     first = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
     fp16 = build_engine_stage(run, "fp16", env=A10, builder=builder).to_dict()["key"]
     wider = build_engine_stage(run, "fp32", env=A10, builder=builder, max_batch=64).to_dict()["key"]  # recorded last
-    assert [s.key for s in usable_engines(run, A10)] == [wider, first, fp16]
-    assert [s.key for s in usable_engines(run, A10, precision="fp16")] == [fp16]
-    assert usable_engines(run, H100) == []
+    assert usable(run, A10) == {wider, first, fp16} and usable(run, A10, "fp16") == {fp16}
+    assert usable(run, H100) == set()
     assert select_engine(run, "fp32", A10).key == wider
 
 
@@ -112,7 +114,7 @@ def test_hardware_compatible_engine_is_reused_on_another_gpu(run: RunDir, level:
     assert build_engine_stage(run, "fp16", env=other_host, builder=builder,
                               hardware_compatibility=level).to_dict()["engine"] == "reused"
     assert len(builder.calls) == 1
-    assert [s.key for s in usable_engines(run, other_host)] == [built["key"]]
+    assert usable(run, other_host) == {built["key"]}
     assert select_engine(run, "fp16", other_host).key == built["key"]
 
 

@@ -16,17 +16,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "all"],
                         help="fp32: model.folded.onnx, fp16: model.fp16.onnx, int8: model.int8.onnx; "
                              "all: every one whose ONNX exists (default: %(default)s)")
-    parser.add_argument("--min-batch", type=int, default=1,
-                        help="optimization profile minimum batch (default: %(default)s)")
-    parser.add_argument("--opt-batch", type=int, default=8,
-                        help="optimization profile optimal batch (default: %(default)s)")
-    parser.add_argument("--max-batch", type=int, default=32,
-                        help="optimization profile maximum batch (default: %(default)s)")
-    parser.add_argument("--workspace-gib", type=float, default=2.0,
+    from bninception.engines.key import BuildOptions as B
+    from bninception.engines.profile import BatchProfile as P
+    from bninception.engines.shim import HARDWARE_COMPATIBILITY
+
+    for name, default in (("min", P.min), ("opt", P.opt), ("max", P.max)):
+        parser.add_argument(f"--{name}-batch", type=int, default=default,
+                            help=f"optimization profile {name} batch (default: %(default)s)")
+    parser.add_argument("--workspace-gib", type=float, default=B.workspace_gib,
                         help="workspace memory pool limit in GiB (default: %(default)s)")
-    parser.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0..5 "
-                        "(default: %(default)s)")
-    parser.add_argument("--hardware-compat", default="none", choices=["none", "ampere_plus", "same_cc"],
+    parser.add_argument("--opt-level", type=int, default=B.opt_level,
+                        help="builder optimization level 0..5 (default: %(default)s)")
+    parser.add_argument("--hardware-compat", default=B.hardware_compatibility, choices=list(HARDWARE_COMPATIBILITY),
                         help="build a plan that also runs on other GPUs (default: %(default)s)")
     parser.add_argument("--cache", default=None,
                         help="engine cache folder shared between runs (default: $BNINCEPTION_ENGINE_CACHE)")
