@@ -133,22 +133,11 @@ def default_rows(explore: bool = False) -> list[Row]:
 
 
 # -- the model files -----------------------------------------------------------------------------
-class PhotoSet:
-    """Photo crops as the dataset ``apply_population_statistics`` takes (tensors, no labels, no augmentation)."""
+def photo_crops(preprocess: Any, count: int, seed: int) -> np.ndarray:
+    from bninception.model.photos import PhotoCrops
 
-    def __init__(self, preprocess: Any, count: int, seed: int) -> None:
-        from bninception.model.photos import PhotoCrops
-
-        self.crops = PhotoCrops(preprocess, count, seed=seed)
-        self.augment = False
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        import torch
-
-        return torch.from_numpy(self.crops[index]), 0
+    crops = PhotoCrops(preprocess, count, seed=seed)
+    return np.stack([crops[i] for i in range(count)])
 
 
 def prepare(run: Path, samples: int) -> dict[str, Any]:
@@ -173,7 +162,9 @@ def prepare(run: Path, samples: int) -> dict[str, Any]:
         preprocess = imagenet_preprocess(224)
         torch.manual_seed(0)
         model = build_model(ModelConfig())
-        apply_population_statistics(model, PhotoSet(preprocess, 32, seed=11), batches=2, batch_size=16)
+        crops = torch.from_numpy(photo_crops(preprocess, 32, seed=11))
+        apply_population_statistics(model, torch.utils.data.TensorDataset(crops, torch.zeros(32)), batches=2,
+                                    batch_size=16)
         save_model(rundir.path(MODEL_PT), model, preprocess, [f"class{i}" for i in range(model.config.num_classes)],
                    statistics="population (32 photo crops; random weights, for speed only)")
     for stage in (export_stage, fold_stage):
@@ -198,10 +189,9 @@ def reference(run: Path, threads: int) -> tuple[Path, np.ndarray]:
     """``CHECK_IMAGES`` photo crops (saved for the workers) and PyTorch's logits on them."""
     from bninception.core.runner import InputSpec, TorchRunner, run_all
     from bninception.model.checkpoint import load_model
-    from bninception.model.photos import PhotoCrops
 
     model, preprocess, _, _ = load_model(run / MODEL_PT)
-    images = np.stack([PhotoCrops(preprocess, CHECK_IMAGES, seed=1)[i] for i in range(CHECK_IMAGES)])
+    images = photo_crops(preprocess, CHECK_IMAGES, seed=1)
     path = run / "check_images.npy"
     np.save(path, images.astype(np.float32))
     spec = InputSpec("data", preprocess.channels, preprocess.size, preprocess.size)
@@ -576,7 +566,6 @@ def precision_models(args: argparse.Namespace, tmp: Path) -> list[tuple[str, dic
     validation digits and judged on the test split; BN-Inception 224 (``--run``, untrained) calibrated on
     16 photo crops and judged on ``--crops`` others."""
     from bninception.model.data import load_bundle, stack_split
-    from bninception.model.photos import PhotoCrops
 
     folded = Path(args.demo_run) / FOLDED
     if not folded.is_file():
@@ -592,8 +581,7 @@ def precision_models(args: argparse.Namespace, tmp: Path) -> list[tuple[str, dic
         from bninception.model.checkpoint import load_model
 
         pre = load_model(args.run / MODEL_PT)[1]
-        crops = [np.stack([PhotoCrops(pre, n, seed=seed)[i] for i in range(n)]) for n, seed in ((16, 12),
-                                                                                               (args.crops, 13))]
+        crops = [photo_crops(pre, n, seed) for n, seed in ((16, 12), (args.crops, 13))]
         (tmp / "full").mkdir()
         models.append(("bn-inception 3x224x224", make_variants(onnx.load(str(args.run / FOLDED)), crops[0],
                                                                 tmp / "full"), crops[1], None, (3, 224, 224)))

@@ -114,8 +114,9 @@ def apply_population_statistics(model: nn.Module, dataset: AugmentedDataset, bat
         raise BninceptionError(f"the training split has {len(dataset)} images: fewer than one batch of "
                                f"{batch_size} per rank")
     batches = min(batches, available)
-    augment = dataset.augment
-    dataset.augment = False
+    augment = getattr(dataset, "augment", False)  # un-augmented images; a plain dataset has none
+    if augment:
+        dataset.augment = False
     model.eval()
     layers = bn_layers(model)
     for module in layers.values():
@@ -130,7 +131,8 @@ def apply_population_statistics(model: nn.Module, dataset: AugmentedDataset, bat
                 model(x.to(device))
         stats = population_statistics(collector.stats, ctx)
     finally:
-        dataset.augment = augment
+        if augment:
+            dataset.augment = augment
         model.eval()
     differences = {}
     for name, module in layers.items():
