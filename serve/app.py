@@ -98,8 +98,7 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def ready(name: str | None = None, version: str | None = None) -> Response:
-        if name is not None:
-            state.check_model(name, version)
+        state.check_model(name, version)
         problem = state.health()
         answer = {"ready": problem is None} if name is None else {"name": name, "ready": problem is None}
         return _json(answer) if problem is None else _json({**answer, "error": problem}, 503)
@@ -121,8 +120,7 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
     @app.get("/v2/models/{name}/stats")
     @app.get("/v2/models/{name}/versions/{version}/stats")
     async def statistics(name: str | None = None, version: str | None = None) -> Response:
-        if name is not None:
-            state.check_model(name, version)
+        state.check_model(name, version)
         return _json({"model_stats": [state.stats.to_dict()]})
 
     @app.post("/v2/repository/index")

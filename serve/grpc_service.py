@@ -132,8 +132,7 @@ class InferenceService:
         return json_format.ParseDict({"config": self.state.triton_config()}, pb.ModelConfigResponse())
 
     def ModelStatistics(self, request: Any, context: Any) -> Any:
-        if request.name:
-            self.state.check_model(request.name, request.version)
+        self.state.check_model(request.name or None, request.version)
         return json_format.ParseDict({"model_stats": [self.state.stats.to_dict()]}, pb.ModelStatisticsResponse())
 
     def RepositoryIndex(self, request: Any, context: Any) -> Any:

@@ -141,8 +141,9 @@ class ServerState:
             self.metrics.count("connection", status)
 
     # -- metadata -----------------------------------------------------------------------------
-    def check_model(self, name: str, version: str | None = None) -> None:
-        if name != self.name:
+    def check_model(self, name: str | None, version: str | None = None) -> None:
+        """Refuse (404) a model or version this server does not serve; ``name`` None: the server itself."""
+        if name is not None and name != self.name:
             raise ProtocolError(404, f"unknown model {name!r}; this server serves {self.name!r}")
         if version and version != MODEL_VERSION:
             raise ProtocolError(404, f"model {name!r} has no version {version!r}; "

@@ -25,13 +25,13 @@ PERCENTILES = (15, 50, 85)
 class Fig1Config:
     """Everything that determines a Figure 1 run."""
 
-    steps: int = 20000
-    eval_every: int = 200
-    batch_size: int = 60
-    hidden: int = 100
+    hidden: int = 100  # the network: layers x hidden sigmoid units, weights ~ N(0, init_std)
     layers: int = 3
-    lr: float = 0.5
     init_std: float = 0.1
+    steps: int = 20000  # plain SGD on mini-batches, recorded every eval_every steps
+    batch_size: int = 60
+    lr: float = 0.5
+    eval_every: int = 200
     neuron: int = 0  # which last-hidden-layer sigmoid input is tracked
     probe: int = 360  # fixed probe inputs (the first N test images)
     seed: int = 0
