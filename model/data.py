@@ -174,34 +174,25 @@ def load_image_folder_bundle(path: str, image_size: int = 224, seed: int = 0,
     """``PATH/{train,val,test}/CLASS/*.jpg``, or ``PATH/CLASS/*.jpg`` split 70/15/15 (stratified)."""
     root = Path(path)
     pre = preprocess or imagenet_preprocess(image_size)
+    splits = ("train", "val", "test")
     if (root / "train").is_dir():
-        splits = {}
-        for split in ("train", "val", "test"):
-            if (root / split).is_dir():
-                splits[split] = _scan_classes(root / split)
-        labels = splits["train"][2]
-        for split, (_, _, names) in splits.items():
-            if names != labels:
-                raise BninceptionError(f"{root / split} classes {names} differ from train's {labels}")
-        val = splits.get("val") or splits.get("test") or splits["train"]
-        test = splits.get("test") or val
-        train = splits["train"]
-        make = ImageFolderDataset
-        return DatasetBundle(
-            name=str(root),
-            train=make(train[0], train[1], pre, augment=True, seed=seed),
-            val=make(val[0], val[1], pre, augment=False, seed=seed),
-            test=make(test[0], test[1], pre, augment=False, seed=seed),
-            labels=labels, preprocess=pre,
-        )
-    files, labels_arr, names = _scan_classes(root)
-    train_idx, val_idx, test_idx = stratified_split(labels_arr, (0.15, 0.15), seed)
+        found = {split: _scan_classes(root / split) for split in splits if (root / split).is_dir()}
+        names = found["train"][2]
+        for split, (_, _, other) in found.items():
+            if other != names:
+                raise BninceptionError(f"{root / split} classes {other} differ from train's {names}")
+        found.setdefault("val", found.get("test") or found["train"])
+        found.setdefault("test", found["val"])
+        parts = {split: found[split][:2] for split in splits}
+    else:
+        files, labels, names = _scan_classes(root)
+        indices = stratified_split(labels, (0.15, 0.15), seed)
+        parts = {split: ([files[i] for i in idx], labels[idx]) for split, idx in zip(splits, indices, strict=True)}
 
-    def subset(idx: np.ndarray, augment: bool) -> ImageFolderDataset:
-        return ImageFolderDataset([files[i] for i in idx], labels_arr[idx], pre, augment, seed)
+    def make(split: str) -> ImageFolderDataset:
+        return ImageFolderDataset(*parts[split], pre, augment=split == "train", seed=seed)
 
-    return DatasetBundle(name=str(root), train=subset(train_idx, True), val=subset(val_idx, False),
-                         test=subset(test_idx, False), labels=names, preprocess=pre)
+    return DatasetBundle(str(root), make("train"), make("val"), make("test"), names, pre)
 
 
 def load_bundle(data: str, image_size: int | None = None, seed: int = 0,

@@ -73,3 +73,15 @@ def test_bad_folders_and_images_name_the_path(tmp_path: Path) -> None:
         for dataset in datasets:
             for i in range(len(dataset)):
                 dataset[i]
+
+
+def test_presplit_image_folder_uses_its_splits_and_refuses_other_classes(tmp_path: Path) -> None:
+    root = tmp_path / "split"
+    _photo_folder(root / "train", 3)
+    _photo_folder(root / "test", 2)
+    bundle = load_bundle(str(root), image_size=32)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (6, 4, 4)  # no val/: the test split
+    assert bundle.train.augment and not bundle.val.augment and bundle.labels == ["astronaut", "coffee"]
+    (root / "test" / "coffee").rename(root / "test" / "tea")
+    with pytest.raises(BninceptionError, match=r"test classes \['astronaut', 'tea'\] differ from train's"):
+        load_bundle(str(root))
