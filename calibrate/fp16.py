@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     import onnx
 
 FP16_MAX = 65504.0
-FP16_SMALLEST_NORMAL = 2.0 ** -14
 FP16_SMALLEST = 2.0 ** -24  # the smallest subnormal; anything below rounds to 0
 FP16_HEADROOM = 0.5  # keep a node FP32 if its measured |output| exceeds this share of FP16_MAX
 FP16_OPS = frozenset({

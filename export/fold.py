@@ -30,7 +30,6 @@ PATTERNS = (
     "Conv", "ConvTranspose", "Gemm", "MatMul", "MatMul+Add",
     "standalone->Conv", "standalone->Add+Conv", "standalone->Mul+Add",
 )
-FOLDABLE_PRODUCERS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 
 
 @dataclass
