@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ from typing import Any
 import harness
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serve_helpers import free_port
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -69,12 +71,6 @@ def remove_container(name: str) -> None:
 def logs(name: str) -> str:
     result = harness.docker("logs", "--tail", "60", name, check=False, timeout=30)
     return (result.stdout + result.stderr)[-4000:]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(url: str, timeout: float = 5) -> int:
@@ -200,16 +196,12 @@ def server(image: str, runs: Path) -> Iterator[Server]:
 
 
 def reference(runs: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    """In-process ONNX Runtime on the file the server serves (fp32: model.folded.onnx).
+    """In-process ONNX Runtime on the file the server serves (fp32: model.folded.onnx), and its softmax."""
+    from bninception.core.runner import OrtRunner
+    from bninception.serve.protocol import softmax
 
-    The server also answers ``probabilities``, the softmax of the logits (computed in float64).
-    """
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(runs / "demo" / "model.folded.onnx"), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(["logits"], {session.get_inputs()[0].name: x})
-    shifted = np.exp(logits.astype(np.float64) - logits.max(axis=1, keepdims=True))
-    return {"logits": logits, "probabilities": (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)}
+    logits = OrtRunner(runs / "demo" / "model.folded.onnx").run(x)
+    return {"logits": logits, "probabilities": softmax(logits)}
 
 
 def infer(server: Server, x: np.ndarray, binary: bool) -> dict[str, np.ndarray]:
