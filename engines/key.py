@@ -137,23 +137,13 @@ class Sidecar:
         if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise BninceptionError(f"{where}: not a {SIDECAR_FORMAT} sidecar (format {found!r})")
-        try:
-            options = data["options"]
-            spec = EngineSpec(
-                precision=str(data["precision"]),
-                profile=BatchProfile.from_dict(data["profile"]),
-                onnx_sha256=str(data["onnx_sha256"]),
-                env=HostEnv(trt_version=str(data["tensorrt_version"]), gpu_name=str(data["gpu_name"]),
-                            compute_capability=str(data["compute_capability"])),
-                options=BuildOptions(workspace_gib=float(options["workspace_gib"]),
-                                     opt_level=int(options["opt_level"]),
-                                     hardware_compatibility=str(options["hardware_compatibility"])),
-            )
-            sidecar = cls(key=str(data["key"]), spec=spec, plan_sha256=str(data["plan_sha256"]),
-                          plan_bytes=int(data["plan_bytes"]), build_seconds=float(data["build_seconds"]),
-                          built_at=str(data["built_at"]), input_name=str(data["input"]["name"]),
-                          input_shape=tuple(int(d) for d in data["input"]["shape"]),
-                          policy=dict(data.get("policy", {})))
+        try:  # our own file, hashed beside its plan: read as written
+            env = HostEnv(data["tensorrt_version"], data["gpu_name"], data["compute_capability"])
+            spec = EngineSpec(data["precision"], BatchProfile.from_dict(data["profile"]), data["onnx_sha256"], env,
+                              BuildOptions(**data["options"]))
+            sidecar = cls(data["key"], spec, data["plan_sha256"], data["plan_bytes"], data["build_seconds"],
+                          data["built_at"], data["input"]["name"], tuple(data["input"]["shape"]),
+                          data.get("policy", {}))
         except (KeyError, TypeError, ValueError, BninceptionError) as exc:
             problem = str(exc) if isinstance(exc, BninceptionError) else f"{type(exc).__name__}: {exc}"
             raise BninceptionError(f"{where}: malformed engine sidecar ({problem})") from exc
