@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from bninception.core.errors import BninceptionError
+from bninception.core.settings import check_settings, setting
 
 if TYPE_CHECKING:
     from bninception.model.architecture import ModelConfig
@@ -31,34 +32,30 @@ def default_image_size(data: str) -> int:
 class TrainConfig:
     """Everything that determines a training run; the defaults are the demo recipe (BN-x5 on digits)."""
 
-    data: str = "digits"
-    image_size: int = 32
-    width: float = 0.25
-    activation: str = "relu"
-    batchnorm: bool = True
-    dropout: float = 0.0
-    epochs: int = 30
-    batch_size: int = 64
-    base_lr: float = 0.01
-    lr_scale: float = 5.0
+    data: str = setting("digits", "'digits' (built-in) or an ImageFolder path")
+    image_size: int = 32  # the CLI's default follows --data (default_image_size)
+    width: float = setting(0.25, "channel width multiplier", low=0, above=True)
+    activation: str = setting("relu", "the nonlinearity after every BN", choices=("relu", "sigmoid"))
+    batchnorm: bool = setting(True, "BatchNorm after every conv (--no-batchnorm: the paper's Inception baseline)")
+    dropout: float = setting(0.0, "dropout before the classifier", low=0)
+    epochs: int = setting(30, "training epochs", low=1)
+    batch_size: int = setting(64, "per process", low=2)
+    base_lr: float = setting(0.01, "the base learning rate", low=0, above=True)
+    lr_scale: float = setting(5.0, "times the base rate: 1, 5 (BN-x5), 30 (BN-x30)", low=0, above=True)
     momentum: float = 0.9
     weight_decay: float = INCEPTION_WEIGHT_DECAY / 5
-    lr_decay: float = 0.9
-    seed: int = 0
-    sync_bn: bool = False
+    lr_decay: float = setting(0.9, "exponential learning-rate decay per epoch, in (0, 1]", low=0, above=True)
+    seed: int = setting(0, "seed of the weights, the split, the shuffle and the augmentation")
+    sync_bn: bool = setting(False, "SyncBatchNorm under torchrun (GPU)")
     max_steps: int = 0  # 0: no limit (used by short experiments)
-    init: str = "pytorch"  # how conv / linear weights are drawn (INIT_SCHEMES)
+    init: str = setting("pytorch", "conv/linear weights: PyTorch's defaults or GoogLeNet's xavier fillers",
+                        choices=INIT_SCHEMES)
 
     def __post_init__(self) -> None:
         check_input_size(self.image_size)
-        if self.init not in INIT_SCHEMES:
-            raise BninceptionError(f"init must be one of {list(INIT_SCHEMES)}, got {self.init!r}")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise BninceptionError(f"--epochs must be >= 1 and --batch-size >= 2, got {self.epochs}, "
-                                   f"{self.batch_size}")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise BninceptionError(f"the learning rate must be > 0 and --lr-decay in (0, 1]; got "
-                                   f"{self.lr}, {self.lr_decay}")
+        check_settings(self, "training settings")
+        if self.lr_decay > 1:
+            raise BninceptionError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
 
     @property
     def lr(self) -> float:

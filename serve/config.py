@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from bninception.core.errors import BninceptionError
+from bninception.core.settings import check_settings, setting
 
 MIB = 1 << 20
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a model name: one URL path segment, one file name
-
-
-def setting(default: Any, help_text: str, low: float | None = None, above: bool = False, flag: str = "",
-            choices: tuple[str, ...] | None = None) -> Any:
-    """A ServeConfig field: its ``--flag`` (default: from the name), help and choices, and its lower
-    bound (``above``: strictly above ``low``); the CLI options are made from these."""
-    return field(default=default, metadata={"help": help_text, "low": low, "above": above, "flag": flag,
-                                            "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -55,21 +47,10 @@ class ServeConfig:
     graceful_shutdown_s: float = setting(15.0, "on SIGTERM, running requests get this long", low=0, above=True)
 
     def __post_init__(self) -> None:
-        problems = []
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise BninceptionError(f"{item.name.replace('_', '-')} must be a finite number, got {value}")
-            low, above = item.metadata.get("low"), item.metadata.get("above")
-            if low is not None and value is not None and (value <= low if above else value < low):
-                problems.append(f"{flag_of(item)} {'>' if above else '>='} {low}")
-            if item.metadata.get("choices") and value not in item.metadata["choices"]:
-                problems.append(f"{flag_of(item)} in {', '.join(item.metadata['choices'])}")
+        check_settings(self, "server settings")
         if not NAME.match(self.model_name):
             raise BninceptionError(f"model name {self.model_name[:64]!r} must be 1-64 letters, digits, '_', '.' or '-' "
                                    "(it appears in URLs and paths)")
-        if problems:
-            raise BninceptionError(f"server settings out of range: need {', '.join(problems)}")
 
     def with_overrides(self, **values: Any) -> ServeConfig:
         """A copy with ``values`` replaced (unknown names are a clear error)."""
@@ -80,8 +61,3 @@ class ServeConfig:
         if unknown:
             raise BninceptionError(f"unknown server setting(s): {', '.join(unknown)}")
         return replace(self, **values)
-
-
-def flag_of(item: Field[Any]) -> str:
-    """A ServeConfig field's command-line option name, without the dashes."""
-    return str(item.metadata.get("flag") or item.name.replace("_", "-"))

@@ -14,14 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from bninception.bench import DEFAULT_BATCH_SIZES
     from bninception.calibrate.stages import DEFAULT_METHOD, DEFAULT_SAMPLES, METHODS
     from bninception.cli import add_run_argument
+    from bninception.core.settings import add_options
     from bninception.model.config import TrainConfig
     from bninception.pipeline import STAGES
 
     add_run_argument(parser)
-    parser.add_argument("--data", default=TrainConfig.data, help="'digits' (built-in) or an ImageFolder path")
     parser.add_argument("--image-size", type=int, help="default: 32 for digits, 224 for ImageFolder")
-    parser.add_argument("--epochs", type=int, help=f"training epochs (default: {TrainConfig.epochs})")
-    parser.add_argument("--width", type=float, help=f"channel width multiplier (default: {TrainConfig.width})")
+    add_options(parser, TrainConfig, ("data", "epochs", "width"))
     parser.add_argument("--method", choices=METHODS, help=f"INT8 calibration method (default: {DEFAULT_METHOD})")
     parser.add_argument("--samples", type=int, help=f"INT8 calibration images (default: {DEFAULT_SAMPLES})")
     parser.add_argument("--batch-sizes", help=f"bench batch sizes (default: {','.join(map(str, DEFAULT_BATCH_SIZES))})")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields, replace
+from dataclasses import replace
 
 from bninception.cli import add_run_argument
-from bninception.serve.config import ServeConfig, flag_of
+from bninception.core.settings import add_options, options_of
+from bninception.serve.config import ServeConfig
 
 NAME = "serve"
 HELP = "serve a run's ONNX model over HTTP (KServe V2 / Open Inference Protocol, dynamic batching)"
@@ -31,18 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, default=None,
                         help="also serve the KServe V2 gRPC API on this port (default: HTTP only)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
-    for item in fields(ServeConfig):
-        if "help" not in item.metadata:
-            continue
-        option, kind = f"--{flag_of(item)}", type(item.default)
-        if kind is bool:
-            parser.add_argument(option, action=argparse.BooleanOptionalAction, default=item.default,
-                                dest=item.name, help=item.metadata["help"])
-        else:
-            shown = "" if item.default is None else " (default: %(default)s)"
-            parser.add_argument(option, type=int if item.default is None else kind, default=item.default,
-                                dest=item.name, choices=item.metadata["choices"],
-                                metavar=None if kind is str else "N", help=item.metadata["help"] + shown)
+    add_options(parser, ServeConfig)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from bninception.serve.app import create_app
     from bninception.serve.server import bind_socket, serve_forever
 
-    config = ServeConfig(**{f.name: getattr(args, f.name) for f in fields(ServeConfig) if "help" in f.metadata})
+    config = ServeConfig(**options_of(args, ServeConfig))
     config = replace(config, providers=served.providers,  # an engine's profile bounds the batch
                      max_batch=min(config.max_batch, served.max_batch or config.max_batch))
     if args.grpc_port is not None:
