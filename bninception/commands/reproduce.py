@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 NAME = "reproduce"
 HELP = "reproduce the paper's Figure 1 (MLP, with/without BN) or Figures 2-3 (learning rates) on digits"
@@ -13,6 +12,10 @@ DEFAULT_OUT = "runs/reproduce"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bninception.core.settings import add_options
+    from bninception.reproduce.fig1_config import Fig1Config
+    from bninception.reproduce.lr import LrConfig
+
     parser.add_argument("experiment", choices=("fig1", "lr"),
                         help="fig1: 3x100 sigmoid MLP with and without BN; "
                              "lr: BN-Inception at several learning rates")
@@ -22,20 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default 1: these networks are tiny, and extra threads "
                              "on shared cores slow torch down)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON document")
-    fig1 = parser.add_argument_group("fig1")
-    fig1.add_argument("--steps", type=int, default=None, help="training steps (default 20000)")
-    fig1.add_argument("--eval-every", type=int, default=None, help="steps between records (default 200)")
+    add_options(parser.add_argument_group("fig1"), Fig1Config)
     lr = parser.add_argument_group("lr")
-    lr.add_argument("--epochs", type=int, default=None, help="epochs per network with BN (default 60)")
-    lr.add_argument("--no-bn-epochs", type=int, default=None,
-                    help="epochs per network without BN (default 200: Inception's plateau)")
-    lr.add_argument("--init", choices=("xavier", "pytorch"), default=None,
-                    help="initialisation of every network: GoogLeNet's xavier fillers (default) or "
-                         "PyTorch's default")
+    add_options(lr, LrConfig)
     lr.add_argument("--runs", default=None,
                     help="comma-separated subset of "
                          "Inception,BN-Baseline,BN-x5,BN-x30,BN-x5-Sigmoid,Inception-Sigmoid")
-    lr.add_argument("--width", type=float, default=None, help="BN-Inception width multiplier (default 0.25)")
     lr.add_argument("--jobs", type=int, default=2,
                     help="networks trained at once, one process each (default %(default)s)")
 
@@ -46,18 +41,13 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _given(config: Any, args: argparse.Namespace, names: tuple[str, ...]) -> Any:
-    """``config`` with each setting of ``names`` that the command line gave."""
-    from dataclasses import replace
-
-    return replace(config, **{name: getattr(args, name) for name in names if getattr(args, name) is not None})
-
-
 def _fig1(args: argparse.Namespace) -> dict[str, object]:
-    from bninception.reproduce.fig1 import Fig1Config, run_fig1
+    from bninception.core.settings import options_of
+    from bninception.reproduce.fig1 import run_fig1
+    from bninception.reproduce.fig1_config import Fig1Config
     from bninception.reproduce.outputs import write_fig1
 
-    cfg = _given(Fig1Config(seed=args.seed), args, ("steps", "eval_every"))
+    cfg = Fig1Config(seed=args.seed, **options_of(args, Fig1Config))
     result = run_fig1(cfg, report=_progress)
     paths = write_fig1(result, args.out)
     return {**result.summary(), "files": [str(p) for p in paths]}
@@ -66,10 +56,11 @@ def _fig1(args: argparse.Namespace) -> dict[str, object]:
 def _lr(args: argparse.Namespace) -> dict[str, object]:
     from dataclasses import replace
 
+    from bninception.core.settings import options_of
     from bninception.reproduce.lr import LrConfig, run_lr
     from bninception.reproduce.outputs import lr_markdown, write_lr
 
-    cfg = _given(LrConfig(seed=args.seed), args, ("epochs", "no_bn_epochs", "width", "init"))
+    cfg = LrConfig(seed=args.seed, **options_of(args, LrConfig))
     if args.runs:
         cfg = replace(cfg, runs=tuple(r.strip() for r in args.runs.split(",") if r.strip()))
     result = run_lr(cfg, report=_progress, jobs=args.jobs, threads=args.threads)

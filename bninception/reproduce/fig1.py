@@ -17,30 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bninception.core.errors import BninceptionError
+from bninception.reproduce.fig1_config import Fig1Config
 
 PERCENTILES = (15, 50, 85)
-
-
-@dataclass(frozen=True)
-class Fig1Config:
-    """Everything that determines a Figure 1 run."""
-
-    hidden: int = 100  # the network: layers x hidden sigmoid units, weights ~ N(0, init_std)
-    layers: int = 3
-    init_std: float = 0.1
-    steps: int = 20000  # plain SGD on mini-batches, recorded every eval_every steps
-    batch_size: int = 60
-    lr: float = 0.5
-    eval_every: int = 200
-    neuron: int = 0  # which last-hidden-layer sigmoid input is tracked
-    probe: int = 360  # fixed probe inputs (the first N test images)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.eval_every < 1 or self.batch_size < 2:
-            raise BninceptionError(f"steps, eval_every must be >= 1 and batch_size >= 2: {self}")
-        if not 0 <= self.neuron < self.hidden:
-            raise BninceptionError(f"neuron must be in [0, {self.hidden}), got {self.neuron}")
 
 
 @dataclass

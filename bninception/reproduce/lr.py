@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from bninception.core.errors import BninceptionError
+from bninception.core.settings import check_settings, setting
 from bninception.model.config import INIT_SCHEMES
 
 if TYPE_CHECKING:
@@ -63,24 +64,21 @@ RUN_NAMES = ("Inception", "BN-Baseline", "BN-x5", "BN-x30", "BN-x5-Sigmoid", "In
 class LrConfig:
     """The experiment: which runs, how long, on what input size, from which initialisation."""
 
-    epochs: int = 60  # networks with BN
-    no_bn_epochs: int = 200  # networks without BN: measured, Inception stops improving by ~190
+    epochs: int = setting(60, "epochs per network with BN", low=1)
+    no_bn_epochs: int = setting(200, "epochs per network without BN (Inception stops improving by ~190)", low=1)
     image_size: int = 32
-    width: float = 0.25
+    width: float = setting(0.25, "BN-Inception width multiplier, at most 4", low=0, above=True)
     seed: int = 0
-    init: str = "xavier"  # GoogLeNet's fillers; "pytorch": PyTorch's default
+    init: str = setting("xavier", "initialisation of every network: GoogLeNet's xavier fillers or PyTorch's "
+                        "default", choices=INIT_SCHEMES)
     runs: tuple[str, ...] = RUN_NAMES
     targets: tuple[float, ...] = (0.9, 0.95)  # fixed validation accuracies the table also times
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.no_bn_epochs < 1:
-            raise BninceptionError(f"epochs must be >= 1, got {self.epochs} and {self.no_bn_epochs} (no BN)")
-        if not 0 < self.width <= 4:
-            raise BninceptionError(f"width must be in (0, 4], got {self.width}")
-        if self.image_size < 32:
-            raise BninceptionError(f"image_size must be >= 32 (Table 5 downsamples 32x), got {self.image_size}")
-        if self.init not in INIT_SCHEMES:
-            raise BninceptionError(f"init must be one of {list(INIT_SCHEMES)}, got {self.init!r}")
+        check_settings(self, "lr settings")
+        if self.width > 4 or self.image_size < 32:
+            raise BninceptionError(f"need width <= 4 and image_size >= 32 (Table 5 downsamples 32x), got "
+                                   f"{self.width} and {self.image_size}")
         unknown = [r for r in self.runs if r not in RUN_NAMES]
         if unknown or not self.runs:
             raise BninceptionError(f"unknown runs {unknown or '(none given)'}; choose from {list(RUN_NAMES)}")
