@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -275,15 +276,14 @@ def load_row(row: Row, run: Path, threads: int) -> Loaded:
     raise ValueError(f"unknown row kind {row.kind!r}")
 
 
-def time_call(call: Any, batch: np.ndarray, seconds: float, warm: bool) -> tuple[float, int]:
-    """(seconds per call, calls): a warm-up call unless ``warm``, then calls until ``seconds`` have passed."""
-    if not warm:
-        call(batch)
-    calls, start = 0, time.perf_counter()
-    while calls < 1 or time.perf_counter() - start < seconds:
-        call(batch)
-        calls += 1
-    return (time.perf_counter() - start) / calls, calls
+def time_call(call: Any, batch: np.ndarray, seconds: float) -> tuple[float, int]:
+    """(seconds per call, calls) by ``bench.time_calls``: two warm-up calls, then calls for ``seconds``."""
+    from bninception.bench import BenchSettings, time_calls
+
+    settings = BenchSettings(min_seconds=seconds, max_seconds=seconds, warmup_seconds=0.0, min_reps=1,
+                             max_reps=1 << 30)
+    latencies, _ = time_calls(functools.partial(call, batch), settings)
+    return float(np.mean(latencies)), len(latencies)
 
 
 def worker_main(run: Path, threads: int) -> int:
@@ -292,7 +292,6 @@ def worker_main(run: Path, threads: int) -> int:
     os.dup2(2, 1)  # anything a runtime prints goes to stderr, never into the protocol
     loaded: dict[str, Loaded] = {}
     batches: dict[int, np.ndarray] = {}
-    warmed: set[tuple[str, int]] = set()
     for line in sys.stdin:
         message = json.loads(line)
         command = message["cmd"]
@@ -314,10 +313,7 @@ def worker_main(run: Path, threads: int) -> int:
                 size = int(message["batch"])
                 if size not in batches:
                     batches[size] = np.random.default_rng(0).standard_normal((size, 3, 224, 224), dtype=np.float32)
-                cell = (message["key"], size)
-                per_call, calls = time_call(loaded[cell[0]].call, batches[size], float(message["seconds"]),
-                                            warm=cell in warmed)
-                warmed.add(cell)
+                per_call, calls = time_call(loaded[message["key"]].call, batches[size], float(message["seconds"]))
                 reply = {"ok": True, "seconds": per_call, "calls": calls}
             else:
                 reply = {"ok": False, "error": f"unknown command {command!r}"}
@@ -548,7 +544,7 @@ def bench_model(label: str, paths: dict[str, Path], shape: tuple[int, ...], batc
         times: dict[str, list[float]] = {v: [] for v in sessions}
         for _ in range(rounds):
             for variant, run in sessions.items():
-                times[variant].append(time_call(run, x, seconds, warm=False)[0])
+                times[variant].append(time_call(run, x, seconds)[0])
         base = statistics.median(times["fp32"])
         for variant in sessions:
             t = statistics.median(times[variant])
