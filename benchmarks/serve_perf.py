@@ -20,7 +20,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,8 @@ sys.path.insert(0, str(ROOT / "docker"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import harness  # noqa: E402
+
+from bninception.tables import render  # noqa: E402
 
 SETTINGS = {"default": [], "max-delay 5 ms": ["--max-delay-ms", "5"], "no batching": ["--no-batching"]}
 CONCURRENCY = (1, 4, 16)
@@ -55,22 +56,20 @@ def measure(url: str, protocol: str, concurrency: int) -> harness.PerfRow:
 
 
 def in_process(model: Path) -> list[dict[str, Any]]:
+    import functools
+
     import numpy as np
 
+    from bninception.bench import BenchSettings, time_calls
     from bninception.core.runner import OrtRunner
 
     runner = OrtRunner(str(model), threads=1)
     shape = runner.input_spec
+    settings = BenchSettings(min_seconds=2.0, max_seconds=2.0, warmup_seconds=0.0, min_reps=1, max_reps=1 << 30)
     rows = []
     for batch in CONCURRENCY:
         x = np.random.default_rng(0).standard_normal((batch, shape.channels, shape.height, shape.width))
-        x = x.astype(np.float32)
-        runner.run(x)
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 2.0:
-            runner.run(x)
-            calls += 1
-        seconds = (time.perf_counter() - start) / calls
+        seconds = float(np.mean(time_calls(functools.partial(runner.run, x.astype(np.float32)), settings)[0]))
         rows.append({"mode": "in-process", "setting": f"batch {batch}", "concurrency": batch,
                      "throughput": batch / seconds, "latency_us": seconds * 1e6})
     return rows
@@ -106,10 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 process.terminate()
                 process.wait(30)
-    print(f"{'mode':<11}{'setting':<16}{'conc.':>6}{'img/s':>10}{'latency ms':>12}")
-    for row in rows:
-        print(f"{row['mode']:<11}{row['setting']:<16}{row['concurrency']:>6}{row['throughput']:>10.0f}"
-              f"{row['latency_us'] / 1000:>12.2f}")
+    print("\n".join(render(["mode", "setting", "conc.", "img/s", "latency ms"], [
+        [r["mode"], r["setting"], r["concurrency"], f"{r['throughput']:.0f}", f"{r['latency_us'] / 1000:.2f}"]
+        for r in rows])))
     by = {(r["mode"], r["setting"], r["concurrency"]): r for r in rows}
     for protocol in ("http", "grpc"):
         lone = by[(protocol, "default", 1)]["latency_us"] / by[(protocol, "no batching", 1)]["latency_us"]
