@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import logging
 import random
@@ -44,17 +43,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # serve_helpers: the test model
+from serve_helpers import png
+
 MAX_SECONDS = 120
 MODEL = "bninception"
 INFER = f"/v2/models/{MODEL}/infer"
-
-
-def png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def png_bomb(width: int = 8000, height: int = 7999) -> bytes:

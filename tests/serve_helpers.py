@@ -127,6 +127,17 @@ def metric_value(host: str, port: int, series: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    """``array`` as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

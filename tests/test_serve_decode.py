@@ -6,27 +6,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import http.client
-import io
 import json
 from typing import Any
 
 import numpy as np
 import pytest
-from serve_helpers import metric_value
+from serve_helpers import metric_value, png
 
 from bninception.core.preprocess import Preprocess, decode_image, decode_memory, open_image
 from bninception.serve.decode import MemoryBudget, OverBudget
 
 pytest_plugins = ["serve_fixtures"]
 GRAY = Preprocess(size=8, resize=8, channel_order="GRAY", mean=(0.0,), std=(1.0,))
-
-
-def png(array: np.ndarray, mode: str | None = None) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array, mode).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def classify(server: Any, body: bytes) -> tuple[int, dict[str, Any]]:
