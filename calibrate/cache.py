@@ -38,12 +38,6 @@ class Calibration:
         return {"format": CACHE_FORMAT, **body, "tensors": tensors}
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BninceptionError(f"{where} is not a finite number: {value!r}")
-    return float(value)
-
-
 def load_calibration(path: str | Path, model_sha256: str) -> Calibration:
     """Read and check ``calibration.json``; refuse it if it was computed on another model."""
     path = Path(path)
@@ -57,23 +51,17 @@ def load_calibration(path: str | Path, model_sha256: str) -> Calibration:
             f"{path} was computed on the model with sha256 {str(data.get('model_sha256'))[:12]}..., but "
             f"the model to quantize has sha256 {model_sha256[:12]}...: the cache does not apply; "
             "recalibrate without --from-cache")
-    tensors = data.get("tensors")
-    if not isinstance(tensors, dict) or not tensors:
-        raise BninceptionError(f"{path} has no tensors")
-    amax, minmax, minimum = {}, {}, {}
-    for name, entry in tensors.items():
-        if not isinstance(entry, dict):
-            raise BninceptionError(f"{path}: tensor {name!r} entry is not an object")
-        amax[name] = _number(entry.get("amax"), f"{path}: tensors[{name!r}].amax")
-        minmax[name] = _number(entry.get("max_abs"), f"{path}: tensors[{name!r}].max_abs")
-        minimum[name] = _number(entry.get("min"), f"{path}: tensors[{name!r}].min")
-        if amax[name] < 0 or minmax[name] < 0:
-            raise BninceptionError(f"{path}: tensor {name!r} has a negative range")
     try:
-        return Calibration(
+        tensors = data["tensors"]
+        amax, minmax, minimum = ({name: float(entry[key]) for name, entry in tensors.items()}
+                                 for key in ("amax", "max_abs", "min"))
+        calibration = Calibration(
             method=str(data["method"]), percentile=data.get("percentile"), samples=int(data["samples"]),
-            bins=int(data["bins"]), model_sha256=str(data["model_sha256"]),
-            data_sha256=str(data["data_sha256"]), data_source=str(data["data_source"]),
-            amax=amax, minmax=minmax, minimum=minimum)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BninceptionError(f"{path} lacks a field or has a wrong type: {exc}") from exc
+            bins=int(data["bins"]), model_sha256=model_sha256, data_sha256=str(data["data_sha256"]),
+            data_source=str(data["data_source"]), amax=amax, minmax=minmax, minimum=minimum)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BninceptionError(f"{path} is not a complete calibration cache ({type(exc).__name__}: {exc})") from exc
+    ranges = (*amax.values(), *minmax.values())
+    if not amax or not all(map(math.isfinite, (*ranges, *minimum.values()))) or min(ranges) < 0:
+        raise BninceptionError(f"{path}: the ranges must be finite and non-negative, one per tensor")
+    return calibration

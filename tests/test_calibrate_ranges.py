@@ -127,5 +127,9 @@ def test_cache_refuses_another_model(tmp_path) -> None:
     broken = calib.to_json()
     broken["tensors"]["x"]["amax"] = "big"
     path.write_text(json.dumps(broken))
-    with pytest.raises(BninceptionError, match="finite number"):
+    with pytest.raises(BninceptionError, match="not a complete calibration cache"):
+        load_calibration(path, "a" * 64)
+    broken["tensors"]["x"]["amax"] = -1.0
+    path.write_text(json.dumps(broken))
+    with pytest.raises(BninceptionError, match="finite and non-negative"):
         load_calibration(path, "a" * 64)
