@@ -173,13 +173,15 @@ def pipeline(check: Check, step: Step) -> None:
         shutil.copytree(s.given_run, run.root, dirs_exist_ok=True)
         skip = dict.fromkeys(("train", "population"), "--run: its model is kept")
     options = PipelineOptions(epochs=s.epochs, extra_train={"max_steps": s.max_steps}, skip=skip,
-                              stage_options=stage_options(s))
+                              stage_options=stage_options(s), keep_going=True)
     result = run_pipeline(run, options)
     step.data = {"stages": result.statuses(), "run": str(run.root), "given_run": str(s.given_run or "") or None}
     accuracy = _read_json(run.path("metrics.json")).get("population", {}).get("test_accuracy_population")
     verdict = result.validation.verdict() if result.validation is not None else "not validated"
+    failed = [f"{r.stage}: {r.summary['error']}" for r in result.results if r.status == "failed"]
     step.detail = (f"{len(result.results)} stages, validate: {verdict}"
-                   + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
+                   + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "")
+                   + (f"; failed {'; '.join(failed)}" if failed else ""))
     check.context["pipeline"] = result
     if not result.passed:
         step.status = FAIL

@@ -290,7 +290,11 @@ def bench_run(run: RunDir, batch_sizes: tuple[int, ...] | list[int] = DEFAULT_BA
         if plot:
             from bninception.plots import throughput_plot
 
-            throughput_plot(report.to_dict(), run.path(layout.BENCH_PNG))
+            try:
+                throughput_plot(report.to_dict(), run.path(layout.BENCH_PNG))
+            except BninceptionError as exc:  # the numbers stand without their figure
+                log.warning("bench: %s not drawn: %s", layout.BENCH_PNG, exc)
+                run.path(layout.BENCH_PNG).unlink(missing_ok=True)  # an older figure would not match
     return report
 
 
@@ -303,7 +307,7 @@ def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
                              include_unoptimized=kwargs.get("include_unoptimized", True))
     found = bench_backends(run, settings, include_engines, kwargs.get("providers"))
     spec = StageSpec("bench", params, list(dict.fromkeys(a.artifact for a in found[0])),
-                     [layout.BENCH_JSON, layout.BENCH_PNG])
+                     [layout.BENCH_JSON], optional_outputs=(layout.BENCH_PNG,))
 
     def body() -> Done:
         report = bench_run(run, batch_sizes, include_engines=include_engines, found=found, **kwargs)

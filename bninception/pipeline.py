@@ -34,6 +34,7 @@ class PipelineOptions:
     extra_train: dict[str, Any] = field(default_factory=dict)
     stage_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. {"int8": {"samples": 256}}
     skip: dict[str, str] = field(default_factory=dict)  # stage -> why it is not run
+    keep_going: bool = False  # a failed stage is a result and the next stages still run (make -k)
 
 
 @dataclass
@@ -51,15 +52,16 @@ class PipelineResult:
 
     @property
     def passed(self) -> bool:
-        return self.validation is not None and bool(self.validation.passed)
+        failed = any(r.status == "failed" for r in self.results)
+        return not failed and self.validation is not None and bool(self.validation.passed)
 
     def statuses(self) -> dict[str, str]:
         return {r.stage: r.status for r in self.results}
 
     def to_dict(self) -> dict[str, Any]:
         return {"seconds": round(self.seconds, 2), "passed": self.passed,
-                "stages": [{"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3)}
-                           for r in self.results],
+                "stages": [{"stage": r.stage, "status": r.status, "seconds": round(r.seconds, 3),
+                            **({"error": r.summary["error"]} if r.status == "failed" else {})} for r in self.results],
                 "validate": self.validation.to_dict() if self.validation is not None else None}
 
 
@@ -129,7 +131,13 @@ def run_pipeline(run: RunDir, options: PipelineOptions) -> PipelineResult:
             log.info("stage %s: skipped (%s)", name, skip[name])
             result.results.append(StageResult(name, "skipped", 0.0, {"reason": skip[name]}))
             continue
-        output = steps[name](index >= first_forced)
+        try:
+            output = steps[name](index >= first_forced)
+        except BninceptionError as exc:
+            if not options.keep_going:
+                raise
+            log.warning("stage %s failed: %s", name, exc)
+            output = StageResult(name, "failed", 0.0, {"error": str(exc)})
         result.results += output if isinstance(output, list) else [output]
     result.seconds = time.perf_counter() - started
     return result

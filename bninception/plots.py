@@ -14,8 +14,11 @@ DPI = 110
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
+    """matplotlib.pyplot on the Agg backend (no display needed); a clear error where it is not installed."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise BninceptionError(f"figures need matplotlib ({exc}); pip install matplotlib") from None
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -38,7 +38,7 @@ class Done:
 
 @dataclass
 class StageResult:
-    """One stage's outcome: ``status`` is ``done`` or ``skipped``."""
+    """One stage's outcome: ``status`` is ``done``, ``skipped`` or ``failed`` (the pipeline's keep-going)."""
 
     stage: str
     status: str

@@ -60,6 +60,19 @@ def test_pipeline_passes_then_skips_then_forces(onnx_run_copy: RunDir) -> None:
     assert STAGES[0] == "train" and STAGES[-1] == "report"
 
 
+def test_keep_going_records_a_failed_stage_and_runs_the_rest(onnx_run_copy: RunDir) -> None:
+    run = onnx_run_copy
+    broken = {"stage_options": {"int8": {"method": "bogus"}, "bench": {"batch_sizes": (1,)}}, "engines": False}
+    with pytest.raises(BninceptionError, match="--method must be one of"):
+        run_pipeline(run, PipelineOptions(**broken))
+    result = run_pipeline(run, PipelineOptions(**broken, keep_going=True))
+    statuses = result.statuses()
+    assert statuses["int8"] == "failed" and statuses["engines"] == "skipped", statuses
+    assert statuses["validate"] != "failed" and statuses["report"] != "failed", statuses
+    assert result.validation.passed and not result.passed  # every gate passed, one stage did not run
+    assert "--method must be one of" in result.to_dict()["stages"][5]["error"]
+
+
 @pytest.mark.slow
 def test_killed_pipeline_leaves_good_artifacts_and_resumes(demo_run_copy: RunDir) -> None:
     run = demo_run_copy

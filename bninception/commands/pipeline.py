@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", choices=STAGES, metavar="STAGE",
                         help=f"redo STAGE and every stage after it ({', '.join(STAGES)})")
     parser.add_argument("--no-engines", action="store_true", help="skip TensorRT engines even on a GPU host")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="run the stages after a failed one (like make -k); the exit status still fails")
     parser.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
 
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_sizes:
         stage_options["bench"] = {"batch_sizes": parse_batch_sizes(args.batch_sizes)}
     options = PipelineOptions(data=args.data, image_size=args.image_size, epochs=args.epochs, width=args.width,
-                              force_from=args.force, engines=not args.no_engines, stage_options=stage_options)
+                              force_from=args.force, engines=not args.no_engines, stage_options=stage_options,
+                              keep_going=args.keep_going)
     result = run_pipeline(run_dir, options)
     if args.json:
         print(json.dumps({"run": str(run_dir.root), **result.to_dict()}))
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if result.bench is not None:
             print(result.bench.table())
         verdict = result.validation.verdict() if result.validation is not None else "not validated"
+        failed = [r.stage for r in result.results if r.status == "failed"]
+        verdict += f"; failed stages: {', '.join(failed)}" if failed else ""
         print(f"pipeline: {verdict} in {result.seconds:.1f} s; report: {run_dir.path(REPORT_MD)}",
               file=sys.stderr)
     if result.validation is not None and result.validation.errors():
