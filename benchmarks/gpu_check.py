@@ -173,15 +173,16 @@ def pipeline(check: Check, step: Step) -> None:
         shutil.copytree(s.given_run, run.root, dirs_exist_ok=True)
         skip = dict.fromkeys(("train", "population"), "--run: its model is kept")
     options = PipelineOptions(epochs=s.epochs, extra_train={"max_steps": s.max_steps}, skip=skip,
-                              stage_options=stage_options(s), keep_going=True)
+                              stage_options=stage_options(s), keep_going=True,
+                              force_from="validate")  # measured on this host, whatever a copied run recorded
     result = run_pipeline(run, options)
     step.data = {"stages": result.statuses(), "run": str(run.root), "given_run": str(s.given_run or "") or None}
     accuracy = _read_json(run.path("metrics.json")).get("population", {}).get("test_accuracy_population")
-    verdict = result.validation.verdict() if result.validation is not None else "not validated"
-    failed = [f"{r.stage}: {r.summary['error']}" for r in result.results if r.status == "failed"]
-    step.detail = (f"{len(result.results)} stages, validate: {verdict}"
-                   + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "")
-                   + (f"; failed {'; '.join(failed)}" if failed else ""))
+    verdict = result.validation.verdict(short=True) if result.validation is not None else "not validated"
+    failed = [r.stage for r in result.results if r.status == "failed"]
+    step.data["errors"] = {r.stage: r.summary["error"] for r in result.results if r.status == "failed"}
+    step.detail = (f"{len(result.results)} stages, failed: {', '.join(failed) or 'none'}; validate {verdict}"
+                   + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
     check.context["pipeline"] = result
     if not result.passed:
         step.status = FAIL

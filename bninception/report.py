@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -36,13 +37,14 @@ def _read_json(run: RunDir, name: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _figure(figures: list[Path], draw: Any, alt: str, name: str) -> list[str]:
-    """Draw one figure (``draw()`` returns its path): its Markdown line, or why it was not drawn."""
+def _figure(figures: list[Path], draw: Any, alt: str, path: Path) -> list[str]:
+    """Draw one figure at ``path`` (``draw(path)``): its Markdown line, or why it was not drawn."""
     try:
-        figures.append(draw())
+        figures.append(draw(path))
     except (BninceptionError, KeyError, TypeError, ValueError) as exc:
-        return [f"(figure {name} not drawn: {exc})"]
-    return [f"![{alt}]({name})"]
+        path.unlink(missing_ok=True)  # an older figure would not match the numbers
+        return [f"(figure {path.name} not drawn: {exc})"]
+    return [f"![{alt}]({path.name})"]
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -64,8 +66,8 @@ def _training_section(metrics: dict[str, Any] | None, run: RunDir, figures: list
     if history:
         from bninception.plots import training_curves_plot
 
-        lines += ["", *_figure(figures, lambda: training_curves_plot(history, run.path(TRAINING_PNG)),
-                               "training curves", TRAINING_PNG)]
+        lines += ["", *_figure(figures, functools.partial(training_curves_plot, history), "training curves",
+                               run.path(TRAINING_PNG))]
     return [*lines, ""]
 
 
@@ -86,8 +88,8 @@ def _population_section(metrics: dict[str, Any] | None, run: RunDir, figures: li
                      f"{worst_var[1].get('var_rel_diff', 0.0):.3g} (`{worst_var[0]}`).")
         from bninception.plots import bn_statistics_plot
 
-        lines += ["", *_figure(figures, lambda: bn_statistics_plot(diffs, run.path(BN_STATS_PNG)),
-                               "EMA vs population statistics per BN layer", BN_STATS_PNG)]
+        lines += ["", *_figure(figures, functools.partial(bn_statistics_plot, diffs),
+                               "EMA vs population statistics per BN layer", run.path(BN_STATS_PNG))]
     return [*lines, ""]
 
 
@@ -139,8 +141,8 @@ def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: lis
     from bninception.plots import accuracy_plot
 
     lines += [f"**Overall: {report.verdict()}**", "", report.table(markdown=True),
-              *_figure(figures, lambda: accuracy_plot(validate, run.path(ACCURACY_PNG)),
-                       "accuracy and agreement per artifact", ACCURACY_PNG)]
+              *_figure(figures, functools.partial(accuracy_plot, validate), "accuracy and agreement per artifact",
+                       run.path(ACCURACY_PNG))]
     gates = validate.get("gates") or {}
     if gates:
         lines += ["", "Gates (DESIGN.md): " + "; ".join(f"{p.upper()}: {g.get('text', '')}"
@@ -166,8 +168,8 @@ def _bench_section(bench: dict[str, Any] | None, run: RunDir, figures: list[Path
     else:
         from bninception.plots import throughput_plot
 
-        lines += _figure(figures, lambda: throughput_plot(bench, run.path(layout.BENCH_PNG)),
-                         "throughput vs batch size", layout.BENCH_PNG)
+        lines += _figure(figures, functools.partial(throughput_plot, bench), "throughput vs batch size",
+                         run.path(layout.BENCH_PNG))
     return [*lines, ""]
 
 

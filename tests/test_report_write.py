@@ -81,3 +81,22 @@ def test_report_of_a_bare_run_says_what_is_missing(demo_run: RunDir, tmp_path: P
     md = run.path("report.md").read_text()
     assert "Not validated yet" in md and "Not benchmarked yet" in md and "No fold report" in md
     assert not run.path("validate_accuracy.png").exists()
+
+
+def test_without_matplotlib_the_numbers_stand_and_no_stale_figure_stays(
+        reported_run: tuple[RunDir, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU host of the GPU check has no matplotlib: bench and report still finish, without figures."""
+    import sys
+
+    from bninception.bench import bench_stage
+    from bninception.report import report_stage
+
+    run = copy_run(reported_run[0], tmp_path / "run")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    bench = bench_stage(run, batch_sizes=(1,), min_seconds=0.01, max_seconds=0.05)
+    assert bench.status == "done" and run.path("bench.json").is_file()
+    assert not run.path("bench_throughput.png").exists()
+    report = report_stage(run, force=True)
+    markdown = run.path("report.md").read_text()
+    assert report.status == "done" and "figure training_curves.png not drawn: figures need matplotlib" in markdown
+    assert not any(run.path(name).exists() for name in ("training_curves.png", "validate_accuracy.png"))
