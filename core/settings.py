@@ -1,4 +1,4 @@
-"""Settings records whose fields carry their command-line option: help, flag, lower bound, choices.
+"""Settings records whose fields carry their command-line option: help, flag, bounds, choices.
 
 One mechanism for every record the CLI sets (``ServeConfig``, ``TrainConfig``): the options, their
 defaults and the range checks all come from the fields.
@@ -14,11 +14,12 @@ from typing import Any
 from bninception.core.errors import BninceptionError
 
 
-def setting(default: Any, help_text: str, low: float | None = None, above: bool = False, flag: str = "",
-            choices: tuple[str, ...] | None = None) -> Any:
-    """A field with its ``--flag`` (default: from the name), help, choices and lower bound (``above``: strictly)."""
-    return field(default=default, metadata={"help": help_text, "low": low, "above": above, "flag": flag,
-                                            "choices": choices})
+def setting(default: Any, help_text: str, low: float | None = None, above: bool = False,
+            high: float | None = None, flag: str = "", choices: tuple[str, ...] | None = None) -> Any:
+    """A field with its ``--flag`` (default: from the name), help, choices and bounds: ``low`` (``above``:
+    strictly) and ``high`` (inclusive)."""
+    return field(default=default, metadata={"help": help_text, "low": low, "above": above, "high": high,
+                                            "flag": flag, "choices": choices})
 
 
 def flag_of(item: Field[Any]) -> str:
@@ -27,7 +28,7 @@ def flag_of(item: Field[Any]) -> str:
 
 
 def check_settings(record: Any, what: str) -> None:
-    """Refuse non-finite numbers, values under a field's bound and values outside its choices, in one error."""
+    """Refuse non-finite numbers, values outside a field's bounds or its choices, in one error."""
     problems = []
     for item in fields(record):
         value = getattr(record, item.name)
@@ -36,6 +37,9 @@ def check_settings(record: Any, what: str) -> None:
         low, above = item.metadata.get("low"), item.metadata.get("above")
         if low is not None and value is not None and (value <= low if above else value < low):
             problems.append(f"{flag_of(item)} {'>' if above else '>='} {low}")
+        high = item.metadata.get("high")
+        if high is not None and value is not None and value > high:
+            problems.append(f"{flag_of(item)} <= {high}")
         if item.metadata.get("choices") and value not in item.metadata["choices"]:
             problems.append(f"{flag_of(item)} in {', '.join(item.metadata['choices'])}")
     if problems:

@@ -44,7 +44,7 @@ class TrainConfig:
     lr_scale: float = setting(5.0, "times the base rate: 1, 5 (BN-x5), 30 (BN-x30)", low=0, above=True)
     momentum: float = 0.9
     weight_decay: float = INCEPTION_WEIGHT_DECAY / 5
-    lr_decay: float = setting(0.9, "exponential learning-rate decay per epoch, in (0, 1]", low=0, above=True)
+    lr_decay: float = setting(0.9, "exponential learning-rate decay per epoch, in (0, 1]", low=0, above=True, high=1)
     seed: int = setting(0, "seed of the weights, the split, the shuffle and the augmentation")
     sync_bn: bool = setting(False, "SyncBatchNorm under torchrun (GPU)")
     max_steps: int = 0  # 0: no limit (used by short experiments)
@@ -54,8 +54,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_input_size(self.image_size)
         check_settings(self, "training settings")
-        if self.lr_decay > 1:
-            raise BninceptionError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
 
     @property
     def lr(self) -> float:

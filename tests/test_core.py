@@ -202,3 +202,17 @@ def test_stage_requires_skips_and_records_only_after_success(tmp_path) -> None: 
     with pytest.raises(BninceptionError, match="boom"):
         run_stage(run, spec, failing)
     assert "demo" not in run.manifest()["stages"]  # a failed stage claims nothing
+
+
+def test_settings_bounds_come_from_the_fields() -> None:
+    """One check for every settings record: lower and upper bounds and choices, named by their option."""
+    from bninception.model.config import TrainConfig
+    from bninception.reproduce.lr import LrConfig
+
+    with pytest.raises(BninceptionError, match=r"training settings out of range: need lr-decay <= 1, init in"):
+        TrainConfig(lr_decay=1.5, init="he")
+    with pytest.raises(BninceptionError, match=r"need epochs >= 1, batch-size >= 2"):
+        TrainConfig(epochs=0, batch_size=1)
+    with pytest.raises(BninceptionError, match=r"lr settings out of range: need width <= 4"):
+        LrConfig(width=5)
+    assert TrainConfig(lr_decay=1.0).lr_decay == 1.0

@@ -67,7 +67,7 @@ class LrConfig:
     epochs: int = setting(60, "epochs per network with BN", low=1)
     no_bn_epochs: int = setting(200, "epochs per network without BN (Inception stops improving by ~190)", low=1)
     image_size: int = 32
-    width: float = setting(0.25, "BN-Inception width multiplier, at most 4", low=0, above=True)
+    width: float = setting(0.25, "BN-Inception width multiplier", low=0, above=True, high=4)
     seed: int = 0
     init: str = setting("xavier", "initialisation of every network: GoogLeNet's xavier fillers or PyTorch's "
                         "default", choices=INIT_SCHEMES)
@@ -76,9 +76,8 @@ class LrConfig:
 
     def __post_init__(self) -> None:
         check_settings(self, "lr settings")
-        if self.width > 4 or self.image_size < 32:
-            raise BninceptionError(f"need width <= 4 and image_size >= 32 (Table 5 downsamples 32x), got "
-                                   f"{self.width} and {self.image_size}")
+        if self.image_size < 32:
+            raise BninceptionError(f"image_size must be >= 32 (Table 5 downsamples 32x), got {self.image_size}")
         unknown = [r for r in self.runs if r not in RUN_NAMES]
         if unknown or not self.runs:
             raise BninceptionError(f"unknown runs {unknown or '(none given)'}; choose from {list(RUN_NAMES)}")
