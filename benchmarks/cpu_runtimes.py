@@ -460,7 +460,6 @@ def table(results: list[Result], batch_sizes: list[int], best: dict[tuple[str, i
 
 
 # -- the precision view (--precision): ORT CPU, every FP16 / INT8 layout against FP32 -------------------
-VARIANTS = ("fp32", "fp16", "int8-trt", "int8-cpu", "int8-cpu-8bit", "int8-cpu-u8u8")
 KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
            "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
 

@@ -48,10 +48,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain checkout: nothing installed
 
 from bninception.core.files import atomic_write_text
+from bninception.core.layout import PRECISIONS
 
 PASS, FAIL, SKIP, ERROR, PARTIAL = "PASS", "FAIL", "SKIP", "ERROR", "PARTIAL"
 EXIT = {PASS: 0, FAIL: 1, PARTIAL: 3}
-PRECISIONS = ("fp32", "fp16", "int8")
 POPULATION_REL_TOL = 1e-3  # CUDA vs CPU population statistics (TF32 off): float32 reduction order only
 
 
@@ -176,12 +176,12 @@ def pipeline(check: Check, step: Step) -> None:
                               stage_options=stage_options(s), keep_going=True,
                               force_from="validate")  # measured on this host, whatever a copied run recorded
     result = run_pipeline(run, options)
-    step.data = {"stages": result.statuses(), "run": str(run.root), "given_run": str(s.given_run or "") or None}
+    errors = {r.stage: r.summary["error"] for r in result.results if r.status == "failed"}
+    step.data = {"stages": result.statuses(), "errors": errors, "run": str(run.root),
+                 "given_run": str(s.given_run) if s.given_run else None}
     accuracy = _read_json(run.path("metrics.json")).get("population", {}).get("test_accuracy_population")
     verdict = result.validation.verdict(short=True) if result.validation is not None else "not validated"
-    failed = [r.stage for r in result.results if r.status == "failed"]
-    step.data["errors"] = {r.stage: r.summary["error"] for r in result.results if r.status == "failed"}
-    step.detail = (f"{len(result.results)} stages, failed: {', '.join(failed) or 'none'}; validate {verdict}"
+    step.detail = (f"{len(result.results)} stages, failed: {', '.join(errors) or 'none'}; validate {verdict}"
                    + (f"; test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""))
     check.context["pipeline"] = result
     if not result.passed:
@@ -401,7 +401,8 @@ def engines(check: Check, step: Step) -> None:
         f"; {sum(e['state'] == 'usable' for e in listing)} usable of {len(listing)}"
     if len(built) < len(PRECISIONS):
         step.status = FAIL
-        step.detail += "; the pipeline stopped before every engine was built"
+        errors = [r.summary["error"] for r in (result.results if result else []) if r.stage == "engines"]
+        step.detail += f"; {errors[0][:200]}" if errors else "; the pipeline stopped before every engine was built"
 
 
 def validate(check: Check, step: Step) -> None:
@@ -466,7 +467,7 @@ def overall(steps: list[Step]) -> str:
 STEPS: dict[str, tuple[Callable[[Check, Step], None], float]] = {
     "environment": (environment, 0), "pipeline": (pipeline, 60), "torch-parity": (torch_parity, 10),
     "autocast": (autocast, 10), "population": (population_parity, 20), "torch-speed": (torch_speed, 60),
-    "engines": (engines, 120), "validate": (validate, 30), "bench": (bench, 30),
+    "engines": (engines, 5), "validate": (validate, 30), "bench": (bench, 30),
 }
 
 
