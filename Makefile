@@ -55,7 +55,7 @@ gpu-check:
 bench-fold: $(STAMP)
 	$(PY) benchmarks/fold_peers.py
 
-bench-precision: $(STAMP)  # the precision view of the CPU-runtimes benchmark; needs runs/demo (make demo)
+bench-precision: $(STAMP)  # the precision view of the CPU-runtimes benchmark (ONNX Runtime's CPU provider only)
 	$(PY) benchmarks/cpu_runtimes.py --precision
 
 bench-serve: $(STAMP)

@@ -27,17 +27,13 @@ as information). The gates are checked per provider by ``bninception validate`` 
     make bench-cpu-runtimes                 # creates .venv-openvino when missing; about 4 minutes
     .venv/bin/python benchmarks/cpu_runtimes.py [--rounds 5] [--batch-sizes 1,8,32] [--json OUT]
 
-The precision view (``--precision``, ``make bench-precision``; ONNX Runtime's CPU provider in this
-process, no other environment): FP32, FP16 and every INT8 layout (``int8-trt``, the shipped ``int8-cpu``
-= U8 x 7-bit S8, and the candidates it was chosen over, ``-8bit`` and ``-u8u8``) of the demo run
-(``--demo-run``, calibrated on 256 validation digits, judged on the test split) and of this
-benchmark's BN-Inception 224 (calibrated on 16 photo crops; untrained, so there only the relative RMS
-logit error means anything), each through its gate against FP32, timed at batch 1 and 32 round-robin,
-with the kernels ORT runs. ``--emulate-cpu EPYC-Rome`` re-runs the accuracy under ``qemu-x86_64`` (AVX2
-only), for the host class this machine is not.
+The precision view (``--precision``, ``make bench-precision``; no OpenVINO environment): the same
+measurement on ONNX Runtime's CPU provider alone, one row per file (FP32 folded, FP16, both INT8 layouts)
+beside PyTorch, each cell's ratio to the FP32 file, and the kernels ONNX Runtime runs for each file.
+Accuracy through the gates on a trained model is ``bninception validate`` (``make test-avx2`` repeats the
+INT8 gates on an emulated AVX2-only CPU).
 
-    .venv/bin/python benchmarks/cpu_runtimes.py --precision [--demo-run runs/demo] [--skip-full]
-        [--accuracy-only] [--emulate-cpu EPYC-Rome] [--rounds 3] [--json OUT]
+    .venv/bin/python benchmarks/cpu_runtimes.py --precision [--rounds 3] [--batch-sizes 1,8,32]
 """
 
 from __future__ import annotations
@@ -52,7 +48,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +56,7 @@ import numpy as np
 import onnx
 
 from bninception.bench import cpu_flags
-from bninception.tables import pct, render
+from bninception.tables import render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "runs" / "cpu-runtimes"
@@ -68,7 +64,11 @@ DEFAULT_OPENVINO_VENV = ROOT / ".venv-openvino"
 CHECK_IMAGES = 32  # photo crops every row runs once, for the agreement column
 CRITERION = 0.9  # issue 13: served INT8 >= 0.9x native OpenVINO's best INT8 at batch 8
 CRITERION_BATCH = 8
-FOLDED, INT8, INT8_CPU, MODEL_PT = "model.folded.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "model.pt"
+KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast", "QLinearConcat",
+           "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
+FOLDED, FP16, INT8, INT8_CPU = "model.folded.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx"
+MODEL_PT = "model.pt"
+PRECISION_ANCHOR = f"ort-cpu:{FOLDED}"  # the precision view's anchor, for every precision
 
 
 def say(message: str) -> None:
@@ -91,14 +91,12 @@ class Row:
 
     @property
     def anchor(self) -> bool:
-        return self.kind == "openvino"
+        return self.kind == "openvino" or self.key == PRECISION_ANCHOR
 
 
-def default_rows(explore: bool = False) -> list[Row]:
+def default_rows() -> list[Row]:
     """The table's rows, FP32 then INT8. Native OpenVINO runs each file compiled for a dynamic batch and for the
-    batch size at hand (static shapes, usually faster): the anchor is the best of them. ``explore`` adds the
-    variants the OpenVINO provider's defaults were chosen from (precision hints, static shapes, thread pinning)."""
-    ov_cpu = {"device_type": "CPU"}
+    batch size at hand (static shapes, usually faster): the anchor is the best of them."""
     rows = [
         Row("torch", "PyTorch eager", "torch", "dev", "fp32", MODEL_PT),
         Row("ort-cpu:fp32", "ORT CPU EP", "ort", "dev", "fp32", FOLDED, "cpu"),
@@ -110,27 +108,20 @@ def default_rows(explore: bool = False) -> list[Row]:
     ]
     for file in (INT8, INT8_CPU):
         rows += [Row(f"ort-cpu:{file}", "ORT CPU EP", "ort", "dev", "int8", file, "cpu"),
-                 Row(f"ort-ov:{file}", "ORT OpenVINO EP", "ort", "ort-openvino", "int8", file, "openvino")]
-        if explore:
-            rows += [Row(f"ort-ov:{file}:{hint}", f"ORT OpenVINO EP, {hint} hint", "ort", "ort-openvino", "int8", file,
-                         "openvino", {"openvino": {**ov_cpu, "load_config": json.dumps(
-                             {"CPU": {"INFERENCE_PRECISION_HINT": hint}})}}) for hint in ("bf16", "f16")]
-            rows.append(Row(f"ort-ov:{file}:static", "ORT OpenVINO EP, static shapes", "ort", "ort-openvino", "int8",
-                            file, "openvino", {"openvino": {**ov_cpu, "load_config": json.dumps(
-                                {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}), "disable_dynamic_shapes": "True"}}))
-            rows.append(Row(f"ort-ov:{file}:nopin", "ORT OpenVINO EP, threads not pinned", "ort", "ort-openvino",
-                            "int8", file, "openvino", {"openvino": {**ov_cpu, "load_config": json.dumps(
-                                {"CPU": {"INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": "NO"}})}}))
-        rows += [Row(f"ov:{file}", "OpenVINO native, default config", "openvino", "openvino", "int8", file),
+                 Row(f"ort-ov:{file}", "ORT OpenVINO EP", "ort", "ort-openvino", "int8", file, "openvino"),
+                 Row(f"ov:{file}", "OpenVINO native, default config", "openvino", "openvino", "int8", file),
                  Row(f"ov:{file}:static", "OpenVINO native, static batch", "openvino", "openvino", "int8", file,
                      options={"static": True})]
-        if explore:
-            rows += [Row(f"ov:{file}:f32", "OpenVINO native, f32 hint", "openvino", "openvino", "int8", file,
-                         options={"INFERENCE_PRECISION_HINT": "f32"}),
-                     Row(f"ov:{file}:static:nopin", "OpenVINO native, static batch, threads not pinned", "openvino",
-                         "openvino", "int8", file, options={"static": True, "ENABLE_CPU_PINNING": False})]
     rows.append(Row("served:int8", "served INT8 (serve's auto-pick, in-process)", "served", "served", "int8"))
     return rows
+
+
+def precision_rows() -> list[Row]:
+    """The precision view: PyTorch and every ONNX file on ONNX Runtime's CPU provider, FP32 the anchor."""
+    files = {FOLDED: "fp32", FP16: "fp16", INT8: "int8", INT8_CPU: "int8"}
+    return [Row("torch", "PyTorch eager", "torch", "dev", "fp32", MODEL_PT),
+            *(Row(f"ort-cpu:{file}", "ORT CPU EP", "ort", "dev", precision, file, "cpu") for file, precision in
+              files.items())]
 
 
 # -- the model files -----------------------------------------------------------------------------
@@ -143,9 +134,11 @@ def photo_crops(preprocess: Any, count: int, seed: int) -> np.ndarray:
 
 def prepare(run: Path, samples: int) -> dict[str, Any]:
     """The run directory's files (made once, then reused): model.pt, model.onnx, model.folded.onnx through the
-    stages, both INT8 layouts through the int8 stage's functions (``samples`` calibration crops, no gate)."""
+    stages; FP16 and both INT8 layouts through the calibrate stages' functions (``samples`` calibration crops,
+    no gate)."""
     import torch
 
+    from bninception.calibrate.fp16 import convert_fp16
     from bninception.calibrate.qdq import CPU, TENSORRT, cpu_ranges, quantize, symmetric
     from bninception.calibrate.stages import DEFAULT_PERCENTILE, calibrate
     from bninception.core.files import atomic_write_bytes, atomic_write_json
@@ -175,9 +168,10 @@ def prepare(run: Path, samples: int) -> dict[str, Any]:
     folded_sha = rundir.sha256(FOLDED)
     wanted = {"folded_sha256": folded_sha, "samples": samples, "method": "percentile"}
     current = json.loads(marker.read_text()) if marker.is_file() else None
-    if current != wanted or not all(rundir.path(n).is_file() for n in (INT8, INT8_CPU)):
-        say(f"calibrating INT8 on {samples} photo crops (the int8 stage's functions, both layouts) ...")
+    if current != wanted or not all(rundir.path(n).is_file() for n in (FP16, INT8, INT8_CPU)):
+        say(f"FP16, and INT8 calibrated on {samples} photo crops (the stages' functions, both layouts) ...")
         folded = load_onnx(rundir.path(FOLDED))
+        atomic_write_bytes(rundir.path(FP16), convert_fp16(folded)[0].SerializeToString())
         calib = calibrate(None, folded, folded_sha, "percentile", samples, DEFAULT_PERCENTILE)
         atomic_write_bytes(rundir.path(INT8), quantize(folded, symmetric(calib.amax), TENSORRT).SerializeToString())
         atomic_write_bytes(rundir.path(INT8_CPU),
@@ -244,8 +238,11 @@ def load_row(row: Row, run: Path, threads: int) -> Loaded:
             file = str(row.file)
         from bninception.core.ort import user_name
 
-        return Loaded(runner.run, {"onnxruntime": onnxruntime.__version__, "file": file,
-                                   "providers": [user_name(p) for p in runner.providers[:1]]})
+        info = {"onnxruntime": onnxruntime.__version__, "file": file,
+                "providers": [user_name(p) for p in runner.providers[:1]]}
+        if row.provider == "cpu":
+            info["kernels"] = kernels(run / file, threads)
+        return Loaded(runner.run, info)
     if row.kind == "openvino":
         import openvino as ov
 
@@ -274,6 +271,21 @@ def load_row(row: Row, run: Path, threads: int) -> Loaded:
         hint = request_for(None if not static else 8).get_compiled_model().get_property("INFERENCE_PRECISION_HINT")
         return Loaded(call, {"openvino": ov.__version__, "file": row.file, "precision_hint": str(hint)})
     raise ValueError(f"unknown row kind {row.kind!r}")
+
+
+def kernels(path: Path, threads: int) -> dict[str, int]:
+    """The ops ONNX Runtime's CPU provider runs after its optimizations (what the CPU really executes)."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = optimized = str(Path(tmp) / "optimized.onnx")
+        options.intra_op_num_threads = threads
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        counts = Counter(node.op_type for node in onnx.load(optimized).graph.node)
+    return {op: counts[op] for op in KERNELS if counts.get(op)}
 
 
 def time_call(call: Any, batch: np.ndarray, seconds: float) -> tuple[float, int]:
@@ -459,179 +471,6 @@ def table(results: list[Result], batch_sizes: list[int], best: dict[tuple[str, i
     return "\n".join(render(head, body, markdown=True))
 
 
-# -- the precision view (--precision): ORT CPU, every FP16 / INT8 layout against FP32 -------------------
-KERNELS = ("Conv", "FusedConv", "QLinearConv", "DequantizeLinear", "QuantizeLinear", "Cast",
-           "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "NhwcMaxPool", "MaxPool")
-
-
-def make_variants(folded: onnx.ModelProto, calibration: np.ndarray, out_dir: Path) -> dict[str, Path]:
-    """FP16 and both INT8 layouts, as the int8 stage makes them (TensorRT layout: percentile 99.99
-    ranges; ORT CPU layout: max ranges) over ``calibration``."""
-    from bninception.calibrate.fp16 import convert_fp16
-    from bninception.calibrate.graph import weighted_ops
-    from bninception.calibrate.qdq import CPU, TENSORRT, cpu_ranges, quantize, symmetric
-    from bninception.calibrate.ranges import collect, compute_amax
-    from bninception.calibrate.stages import float_tensors
-
-    paths = {"fp32": out_dir / "fp32.onnx"}
-    onnx.save(folded, paths["fp32"])
-    half, _ = convert_fp16(folded)
-    paths["fp16"] = out_dir / "fp16.onnx"
-    onnx.save(half, paths["fp16"])
-    names = float_tensors(folded)
-    batches = [calibration[i:i + 8] for i in range(0, len(calibration), 8)]
-    stats = collect(folded, names, lambda: batches, histograms=True)
-    amax = compute_amax(stats, "percentile", 99.99, keep_max=[v.name for v in folded.graph.input])
-    assert {op.activation for op in weighted_ops(folded)} <= set(amax)
-    paths["int8-trt"] = out_dir / "int8_trt.onnx"
-    onnx.save(quantize(folded, symmetric(amax), TENSORRT), paths["int8-trt"])
-    candidates = {"int8-cpu": CPU, "int8-cpu-8bit": replace(CPU, reduce_range=False),
-                  "int8-cpu-u8u8": replace(CPU, reduce_range=False, weight_signed=False)}
-    for variant, layout in candidates.items():
-        paths[variant] = out_dir / f"{variant}.onnx"
-        onnx.save(quantize(folded, cpu_ranges(stats.amax, stats.amin), layout), paths[variant])
-    return paths
-
-
-def accuracy(label: str, paths: dict[str, Path], images: np.ndarray, labels: np.ndarray | None,
-             threads: int) -> list[dict[str, Any]]:
-    """Each variant against FP32 (all graph optimizations, as served) through the gate of its precision."""
-    from bninception.core.gates import GATES, compare
-    from bninception.core.runner import OrtRunner, run_all
-
-    def logits(path: Path) -> np.ndarray:
-        return run_all(OrtRunner(path, threads=threads), images, batch_size=32)
-
-    reference = logits(paths["fp32"])
-    rows = []
-    for variant, path in paths.items():
-        if variant == "fp32":
-            continue
-        out = logits(path)
-        cmp = compare(reference, out, f"{len(images)} images", labels)
-        failures = GATES[variant.split("-")[0]].failures(cmp)
-        rms = float(np.sqrt(np.mean((out - reference) ** 2)) / np.sqrt(np.mean(reference ** 2)))
-        rows.append({"model": label, "variant": variant, "agreement": round(cmp.top1_agreement, 4),
-                     "drop_points": cmp.accuracy_drop_points, "max_abs_diff": round(cmp.max_abs_diff, 3),
-                     "relative_rms": round(rms, 4),
-                     "gate": "FAIL: " + "; ".join(failures) if failures else "PASS"})
-        say(f"  {label} {variant}: agreement {100 * cmp.top1_agreement:.2f}%, {rows[-1]['gate']}")
-    return rows
-
-
-def kernels(path: Path, threads: int, tmp: Path) -> dict[str, int]:
-    """The ops ONNX Runtime runs after its optimizations (what the CPU really executes)."""
-    import onnxruntime as ort
-
-    optimized = tmp / f"{path.stem}.optimized.onnx"
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    counts = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
-    return {k: counts[k] for k in KERNELS if counts.get(k)}
-
-
-def bench_model(label: str, paths: dict[str, Path], shape: tuple[int, ...], batches: tuple[int, ...],
-                rounds: int, seconds: float, threads: int, tmp: Path) -> list[dict[str, Any]]:
-    from bninception.core.runner import OrtRunner
-
-    sessions = {v: OrtRunner(p, threads=threads).run for v, p in paths.items()}
-    rows = []
-    for batch_size in batches:
-        x = np.random.default_rng(0).standard_normal((batch_size, *shape)).astype(np.float32)
-        times: dict[str, list[float]] = {v: [] for v in sessions}
-        for _ in range(rounds):
-            for variant, run in sessions.items():
-                times[variant].append(time_call(run, x, seconds)[0])
-        base = statistics.median(times["fp32"])
-        for variant in sessions:
-            t = statistics.median(times[variant])
-            rows.append({"model": label, "batch": batch_size, "variant": variant, "ms": round(1e3 * t, 3),
-                         "images_per_s": round(batch_size / t, 1), "speedup_vs_fp32": round(base / t, 2)})
-            say(f"  {label} b{batch_size} {variant}: {1e3 * t:.2f} ms ({base / t:.2f}x fp32)")
-    for variant, path in paths.items():
-        rows.append({"model": label, "variant": variant, "kernels": kernels(path, threads, tmp)})
-    return rows
-
-
-def precision_models(args: argparse.Namespace, tmp: Path) -> list[tuple[str, dict[str, Path], np.ndarray,
-                                                                      np.ndarray | None, tuple[int, ...]]]:
-    """(label, variant files, images, labels, item shape): the demo run's model calibrated on 256
-    validation digits and judged on the test split; BN-Inception 224 (``--run``, untrained) calibrated on
-    16 photo crops and judged on ``--crops`` others."""
-    from bninception.model.data import load_bundle, stack_split
-
-    folded = Path(args.demo_run) / FOLDED
-    if not folded.is_file():
-        raise SystemExit(f"error: {folded} is missing: run `make demo` first (or pass --demo-run RUN)")
-    bundle = load_bundle("digits", 32, 0)
-    calibration, _ = stack_split(bundle.val, limit=256)
-    images, labels = stack_split(bundle.test)
-    (tmp / "demo").mkdir()
-    models = [("demo 1x32x32 w0.25", make_variants(onnx.load(str(folded)), calibration, tmp / "demo"), images,
-               labels, (1, 32, 32))]
-    if not args.skip_full:
-        prepare(args.run, args.samples)
-        from bninception.model.checkpoint import load_model
-
-        pre = load_model(args.run / MODEL_PT)[1]
-        crops = [photo_crops(pre, n, seed) for n, seed in ((16, 12), (args.crops, 13))]
-        (tmp / "full").mkdir()
-        models.append(("bn-inception 3x224x224", make_variants(onnx.load(str(args.run / FOLDED)), crops[0],
-                                                                tmp / "full"), crops[1], None, (3, 224, 224)))
-    return models
-
-
-def precision_main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    """The precision view: accuracy of every variant through its gate, timing at batch 1 and 32, kernels."""
-    if args.emulate_cpu:
-        import shutil
-
-        if shutil.which("qemu-x86_64") is None:
-            raise SystemExit("--emulate-cpu needs qemu-x86_64 (apt-get install qemu-user)")
-        rest = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--emulate-cpu")
-                and a != args.emulate_cpu]
-        os.environ["BNINCEPTION_EMULATED_CPU"] = args.emulate_cpu
-        os.execvp("qemu-x86_64", ["qemu-x86_64", "-cpu", args.emulate_cpu, sys.executable, __file__, *rest,
-                                  "--accuracy-only"])
-    import tempfile
-
-    import onnxruntime as ort
-
-    started = time.perf_counter()
-    emulated = os.environ.get("BNINCEPTION_EMULATED_CPU")
-    flags = f"emulated {emulated} (qemu)" if emulated else f"flags: {' '.join(cpu_flags())}"
-    say(f"onnxruntime {ort.__version__}, {os.cpu_count()} CPUs, {flags}")
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as name:
-        for label, paths, images, labels, shape in precision_models(args, Path(name)):
-            rows += accuracy(label, paths, images, labels, args.threads)
-            if not args.accuracy_only:
-                rows += bench_model(label, paths, shape, (1, 32), args.rounds, args.seconds, args.threads, Path(name))
-    print_table(rows)
-    print(f"\nonnxruntime {ort.__version__}; CPU: {flags}; threads {args.threads or 'default'}; "
-          f"{time.perf_counter() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({"flags": cpu_flags(), "rows": rows}, indent=2))
-    return 0
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
-    print("\n".join(render(["model", "variant", "agreement", "drop", "max diff", "rel. RMS", "gate"], [
-        [r["model"], r["variant"], pct(r["agreement"]), "-" if r["drop_points"] is None else f"{r['drop_points']:.2f}",
-         f"{r['max_abs_diff']:.3f}", pct(r["relative_rms"]), r["gate"]] for r in rows if "agreement" in r])))
-    if not any("ms" in r for r in rows):
-        return
-    print("\n" + "\n".join(render(["model", "batch", "variant", "ms/batch", "img/s", "vs fp32"], [
-        [r["model"], str(r["batch"]), r["variant"], f"{r['ms']:.2f}", f"{r['images_per_s']:.1f}",
-         f"{r['speedup_vs_fp32']:.2f}x"] for r in rows if "ms" in r])))
-    print("\nkernels ONNX Runtime runs (optimized graph, ALL level):")
-    for row in rows:
-        if "kernels" in row:
-            print(f"  {row['model']:<20} {row['variant']:<10} {row['kernels']}")
-
-
 def openvino_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.is_file():
@@ -649,37 +488,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.3, help="minimum time per cell and round")
     parser.add_argument("--threads", type=int, default=0, help="threads per runtime (0: each runtime's default)")
     parser.add_argument("--samples", type=int, default=64, help="INT8 calibration crops")
-    parser.add_argument("--explore", action="store_true",
-                        help="add the INT8 variants the OpenVINO provider's defaults were chosen from (bf16/f16 "
-                             "precision hints, static shapes, unpinned threads; native OpenVINO with an f32 hint)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    view = parser.add_argument_group("the precision view (--precision): ONNX Runtime's CPU provider only")
-    view.add_argument("--precision", action="store_true",
-                      help="FP32 / FP16 / every INT8 layout: accuracy through each gate, speed at batch 1 and 32")
-    view.add_argument("--demo-run", default="runs/demo", help="the trained demo run (default: %(default)s)")
-    view.add_argument("--skip-full", action="store_true", help="the demo model only")
-    view.add_argument("--accuracy-only", action="store_true", help="no timing (as under emulation)")
-    view.add_argument("--crops", type=int, default=8, help="photo crops that judge the 224 variants")
-    view.add_argument("--emulate-cpu", metavar="MODEL",
-                      help="re-run the accuracy under qemu-x86_64 -cpu MODEL (e.g. EPYC-Rome: AVX2 only)")
+    parser.add_argument("--precision", action="store_true",
+                        help="the precision view: every ONNX file on ONNX Runtime's CPU provider, FP32 the anchor")
     args = parser.parse_args(argv)
     args.run = run = args.run.resolve()
     if args.worker:
         return worker_main(run, args.threads)
-    if args.precision:
-        return precision_main(args, argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     if CRITERION_BATCH not in batch_sizes or args.rounds < 1:
         parser.error(f"--batch-sizes must include {CRITERION_BATCH} and --rounds must be >= 1")
-    ov_python = openvino_python(args.openvino_venv)
+    pythons = {"dev": Path(sys.executable)}
+    if not args.precision:
+        pythons.update(dict.fromkeys(("ort-openvino", "openvino", "served"), openvino_python(args.openvino_venv)))
     started = time.perf_counter()
     load_start = os.getloadavg()
     say(f"{os.cpu_count()} CPUs, flags: {' '.join(cpu_flags())}; load {load_start[0]:.1f}")
     prepare(run, args.samples)
     images, ref = reference(run, args.threads)
-    rows = default_rows(args.explore)
-    pythons = {"dev": Path(sys.executable), "ort-openvino": ov_python, "openvino": ov_python, "served": ov_python}
+    rows = precision_rows() if args.precision else default_rows()
     workers = {env: Worker(env, pythons[env], run, args.threads) for env in dict.fromkeys(r.env for r in rows)}
     try:
         results = measure(rows, workers, run, images, ref, batch_sizes, args.rounds, args.seconds)
@@ -687,10 +515,14 @@ def main(argv: list[str] | None = None) -> int:
         for worker in workers.values():
             worker.close()
     best = anchors(results, batch_sizes)
+    if args.precision:  # every file against the FP32 file
+        best = {(r.row.precision, b): best[("fp32", b)] for r in results for b in batch_sizes if ("fp32", b) in best}
     done = criterion(results, best)
     load_end = os.getloadavg()
+    anchor = "the FP32 file on ORT's CPU provider" if args.precision else \
+        "native OpenVINO's best file of the same precision"
     print(f"\nBN-Inception 224, full width; images/s, median of {args.rounds} interleaved rounds (range), and the "
-          f"ratio to native OpenVINO's best file of the same precision; {os.cpu_count()} CPUs "
+          f"ratio to {anchor}; {os.cpu_count()} CPUs "
           f"({' '.join(cpu_flags())}), threads {args.threads or 'default'}; load {load_start[0]:.1f} -> "
           f"{load_end[0]:.1f}\n")
     print(table(results, batch_sizes, best))
@@ -700,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         if result.error:
             print(f"error {result.row.key}: {result.error}")
+        if result.info.get("kernels"):
+            print(f"kernels ONNX Runtime runs for {result.row.file}: {result.info['kernels']}")
     if done:
         per_round = ", ".join(f"{x:.2f}" for x in done["per_round_ratio"])
         print(f"\nissue 13 criterion: served INT8 ({done['served'].get('file')} on "
