@@ -14,9 +14,9 @@ Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never sto
                  GPU memory (the anchors TensorRT engines must beat)
 7. engines       the pipeline's engine builds, and the run's engines classified usable / stale / foreign /
                  broken for this host
-8. validate      the pipeline's validate stage (run here when the pipeline stopped before it): every
-                 artifact, engines and their ``<key>.ctx.onnx`` on ONNX Runtime's TensorRT provider included
-9. bench         the pipeline's bench stage at batch 1, 8, 32 (short timings)
+8. validate      the pipeline's validate report: every artifact, engines and their ``<key>.ctx.onnx`` on
+                 ONNX Runtime's TensorRT provider included
+9. bench         the pipeline's bench report at batch 1, 8, 32 (short timings)
 
 Runs from a plain checkout, nothing installed: ``python3 benchmarks/gpu_check.py`` needs only torch,
 numpy, onnx, onnxruntime, scikit-learn, scikit-image and Pillow (the digits ship with scikit-learn).
@@ -405,13 +405,19 @@ def engines(check: Check, step: Step) -> None:
         step.detail += f"; {errors[0][:200]}" if errors else "; the pipeline stopped before every engine was built"
 
 
-def validate(check: Check, step: Step) -> None:
-    from bninception.validate import validate_stage
+def _stage_value(check: Check, stage: str) -> Any:
+    """What the pipeline's ``stage`` returned (its report); an error when the stage did not run."""
+    result = check.context.get("pipeline")
+    found = next((r for r in result.results if r.stage == stage), None) if result else None
+    if found is None or found.value is None:
+        raise RuntimeError(f"the pipeline's {stage} stage did not run: "
+                           f"{found.summary.get('error') or found.summary.get('reason') if found else 'no pipeline'}")
+    return found.value
 
-    run = _require_run(check)
-    report = validate_stage(run, **stage_options(check.settings)["validate"]).value
-    step.data = report.to_dict()
-    step.data["table"] = report.table()
+
+def validate(check: Check, step: Step) -> None:
+    report = _stage_value(check, "validate")
+    step.data = {**report.to_dict(), "table": report.table()}
     engine_rows = sum("tensorrt" in r.kind for r in report.rows)
     step.detail = (f"{report.verdict()}; {len(report.rows)} rows, {engine_rows} TensorRT, "
                    f"{report.data.get('images')} images")
@@ -420,9 +426,7 @@ def validate(check: Check, step: Step) -> None:
 
 
 def bench(check: Check, step: Step) -> None:
-    from bninception.bench import bench_stage
-
-    report = bench_stage(_require_run(check), **stage_options(check.settings)["bench"]).value
+    report = _stage_value(check, "bench")
     step.data = report.to_dict()
     biggest = max(check.settings.batch_sizes)
     best = sorted((r for r in report.results if r.batch_size == biggest and r.images_per_second),
@@ -467,7 +471,7 @@ def overall(steps: list[Step]) -> str:
 STEPS: dict[str, tuple[Callable[[Check, Step], None], float]] = {
     "environment": (environment, 0), "pipeline": (pipeline, 60), "torch-parity": (torch_parity, 10),
     "autocast": (autocast, 10), "population": (population_parity, 20), "torch-speed": (torch_speed, 60),
-    "engines": (engines, 5), "validate": (validate, 30), "bench": (bench, 30),
+    "engines": (engines, 5), "validate": (validate, 0), "bench": (bench, 0),
 }
 
 
