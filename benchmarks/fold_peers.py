@@ -28,6 +28,8 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
+from bninception.tables import render
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 
@@ -173,21 +175,16 @@ def main() -> int:
                 row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
             rows.append(row)
             print(f"  {model_name:24s} {method:38s} done", file=sys.stderr, flush=True)
-    print(f"\n{'model':24s} {'method':38s} {'BN before':>9s} {'BN left':>7s} {'max abs diff':>12s} "
-          f"{'nodes':>11s} {'time s':>7s}")
-    for row in rows:
-        if "error" in row:
-            print(f"{row['model']:24s} {row['method']:38s} {row['bn_before']:9d} {row['error']}")
-            continue
-        print(f"{row['model']:24s} {row['method']:38s} {row['bn_before']:9d} {row['bn_left']:7d} "
-              f"{row['max_abs_diff']:12.3g} {row['nodes']:>11s} {row['seconds']:7.3f}")
+    print("\n" + "\n".join(render(["model", "method", "BN before", "BN left", "max abs diff", "nodes", "time s"], [
+        [r["model"], r["method"], r["bn_before"], r["error"]] if "error" in r else
+        [r["model"], r["method"], r["bn_before"], r["bn_left"], f"{r['max_abs_diff']:.3g}", r["nodes"],
+         f"{r['seconds']:.3f}"] for r in rows])))
     chain = scaling()
-    print(f"\nConv+BN chain: seconds to fold N pairs (BN left)\n{'method':38s} " +
-          " ".join(f"{'N=' + str(n):>16s}" for n in (100, 400, 1600, 6400)))
-    for method in dict.fromkeys(r["method"] for r in chain):
-        cells = [f"{r['seconds']:.2f} ({r['bn_left']})" if "seconds" in r else str(r["error"])[:16]
-                 for r in chain if r["method"] == method]
-        print(f"{method:38s} " + " ".join(f"{c:>16s}" for c in cells))
+    methods = dict.fromkeys(r["method"] for r in chain)
+    print("\nConv+BN chain: seconds to fold N pairs (BN left)\n" + "\n".join(render(
+        ["method", *(f"N={n}" for n in (100, 400, 1600, 6400))],
+        [[m, *(f"{r['seconds']:.2f} ({r['bn_left']})" if "seconds" in r else str(r["error"])[:16]
+               for r in chain if r["method"] == m)] for m in methods])))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"models": rows, "chain": chain}, handle, indent=2)
