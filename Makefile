@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN ?= runs/demo
 
-.PHONY: protos setup demo test docker-test test-avx2 lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak reproduce clean
+.PHONY: protos setup demo test docker-test test-avx2 lint gpu-test gpu-check bench-fold bench-precision bench-serve bench-soak bench-grpc-abuse bench-int8-margins reproduce clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -63,6 +63,12 @@ bench-serve: $(STAMP)
 
 bench-soak: $(STAMP)
 	$(PY) benchmarks/soak.py
+
+bench-grpc-abuse: $(STAMP)  # hostile gRPC clients: floods, headers-only and cut-short streams, rapid reset, shm truncation
+	$(PY) benchmarks/grpc_abuse.py
+
+bench-int8-margins: $(STAMP)  # both INT8 files over 5 training seeds of each demo recipe, against their gates (~1 h)
+	$(PY) benchmarks/int8_margins.py --seeds 5
 
 # ONNX Runtime's OpenVINO provider (the [openvino] extra) in its own environment, since exactly one ONNX
 # Runtime build may be installed per environment; native OpenVINO beside it is the anchor of bench-cpu-runtimes

@@ -56,6 +56,7 @@ class ArtifactRunner:
     provider: str = "cpu"  # cpu | openvino | cuda | tensorrt (where it runs)
     optimization: str | None = None  # ONNX Runtime graph optimization level, when it applies
     rejected: bool = False  # a stage's gate rejected it: validated and shown, never served or gating the run
+    problem: str | None = None  # why the run's manifest does not vouch for it: its row is an error, never run
     _runner: Runner | None = field(default=None, repr=False)
 
     def identity(self) -> Identity:
@@ -128,6 +129,16 @@ def _ort(path: str, name: str, provider: str, optimization: str, threads: int) -
     return make
 
 
+def _refused(problem: str) -> Callable[[], Runner]:
+    """A factory for a file the run does not vouch for: its row says why, and nothing runs it."""
+    from bninception.core.errors import BninceptionError
+
+    def refuse() -> Runner:
+        raise BninceptionError(problem)
+
+    return refuse
+
+
 # -- TensorRT ------------------------------------------------------------------------------------
 def _engine_runners(run: RunDir) -> tuple[list[ArtifactRunner], list[Skipped]]:
     """Runners for the run's usable engines: TensorRT itself, and our plan through ONNX Runtime's TensorRT
@@ -171,6 +182,12 @@ def _engine_runners(run: RunDir) -> tuple[list[ArtifactRunner], list[Skipped]]:
     return runners, skipped
 
 
+def vouched_inputs(runners: list[ArtifactRunner]) -> list[str]:
+    """The files of ``runners`` that a stage reading them may record as inputs: those the manifest vouches
+    for (a rejected file is shown, never trusted; a changed one is an error row)."""
+    return list(dict.fromkeys(a.artifact for a in runners if not a.rejected and a.problem is None))
+
+
 def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True,
              optimization: str | None = None, threads: int = 0, device: str = "cpu",
              providers: list[str] | None = None) -> tuple[list[ArtifactRunner], list[Skipped]]:
@@ -181,13 +198,14 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
     runners: list[ArtifactRunner] = []
     skipped: list[Skipped] = []
     if include_ema:
-        if run.path(layout.CHECKPOINT).is_file():
+        ema_problem = run.problem(layout.CHECKPOINT) if run.path(layout.CHECKPOINT).is_file() else None
+        if run.path(layout.CHECKPOINT).is_file() and not ema_problem:
             runners.append(ArtifactRunner("PyTorch EMA statistics", layout.CHECKPOINT, "pytorch-ema", "pytorch",
                                           "fp32", _torch(run, layout.CHECKPOINT, "pytorch-ema", device)))
         else:
-            skipped.append(Skipped(layout.CHECKPOINT, "pytorch-ema",
+            skipped.append(Skipped(layout.CHECKPOINT, "pytorch-ema", ema_problem or
                                    "no training checkpoint (imported weights): no EMA statistics"))
-    run.require(layout.MODEL_PT, "the PyTorch inference-form model is the reference: run `bninception "
+    run.verified(layout.MODEL_PT, "the PyTorch inference-form model is the reference: run `bninception "
                                  "population` or `import-weights`")
     runners.append(ArtifactRunner("PyTorch population (reference)", layout.MODEL_PT, REFERENCE, "pytorch", "fp32",
                                   _torch(run, layout.MODEL_PT, "pytorch", device)))
@@ -205,9 +223,11 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
                     skipped.append(Skipped(entry.file, entry.kind, "not built"))
                 continue
             level = optimization or default_optimization(entry.kind)
-            runners.append(ArtifactRunner(label + suffix, path.name, entry.kind, "onnxruntime",
-                                          entry.precision, _ort(str(path), entry.kind, provider, level, threads),
-                                          provider=provider, optimization=level, rejected=rejected))
+            problem = None if rejected else run.problem(path.name)
+            factory = _refused(problem) if problem else _ort(str(path), entry.kind, provider, level, threads)
+            runners.append(ArtifactRunner(label + suffix, path.name, entry.kind, "onnxruntime", entry.precision,
+                                          factory, provider=provider, optimization=level, rejected=rejected,
+                                          problem=problem))
     if include_engines:
         more, why = _engine_runners(run)
         runners += more

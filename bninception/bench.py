@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bninception.artifact_runners import ArtifactRunner, Identity, Skipped, discover
+from bninception.artifact_runners import ArtifactRunner, Identity, Skipped, discover, vouched_inputs
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json, parse_json
@@ -306,7 +306,7 @@ def bench_stage(run: RunDir, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     settings = BenchSettings(batch_sizes=tuple(batch_sizes), threads=kwargs.get("threads", 0),
                              include_unoptimized=kwargs.get("include_unoptimized", True))
     found = bench_backends(run, settings, include_engines, kwargs.get("providers"))
-    spec = StageSpec("bench", params, list(dict.fromkeys(a.artifact for a in found[0])),
+    spec = StageSpec("bench", params, vouched_inputs(found[0]),
                      [layout.BENCH_JSON], optional_outputs=(layout.BENCH_PNG,))
 
     def body() -> Done:

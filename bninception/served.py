@@ -12,12 +12,14 @@ from pathlib import Path
 
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 
 def model_path_for(run: str | os.PathLike[str], precision: str, provider: str | None = "cpu") -> Path:
-    """The ONNX file serving ``precision`` on ``provider`` (None: the precision's own file), or a clear error."""
+    """The ONNX file serving ``precision`` on ``provider`` (None: the precision's own file), checked against the
+    sha256 the run's manifest recorded for it, or a clear error."""
     if precision not in layout.PRECISION_FILES:
         raise BninceptionError(f"precision must be one of {sorted(layout.PRECISION_FILES)}, got {precision!r}")
     root = Path(run)
@@ -25,7 +27,7 @@ def model_path_for(run: str | os.PathLike[str], precision: str, provider: str | 
         raise BninceptionError(f"run directory {root} does not exist")
     for name in layout.served_files(precision, provider):
         if (root / name).is_file():
-            return root / name
+            return RunDir(root, create=False).verified(name)  # what its stage recorded, unchanged
     name = layout.PRECISION_FILES[precision]
     raise BninceptionError(f"{root / name} is missing (the {precision} model; "
                            f"{layout.make_hint(name, root)})")

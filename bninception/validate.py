@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bninception.artifact_runners import ArtifactRunner, Identity, Skipped, discover
+from bninception.artifact_runners import ArtifactRunner, Identity, Skipped, discover, vouched_inputs
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_write_json
@@ -200,7 +200,7 @@ def validate_stage(run: RunDir, data: str | None = None, force: bool = False, in
     params = {"format": REPORT_FORMAT, "data": data, "limit": limit,
               "gates": {p: g.describe() for p, g in GATES.items()}, "providers": onnx_providers()}
     found = discover(run, include_engines=include_engines)
-    spec = StageSpec("validate", params, list(dict.fromkeys(a.artifact for a in found[0])), [layout.VALIDATE_JSON])
+    spec = StageSpec("validate", params, vouched_inputs(found[0]), [layout.VALIDATE_JSON])
 
     def body() -> Done:
         report = validate_run(run, data, include_engines=include_engines, limit=limit, found=found)

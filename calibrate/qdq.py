@@ -78,8 +78,17 @@ def chained_ops(model: onnx.ModelProto) -> list[str]:
     return [op.node.name for op in ops if op.activation in outputs]
 
 
-def quantize(model: onnx.ModelProto, ranges: dict[str, Range], layout: QdqLayout) -> onnx.ModelProto:
-    """A Q/DQ copy of ``model`` in ``layout``, with the activation ``ranges`` of a calibration."""
+def edge_ops(model: onnx.ModelProto) -> list[str]:
+    """The first and the last weighted op (the stem convolution and the classifier): the layers whose
+    quantization error nothing averages out, which quantization toolkits commonly keep in higher precision."""
+    ops = weighted_ops(model)
+    return list(dict.fromkeys([ops[0].node.name, ops[-1].node.name])) if ops else []
+
+
+def quantize(model: onnx.ModelProto, ranges: dict[str, Range], layout: QdqLayout,
+             keep_float: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
+    """A Q/DQ copy of ``model`` in ``layout``, with the activation ``ranges`` of a calibration; the weighted
+    ops named in ``keep_float`` stay in float."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -90,7 +99,7 @@ def quantize(model: onnx.ModelProto, ranges: dict[str, Range], layout: QdqLayout
     if unnamed:
         raise BninceptionError(f"INT8 quantization needs named nodes; {len(unnamed)} are unnamed "
                                f"(e.g. a {unnamed[0]})")
-    excluded = chained_ops(model) if layout is TENSORRT else []
+    excluded = list(dict.fromkeys([*(chained_ops(model) if layout is TENSORRT else []), *keep_float]))
     needed = {op.activation for op in weighted_ops(model) if op.node.name not in excluded}
     missing = sorted(needed - set(ranges))
     if missing:

@@ -78,9 +78,23 @@ def served_files(precision: str, provider: str | None = "cpu") -> list[str]:
     return [name for name in (preferred, PRECISION_FILES[precision]) if name]
 
 
+# the commands that make the run's other recorded files (ONNX files: ONNX_ARTIFACTS)
+COMMANDS = {CHECKPOINT: "bninception train --run {run} --resume",
+            MODEL_PT: "bninception population --run {run} (or import-weights)",
+            CALIBRATION: "bninception calibrate --run {run} --precision int8",
+            VALIDATE_JSON: "bninception validate --run {run}", BENCH_JSON: "bninception bench --run {run}"}
+SUMMARIES = (METRICS,)  # summary files that several stages merge into: read, never recorded or trusted
+
+
+def make_command(file: str, run: object = "RUN") -> str:
+    """The command that makes ``file`` in run directory ``run``."""
+    command = COMMANDS.get(file) or artifact(file).command
+    return command.format(run=run)
+
+
 def make_hint(file: str, run: object = "RUN") -> str:
     """``run `...` first``: how to make ``file`` in run directory ``run``."""
-    return f"run `{artifact(file).command.format(run=run)}` first"
+    return f"run `{make_command(file, run)}` first"
 
 
 def rejected(file: str) -> str:

@@ -108,6 +108,34 @@ class RunDir:
             raise BninceptionError(f"{path} is missing{extra}")
         return path
 
+    def problem(self, name: str) -> str | None:
+        """Why the run's file ``name`` must not be used (None: a finished stage recorded it, and its bytes
+        still have the sha256 it recorded). Summary files (layout.SUMMARIES) are not checked."""
+        from bninception.core import layout
+
+        record = self.manifest()["artifacts"].get(name)
+        if record is None and name in layout.SUMMARIES:
+            return None
+        try:
+            remake = f"`{layout.make_command(name, self.root)}`"
+        except KeyError:
+            remake = f"stage {record['stage']}" if record else "the stage that writes it"
+        if record is None:
+            return (f"{self.path(name)} was not recorded by a finished stage in {MANIFEST} (its stage was "
+                    f"interrupted, or the file was put there by hand); re-run {remake}")
+        if self.sha256(name) != record["sha256"]:
+            return (f"{self.path(name)} changed after stage {record['stage']} wrote it (its sha256 differs from "
+                    f"the one in {MANIFEST}); re-run {remake} with --force")
+        return None
+
+    def verified(self, name: str, hint: str = "") -> Path:
+        """The path of a file a finished stage recorded and nobody changed since, or one clear error."""
+        path = self.require(name, hint)
+        problem = self.problem(name)
+        if problem:
+            raise BninceptionError(problem)
+        return path
+
     # -- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """The manifest, checked: a damaged one is a clear error that says how to recover."""

@@ -25,6 +25,7 @@ class StageSpec:
     outputs: list[str]
     optional_outputs: tuple[str, ...] = ()  # written when they pass their own check (recorded if present)
     hints: Mapping[str, str] = field(default_factory=dict)  # input -> how to make it
+    resumable: bool = False  # a failed run keeps its outputs to resume from (readers refuse them unrecorded)
 
 
 @dataclass
@@ -58,6 +59,23 @@ def recorded_outputs(run: RunDir, spec: StageSpec) -> list[str]:
     return [*spec.outputs, *(name for name in spec.optional_outputs if run.path(name).is_file())]
 
 
+def discard_unrecorded(run: RunDir, spec: StageSpec) -> list[str]:
+    """Remove the outputs a failed stage left that its last record does not vouch for, so that no later
+    command finds a file of the unfinished run (a killed process leaves them, and readers refuse them)."""
+    removed = []
+    for name in (*spec.outputs, *spec.optional_outputs):
+        path = run.path(name)
+        try:
+            if path.is_file() and run.problem(name) is not None:
+                path.unlink()
+                removed.append(name)
+        except (OSError, BninceptionError) as exc:
+            log.warning("stage %s: could not remove its unfinished output %s: %s", spec.name, path, exc)
+    if removed:
+        log.warning("stage %s failed; removed its unfinished outputs: %s", spec.name, ", ".join(removed))
+    return removed
+
+
 def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: bool = False,
               check_fresh: bool = True, record: bool = True, on_skip: Callable[[], Any] | None = None,
               known: Mapping[str, Any] | None = None) -> StageResult:
@@ -66,8 +84,8 @@ def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: 
     ``on_skip`` gives a skipped stage its value back; ``known`` is summary known before running.
     """
     known = dict(known or {})
-    for name in spec.inputs:
-        run.require(name, spec.hints.get(name, ""))
+    for name in spec.inputs:  # only what a finished stage recorded, unchanged since
+        run.verified(name, spec.hints.get(name, ""))
     # under torchrun every rank runs the stage and rank 0 records: only the recording rank holds the lock
     with run.locked(spec.name) if record else contextlib.nullcontext():
         if check_fresh and not force and run.is_fresh(spec.name, dict(spec.params), spec.inputs,
@@ -76,7 +94,12 @@ def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: 
             return StageResult(spec.name, "skipped", 0.0, known, on_skip() if on_skip else None)
         read = {name: run.sha256(name) for name in spec.inputs}  # what the body is about to read
         started = time.perf_counter()
-        done = body()
+        try:
+            done = body()
+        except BaseException:
+            if record and not spec.resumable:
+                discard_unrecorded(run, spec)
+            raise
         seconds = time.perf_counter() - started
         changed = [name for name in spec.inputs if not run.path(name).is_file() or run.sha256(name) != read[name]]
         if changed:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import zipfile
 from typing import Any
 
 import torch
@@ -15,6 +18,7 @@ from bninception.model.architecture import BNInception, ModelConfig, build_model
 CHECKPOINT_FORMAT = "bninception-checkpoint/1"
 MODEL_FORMAT = "bninception-model/1"
 MAX_FILE_BYTES = 4 << 30  # bound what a user file may make us allocate
+ARCHIVE_SLACK = 1 << 20  # zip headers and alignment beyond the stored bytes
 REQUIRED = {  # format -> key -> type every reader relies on
     MODEL_FORMAT: {"config": dict, "state_dict": dict, "preprocess": dict, "labels": list},
     CHECKPOINT_FORMAT: {"config": dict, "train_config": dict, "state_dict": dict, "optimizer": dict,
@@ -23,8 +27,29 @@ REQUIRED = {  # format -> key -> type every reader relies on
 
 
 def save(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """``torch.save`` atomically; a write the host refused (a full disk) is an OSError naming ``path``."""
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports ENOSPC and EIO as RuntimeError
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+            raise OSError(errno.ENOSPC if free < (64 << 20) else errno.EIO,
+                          f"writing failed ({free >> 20} MiB free on its disk)", str(path)) from exc
+
+
+def check_archive(path: str, size: int) -> None:
+    """Refuse a zip-format PyTorch file whose entries inflate past the file's own size: ``torch.save``
+    stores tensors uncompressed, so only a crafted file (a decompression bomb) does that."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise BninceptionError(f"{path} is not a readable PyTorch zip archive: {exc}") from None
+    if inflated > size + ARCHIVE_SLACK:
+        raise BninceptionError(f"{path}: its entries inflate to {inflated} bytes from a {size}-byte file; "
+                               "PyTorch stores tensors uncompressed, so this file is refused unloaded")
 
 
 def load(path: str | os.PathLike[str], expected_format: str | None = None) -> dict[str, Any]:
@@ -32,8 +57,10 @@ def load(path: str | os.PathLike[str], expected_format: str | None = None) -> di
     path = str(path)
     if not os.path.isfile(path):
         raise BninceptionError(f"{path} does not exist")
-    if os.path.getsize(path) > MAX_FILE_BYTES:
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
         raise BninceptionError(f"{path} is larger than {MAX_FILE_BYTES >> 30} GiB; refusing to load it")
+    check_archive(path, size)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights_only errors have many types

@@ -41,7 +41,7 @@ def train_stage(run: RunDir, cfg: TrainConfig, resume: bool = False, force: bool
     from bninception.model.train import train
 
     ctx = init_distributed()
-    spec = StageSpec("train", cfg.to_dict(), [], [layout.CHECKPOINT])
+    spec = StageSpec("train", cfg.to_dict(), [], [layout.CHECKPOINT], resumable=True)
 
     def body() -> Done:
         bundle = load_bundle(cfg.data, cfg.image_size, cfg.seed)

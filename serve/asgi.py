@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from types import SimpleNamespace
 from typing import Any
 
-from bninception.serve.decode import MemoryBudget
+from bninception.serve.budget import BufferBudget
 from bninception.serve.http import GAVE_UP
 from bninception.serve.infer import CLIENT_CLOSED, INFER_PATH, InferRoute
 from bninception.serve.protocol import ProtocolError, check_declared_length
@@ -33,7 +33,7 @@ def gone_status(scope: Scope) -> int:
     return int(gave_up[0]) if gave_up else CLIENT_CLOSED
 
 
-async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, buffers: MemoryBudget,
+async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, buffers: BufferBudget,
                     held: list[int]) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes and with 503 when the
     bodies of all requests together would pass the buffer budget. ``held[0]`` counts the bytes taken
@@ -50,10 +50,7 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, b
             total += len(chunk)
             if total > limit:
                 raise ProtocolError(413, f"request body exceeds the limit of {limit} bytes", {"Connection": "close"})
-            if not buffers.try_take(len(chunk)):
-                raise ProtocolError(503, f"server busy: request bodies already hold {buffers.used >> 20} MiB of "
-                                         f"{buffers.capacity >> 20} MiB; retry later",
-                                    {"Retry-After": "1", "Connection": "close"})
+            buffers.take(len(chunk))
             held[0] += len(chunk)
             chunks.append(chunk)
         if not message.get("more_body", False):

@@ -41,8 +41,8 @@ METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMe
            "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
            "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
            "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister")
-STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 413: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
-          503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED", 413: "RESOURCE_EXHAUSTED",
+          429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 
 
 def _params(parameters: Any) -> dict[str, Any]:
@@ -189,24 +189,68 @@ class InferenceService:
         return response
 
 
-class _Undecodable:
-    """A request message that did not parse: answered INVALID_ARGUMENT by the handler."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
+STREAMS_PER_CONNECTION = 64  # HTTP/2 streams one connection may hold open (perf_analyzer's c16 needs 16)
+PEER_SHARE = 4  # one connection may hold at most 1/PEER_SHARE of the message reservations (at least one)
 
 
-def _parser(message: Any) -> Any:
-    def parse(data: bytes) -> Any:
+class MessageReader:
+    """Receives each call's one request message within the read deadline, against the shared buffer budget.
+
+    Before a message is read, the message size limit is reserved from the budget (the transport may buffer that
+    much while it arrives); once it is in, only its own bytes stay held until the call ends. A connection holds
+    at most its share of the reservations, so neither slow senders nor a flood of large messages can take the
+    server's memory or lock other clients out.
+    """
+
+    def __init__(self, state: ServerState, limit: int) -> None:
+        self.budget, self.limit, self.timeout_s = state.buffers, limit, state.config.read_timeout_s
+        self.per_peer = max(1, state.buffers.capacity // limit // PEER_SHARE)
+        self._peers: dict[str, int] = {}
+
+    async def receive(self, context: Any, method: str) -> tuple[bytes, int]:
+        """The request message and the bytes held for it (give them back with :meth:`release`)."""
+        import grpc
+
+        peer = context.peer()
+        if self._peers.get(peer, 0) >= self.per_peer:
+            raise ProtocolError(429, f"this connection already sends {self.per_peer} request messages at once")
+        if not self.budget.try_take(self.limit):
+            raise self.budget.refusal("request messages", status=429)
+        self._peers[peer] = self._peers.get(peer, 0) + 1
+        held = self.limit
         try:
-            return message.FromString(data)
-        except Exception as exc:  # protobuf's DecodeError, or anything a broken message raises
-            return _Undecodable(exc)
+            data = await asyncio.wait_for(context.read(), self.timeout_s)
+        except asyncio.TimeoutError:
+            self.release(peer, held)
+            raise ProtocolError(408, f"the {method} request message did not arrive within "
+                                     f"{self.timeout_s:g} s") from None
+        except BaseException:
+            self.release(peer, held)
+            raise
+        if data is grpc.aio.EOF:
+            self.release(peer, held)
+            raise ProtocolError(400, f"no {method} request message")
+        self.budget.give(held - len(data))
+        return data, len(data)
 
-    return parse
+    def release(self, peer: str, held: int) -> None:
+        self.budget.give(held)
+        count = self._peers.pop(peer, 1) - 1
+        if count:
+            self._peers[peer] = count
 
 
-def _handler(service: InferenceService, method: str) -> Any:
+def _parse(message: Any, method: str, data: bytes) -> Any:
+    try:
+        return message.FromString(data)
+    except Exception as exc:  # protobuf's DecodeError, or anything a broken message raises
+        log.warning("gRPC %s: undecodable request message (%s)", method, type(exc).__name__)
+        raise ProtocolError(400, f"the {method} request message could not be decoded") from None
+
+
+def _handler(service: InferenceService, method: str, reader: MessageReader) -> Any:
+    """A stream-unary handler for a unary method (the same frames on the wire): it reads the one request
+    message itself, so that its arrival has a deadline and its bytes a budget."""
     import grpc
 
     call = getattr(service, method)
@@ -214,40 +258,48 @@ def _handler(service: InferenceService, method: str) -> Any:
     state = service.state
     metrics = state.metrics
     endpoint = "grpc_infer" if method == "ModelInfer" else "grpc"
+    prefix = "ModelInfer" if method == "ModelInfer" else method
+    request_type, response_type = getattr(pb, f"{prefix}Request"), getattr(pb, f"{prefix}Response")
 
-    async def handle(request: Any, context: Any) -> Any:
-        code = "OK"
+    def count(code: str, start: float) -> None:
+        metrics.count(endpoint, code)
+        if method == "ModelInfer":
+            state.stats.request(code == "OK", time.perf_counter() - start)
+
+    async def handle(request_iterator: Any, context: Any) -> Any:
         start = time.perf_counter()
+        held = 0
         try:
-            if isinstance(request, _Undecodable):
-                log.warning("gRPC %s: undecodable request message (%s)", method, type(request.error).__name__)
-                raise ProtocolError(400, f"the {method} request message could not be decoded")
-            return await call(request, context) if is_async else call(request, context)
+            data, held = await reader.receive(context, method)
+            request = _parse(request_type, method, data)
+            del data
+            response = await call(request, context) if is_async else call(request, context)
         except ProtocolError as exc:
             code = STATUS.get(exc.status, "INTERNAL")
+            count(code, start)  # before the client hears the answer: a metric read after it sees the call
             await context.abort(getattr(grpc.StatusCode, code), exc.message)
         except asyncio.CancelledError:
-            code = "CANCELLED"  # the client went away or its deadline passed
+            count("CANCELLED", start)  # the client went away or its deadline passed
             raise
         except Exception:
-            code = "INTERNAL"
+            count("INTERNAL", start)
             log.exception("gRPC %s failed", method)
             raise
         finally:
-            metrics.count(endpoint, code)
-            if method == "ModelInfer":
-                state.stats.request(code == "OK", time.perf_counter() - start)
+            if held:
+                reader.release(context.peer(), held)
+        count("OK", start)
+        return response
 
-    prefix = "ModelInfer" if method == "ModelInfer" else method
-    request_type, response_type = getattr(pb, f"{prefix}Request"), getattr(pb, f"{prefix}Response")
-    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=_parser(request_type),
-                                               response_serializer=response_type.SerializeToString)
+    return grpc.stream_unary_rpc_method_handler(handle, response_serializer=response_type.SerializeToString)
 
 
 def grpc_options(config: Any, message_limit: int) -> list[tuple[str, int]]:
-    """grpcio's settings for the server's limits: message size, idle keep-alive, connection count, handshake time."""
+    """grpcio's settings for the server's limits: message size, streams per connection, idle keep-alive,
+    connection count, handshake time."""
     return [("grpc.max_receive_message_length", message_limit), ("grpc.max_send_message_length", message_limit),
-            ("grpc.so_reuseport", 0), ("grpc.max_connection_idle_ms", int(config.keep_alive_s * 1000)),
+            ("grpc.max_concurrent_streams", STREAMS_PER_CONNECTION), ("grpc.so_reuseport", 0),
+            ("grpc.max_connection_idle_ms", int(config.keep_alive_s * 1000)),
             ("grpc.max_allowed_incoming_connections", config.max_connections),
             ("grpc.server_handshake_timeout_ms", int(config.read_timeout_s * 1000))]
 
@@ -279,13 +331,13 @@ class GrpcServer:
         import grpc
 
         state = self.state
-        limit = state.max_body_bytes + (1 << 16)
+        limit = state.max_message_bytes
         try:
-            service = InferenceService(state)
+            service, reader = InferenceService(state), MessageReader(state, limit)
             server = grpc.aio.server(options=grpc_options(state.config, limit),
                                      maximum_concurrent_rpcs=state.config.max_connections)
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-                SERVICE, {method: _handler(service, method) for method in METHODS}),))
+                SERVICE, {method: _handler(service, method, reader) for method in METHODS}),))
             self.port = server.add_insecure_port(self.address)
             if not self.port:
                 raise RuntimeError("the port is taken or not valid")

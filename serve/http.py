@@ -223,10 +223,7 @@ def protocol_class(state: ServerState, route: Any = None) -> type[asyncio.Protoc
                 self._direct_refuse(direct, ProtocolError(413, f"request body exceeds the limit of {route.max_body} "
                                                                f"bytes", {"Connection": "close"}))
             elif not route.buffers.try_take(len(body)):
-                buffers = route.buffers
-                self._direct_refuse(direct, ProtocolError(
-                    503, f"server busy: request bodies already hold {buffers.used >> 20} MiB of "
-                         f"{buffers.capacity >> 20} MiB; retry later", {"Retry-After": "1", "Connection": "close"}))
+                self._direct_refuse(direct, route.buffers.refusal())
             else:
                 direct.held += len(body)
                 direct.chunks.append(body)

@@ -1,12 +1,13 @@
 """Triton's system shared-memory extension: registered POSIX regions read for inputs, written for outputs.
 
 Keys are plain names, regions are bounded in number, and every access is checked against the
-registered and the current size.
+registered and the current size. Regions are read and written through ``os.pread`` / ``os.pwrite`` on the
+open file, never mapped: a client that truncates its region under a request gets a short read (a 400),
+where a mapping would kill the server with SIGBUS.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import threading
@@ -27,10 +28,13 @@ class Region:
     offset: int
     byte_size: int
     fd: int
-    view: mmap.mmap
 
     def status(self) -> dict[str, Any]:
         return {"name": self.name, "key": self.key, "offset": self.offset, "byte_size": self.byte_size}
+
+
+def _shrank(region: Region) -> ProtocolError:
+    return ProtocolError(400, f"shared memory {region.key!r} of region {region.name!r} shrank or vanished")
 
 
 class SharedMemory:
@@ -63,11 +67,10 @@ class SharedMemory:
                 if offset + byte_size > size:
                     raise ProtocolError(400, f"shared memory {key!r} has {size} bytes, fewer than offset "
                                              f"{offset} + byte_size {byte_size}")
-                view = mmap.mmap(fd, offset + byte_size)
             except BaseException:
                 os.close(fd)
                 raise
-            self._regions[name] = Region(name, key, offset, byte_size, fd, view)
+            self._regions[name] = Region(name, key, offset, byte_size, fd)
 
     def unregister(self, name: str | None = None) -> None:
         """Unregister ``name`` (Triton: an unknown name is not an error), or every region."""
@@ -76,7 +79,6 @@ class SharedMemory:
             for each in names:
                 region = self._regions.pop(each, None)
                 if region is not None:
-                    region.view.close()
                     os.close(region.fd)
 
     def status(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -94,18 +96,23 @@ class SharedMemory:
                                      f"its {region.byte_size} bytes")
         start = region.offset + offset
         if os.fstat(region.fd).st_size < start + size:
-            raise ProtocolError(400, f"shared memory {region.key!r} of region {name!r} shrank or vanished")
+            raise _shrank(region)
         return region, start
 
     def read(self, name: str, offset: int, size: int) -> bytes:
         with self._lock:
             region, start = self._span(name, offset, size)
-            return region.view[start:start + size]
+            data = os.pread(region.fd, size, start)
+        if len(data) != size:  # truncated between the size check and the read
+            raise _shrank(region)
+        return data
 
     def write(self, name: str, offset: int, data: bytes) -> None:
         with self._lock:
             region, start = self._span(name, offset, len(data))
-            region.view[start:start + len(data)] = data
+            written = os.pwrite(region.fd, data, start)
+        if written != len(data):
+            raise _shrank(region)
 
     def close(self) -> None:
         self.unregister()

@@ -16,8 +16,9 @@ from bninception.core import metadata
 from bninception.core.ort import user_name
 from bninception.core.runner import OrtRunner
 from bninception.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
+from bninception.serve.budget import BufferBudget
 from bninception.serve.config import MIB, ServeConfig
-from bninception.serve.decode import ImageDecoder, MemoryBudget
+from bninception.serve.decode import ImageDecoder
 from bninception.serve.metrics import ServerMetrics
 from bninception.serve.model_info import ModelInfo, read_model_info
 from bninception.serve.protocol import DATATYPE, EXTENSIONS, OUTPUTS, ProtocolError
@@ -53,7 +54,9 @@ class ServerState:
         values = config.max_batch * int(np.prod(self.info.item_shape))
         # JSON numbers take up to ~25 bytes each; binary 4. Images for /v1/classify are bounded apart.
         self.max_body_bytes = config.max_body_bytes or max(1 << 20, values * 32 + (64 << 10))
-        self.buffers = MemoryBudget(config.buffer_memory_mb * MIB)
+        # a gRPC message carries tensors as 4-byte floats (5 unpacked): it needs no room for JSON
+        self.max_message_bytes = min(self.max_body_bytes, values * 5) + (64 << 10)
+        self.buffers = BufferBudget(config.buffer_memory_mb * MIB)
         self.decoder = (ImageDecoder(self.info.preprocess, config.decode_memory_mb * MIB, config.max_image_pixels)
                         if self.info.preprocess is not None else None)
         self.metrics = ServerMetrics()
@@ -80,7 +83,8 @@ class ServerState:
                           lambda: float(budget.peak))
         limits = {f.name: getattr(config, f.name) for f in fields(config) if f.metadata.get("low") is not None}
         metrics.constants("bninception_limit", "the server's settings (README: Serving, Limits)",
-                          {**limits, "max_body_bytes": self.max_body_bytes})
+                          {**limits, "max_body_bytes": self.max_body_bytes,
+                                                        "max_message_bytes": self.max_message_bytes})
 
     # -- inference ----------------------------------------------------------------------------
     def _observe(self, rows: int, queued_s: list[float], phases_s: tuple[float, float, float]) -> None:

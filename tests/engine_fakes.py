@@ -7,6 +7,7 @@ deterministic bytes instead, so the build stage's own logic is what those tests 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
@@ -43,3 +44,11 @@ class FakeBuilder:
         assert timing_cache.name == f"timing-trt{spec.env.trt_version}-sm{sm}.cache"
         assert timing_cache.parent == Path(onnx_path).parent / "engines"
         return f"PLAN {spec.key()} {onnx_input.name}".encode(), {"tf32": "off"}
+
+
+def recorded_onnx(run: Any, name: str, **kwargs: Any) -> None:
+    """``tiny_onnx`` as the run's ``name``, recorded in the manifest as the stage that makes it wrote it."""
+    from bninception.core import layout
+
+    tiny_onnx(run.path(name), **kwargs)
+    run.record(layout.artifact(name).command.split()[1], {}, [], [name], 0.0)

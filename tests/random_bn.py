@@ -5,6 +5,8 @@ The small models cover what BN-Inception lacks: BN before conv, ConvTranspose ->
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -97,7 +99,9 @@ def small_models(seed: int = 0) -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
 
 def save_random_model(path: str, config: object, preprocess: object, seed: int = 0,
                       batch: int | None = None) -> nn.Module:
-    """Write a ``model.pt`` of ``build_model(config)`` with random BN state; return the eval model."""
+    """Write a ``model.pt`` of ``build_model(config)`` with random BN state, recorded in its run directory's
+    manifest as the population stage's output; return the eval model."""
+    from bninception.core.rundir import RunDir
     from bninception.model.architecture import build_model
     from bninception.model.checkpoint import save_model
 
@@ -109,4 +113,5 @@ def save_random_model(path: str, config: object, preprocess: object, seed: int =
     randomize_bn(model, example, seed)
     labels = [f"class{i}" for i in range(model.config.num_classes)]
     save_model(path, model, preprocess, labels, statistics="random (test)")  # type: ignore[arg-type]
+    RunDir(os.path.dirname(path)).record("population", {"random": seed}, [], [os.path.basename(path)], 0.0)
     return model

@@ -133,7 +133,7 @@ def test_adopted_model_below_the_gate_is_refused(int8_run: RunDir, tmp_path: Pat
     model = modelopt_style(onnx.load(str(int8_run.path("model.int8.onnx"))))
     first_conv_input = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "data")
     scale = next(i for i in model.graph.initializer if i.name == first_conv_input.input[1])
-    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 50, scale.name))  # a coarse input
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 1000, scale.name))  # a coarse input
     path = tmp_path / "coarse.onnx"
     onnx.save(model, str(path))
     with pytest.raises(GateFailure, match="INT8 gate"):

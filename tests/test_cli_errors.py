@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from run_helpers import recorded
 
 from bninception.cli import main
 from bninception.core.rundir import RunDir
@@ -53,6 +54,7 @@ def test_model_pt_without_its_preprocessing_record(demo_run: RunDir, tmp_path: P
     record = torch.load(demo_run.path("model.pt"), weights_only=True)
     del record["preprocess"]
     torch.save(record, tmp_path / "model.pt")
+    recorded(RunDir(tmp_path), "population", "model.pt")
     assert main(["validate", "--run", str(tmp_path), "--data", "digits"]) == 2
     one_line_error(capsys, "model.pt: bninception-model/1 file needs 'preprocess' as a dict, found missing")
 
@@ -64,6 +66,7 @@ def test_corrupt_onnx_under_validate_is_bad_input_not_a_failed_gate(onnx_run: Ru
     for name in ("model.pt", "manifest.json"):
         run.path(name).write_bytes(demo_run.path(name).read_bytes())
     run.path("model.onnx").write_bytes(demo_run.path("model.onnx").read_bytes()[:5000])  # truncated
+    recorded(run, "export", "model.onnx")  # by a stage that wrote it so (a changed file: test_artifact_integrity)
     assert main(["validate", "--run", str(run.root), "--limit", "16"]) == 2
     one_line_error(capsys, "model.onnx", "ONNX Runtime cannot load")
     saved = json.loads(run.path("validate.json").read_text())
@@ -79,6 +82,7 @@ def test_disk_full_is_one_line_and_keeps_the_previous_artifact(demo_run: RunDir,
     for name in ("model.pt", "manifest.json"):
         run.path(name).write_bytes(demo_run.path(name).read_bytes())
     run.path("model.onnx").write_bytes(b"the previous good file")
+    recorded(run, "export", "model.onnx")
 
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

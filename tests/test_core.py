@@ -187,6 +187,9 @@ def test_stage_requires_skips_and_records_only_after_success(tmp_path) -> None: 
     with pytest.raises(BninceptionError, match=r"in.txt is missing \(make it with `touch`\)"):
         run_stage(run, spec, body)
     run.path("in.txt").write_text("abc")
+    with pytest.raises(BninceptionError, match=r"in.txt was not recorded by a finished stage"):
+        run_stage(run, spec, body)  # a file no stage recorded is never read
+    produce(run, "in.txt", "abc")
     first = run_stage(run, spec, body)
     assert first.status == "done" and first.value == "v" and first.to_dict()["n"] == 1
     assert set(run.manifest()["stages"]["demo"]["outputs"]) == {"out.txt", "extra.txt"}
@@ -198,10 +201,24 @@ def test_stage_requires_skips_and_records_only_after_success(tmp_path) -> None: 
         run.path("out.txt").write_text("half")
         raise BninceptionError("boom")
 
+    with pytest.raises(BninceptionError, match="boom"):
+        run_stage(run, spec, failing, force=True)
+    assert not run.path("out.txt").exists()  # what the failed run changed is removed: no one reads it
+    assert run.path("extra.txt").read_text() == "x"  # unchanged since its record: kept
     run.forget("demo")
     with pytest.raises(BninceptionError, match="boom"):
         run_stage(run, spec, failing)
     assert "demo" not in run.manifest()["stages"]  # a failed stage claims nothing
+
+    run.path("in.txt").write_text("changed by hand")
+    with pytest.raises(BninceptionError, match=r"in.txt changed after stage make wrote it"):
+        run_stage(run, spec, body)
+
+
+def produce(run: RunDir, name: str, text: str) -> None:
+    """``name`` written and recorded by a finished stage ``make``."""
+    run_stage(run, StageSpec("make", {"text": text}, [], [name]),
+              lambda: Done(message=str(run.path(name).write_text(text))))
 
 
 def test_settings_bounds_come_from_the_fields() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from engine_fakes import A10, FakeBuilder, tiny_onnx
+from engine_fakes import A10, FakeBuilder, recorded_onnx
 from onnx import TensorProto
 
 from bninception.core.errors import BninceptionError
@@ -29,7 +29,7 @@ H100 = HostEnv("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[RunDir, dict]:
     run = RunDir(tmp_path / "run")
-    tiny_onnx(run.path("model.folded.onnx"), classes=10)
+    recorded_onnx(run, "model.folded.onnx", classes=10)
     return run, build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder()).to_dict()
 
 

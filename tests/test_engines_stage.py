@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from engine_fakes import A10, H100, T4, FakeBuilder, tiny_onnx
+from engine_fakes import A10, H100, T4, FakeBuilder, recorded_onnx
 from onnx import TensorProto
 
 from bninception.cli import main
@@ -28,8 +28,8 @@ from bninception.engines.store import read_plan, read_sidecar, select_engine
 @pytest.fixture
 def run(tmp_path: Path) -> RunDir:
     run = RunDir(tmp_path / "run")
-    tiny_onnx(run.path("model.folded.onnx"))
-    tiny_onnx(run.path("model.fp16.onnx"), classes=11)
+    recorded_onnx(run, "model.folded.onnx")
+    recorded_onnx(run, "model.fp16.onnx", classes=11)
     return run
 
 
@@ -65,6 +65,7 @@ def test_lost_manifest_reuses_the_engine_by_key(run: RunDir) -> None:
     builder = FakeBuilder()
     first = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
     run.path("manifest.json").unlink()
+    recorded_onnx(run, "model.folded.onnx")  # the earlier stages re-run (same bytes): only engines are lost
     run.path(f"engines/{first['key']}.ctx.onnx").unlink()  # e.g. engines built before the wrapper existed
     again = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()
     assert again["engine"] == "reused" and again["key"] == first["key"] and len(builder.calls) == 1
@@ -85,7 +86,7 @@ def test_new_onnx_or_other_gpu_or_profile_makes_a_new_engine(run: RunDir) -> Non
     first = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
     other_gpu = build_engine_stage(run, "fp32", env=H100, builder=builder).to_dict()["key"]
     profile = build_engine_stage(run, "fp32", env=A10, builder=builder, max_batch=64).to_dict()["key"]
-    tiny_onnx(run.path("model.folded.onnx"), classes=12)
+    recorded_onnx(run, "model.folded.onnx", classes=12)
     new_model = build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()["key"]
     assert len({first, other_gpu, profile, new_model}) == 4 and len(builder.calls) == 4
     assert "1x8x64" in profile
@@ -94,8 +95,8 @@ def test_new_onnx_or_other_gpu_or_profile_makes_a_new_engine(run: RunDir) -> Non
 def test_cache_is_shared_between_runs(tmp_path: Path) -> None:
     cache, builder = tmp_path / "cache", FakeBuilder()
     run_a, run_b = RunDir(tmp_path / "a"), RunDir(tmp_path / "b")
-    tiny_onnx(run_a.path("model.fp16.onnx"))
-    tiny_onnx(run_b.path("model.fp16.onnx"))  # identical bytes -> identical key
+    recorded_onnx(run_a, "model.fp16.onnx")
+    recorded_onnx(run_b, "model.fp16.onnx")  # identical bytes -> identical key
     built = build_engine_stage(run_a, "fp16", env=A10, builder=builder, cache=cache).to_dict()
     assert (cache / f"{built['key']}.plan").is_file() and (cache / f"{built['key']}.json").is_file()
     fetched = build_engine_stage(run_b, "fp16", env=A10, builder=builder, cache=cache).to_dict()
@@ -104,7 +105,7 @@ def test_cache_is_shared_between_runs(tmp_path: Path) -> None:
     assert copied.read_bytes() == (cache / f"{built['key']}.plan").read_bytes()
     # a damaged cache entry is ignored and the engine is built
     run_c = RunDir(tmp_path / "c")
-    tiny_onnx(run_c.path("model.fp16.onnx"))
+    recorded_onnx(run_c, "model.fp16.onnx")
     (cache / f"{built['key']}.plan").write_bytes(b"truncated")
     assert build_engine_stage(run_c, "fp16", env=A10, builder=builder, cache=cache).to_dict()["engine"] == "built"
 
@@ -114,10 +115,10 @@ def test_missing_source_and_bad_inputs_are_clear_errors(run: RunDir, tmp_path: P
         build_engine_stage(run, "int8", env=A10, builder=FakeBuilder()).to_dict()
     with pytest.raises(BninceptionError, match="precision must be one of"):
         build_engine_stage(run, "fp8", env=A10, builder=FakeBuilder()).to_dict()
-    tiny_onnx(run.path("model.folded.onnx"), batch=4)
+    recorded_onnx(run, "model.folded.onnx", batch=4)
     with pytest.raises(BninceptionError, match="fixed batch of 4"):
         build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder()).to_dict()
-    tiny_onnx(run.path("model.folded.onnx"), elem=TensorProto.FLOAT16)
+    recorded_onnx(run, "model.folded.onnx", elem=TensorProto.FLOAT16)
     with pytest.raises(BninceptionError, match="FLOAT16; the engines take FP32 input"):
         build_engine_stage(run, "fp32", env=A10, builder=FakeBuilder()).to_dict()
     run.path("model.folded.onnx").write_bytes(b"not onnx")
@@ -141,7 +142,7 @@ def test_list_and_select_engines(run: RunDir) -> None:
     assert damaged.problem is not None and "sidecar records" in damaged.problem
     with pytest.raises(BninceptionError, match="no usable fp16 TensorRT engine"):
         select_engine(run, "fp16", here=A10)
-    tiny_onnx(run.path("model.folded.onnx"), classes=3)
+    recorded_onnx(run, "model.folded.onnx", classes=3)
     with pytest.raises(BninceptionError, match=r"built from an older model\.folded\.onnx"):
         select_engine(run, "fp32", here=A10)
     build_engine_stage(run, "fp32", env=A10, builder=builder).to_dict()

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from engine_fakes import A10, H100, RTX3090, T4, FakeBuilder, tiny_onnx
+from engine_fakes import A10, H100, RTX3090, T4, FakeBuilder, recorded_onnx
 
 from bninception.core.errors import BninceptionError
 from bninception.core.rundir import RunDir
 from bninception.engines.detect import HostEnv, probe_host
-from bninception.engines.stages import build_engine_stage
+from bninception.engines.stages import build_engine_stage, stage_name
 from bninception.engines.store import (
     BROKEN,
     FOREIGN,
@@ -29,9 +29,9 @@ A10_TRT_10_13 = HostEnv("10.13.0.35", "NVIDIA A10", "8.6")
 @pytest.fixture
 def run(tmp_path: Path) -> RunDir:
     run = RunDir(tmp_path / "run")
-    tiny_onnx(run.path("model.folded.onnx"))
-    tiny_onnx(run.path("model.fp16.onnx"), classes=11)
-    tiny_onnx(run.path("model.int8.onnx"), classes=12)
+    recorded_onnx(run, "model.folded.onnx")
+    recorded_onnx(run, "model.fp16.onnx", classes=11)
+    recorded_onnx(run, "model.int8.onnx", classes=12)
     return run
 
 
@@ -49,7 +49,7 @@ def test_classification_usable_stale_foreign_broken(run: RunDir) -> None:
                                 h100: (FOREIGN, states(run, A10)[h100][1])}
     assert "built for NVIDIA H100" in states(run, A10)[h100][1]
 
-    tiny_onnx(run.path("model.fp16.onnx"), classes=3)  # a newer FP16 model
+    recorded_onnx(run, "model.fp16.onnx", classes=3)  # a newer FP16 model
     run.path(f"engines/{int8}.plan").write_bytes(b"truncated")
     result = states(run, A10)
     assert result[fp16] == (STALE, "built from an older model.fp16.onnx")
@@ -110,7 +110,7 @@ def test_hardware_compatible_engine_is_reused_on_another_gpu(run: RunDir, level:
     built = build_engine_stage(run, "fp16", env=builder_host, builder=builder, hardware_compatibility=level).to_dict()
     elsewhere = build_engine_stage(run, "fp16", env=other_host, builder=builder, hardware_compatibility=level).to_dict()
     assert elsewhere["key"] == built["key"] and elsewhere["status"] == "skipped" and len(builder.calls) == 1
-    run.path("manifest.json").unlink()  # e.g. the run folder copied to another machine
+    run.forget(stage_name("fp16"))  # e.g. the run folder copied to another machine without the engine's record
     assert build_engine_stage(run, "fp16", env=other_host, builder=builder,
                               hardware_compatibility=level).to_dict()["engine"] == "reused"
     assert len(builder.calls) == 1

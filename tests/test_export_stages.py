@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 from random_bn import save_random_model
+from run_helpers import recorded
 
 from bninception.cli import main
 from bninception.core.errors import GateFailure
@@ -62,6 +63,8 @@ def test_export_gate_failure_writes_nothing(run_dir: Path, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     run = RunDir(tmp_path)
     (tmp_path / "model.pt").write_bytes((run_dir / "model.pt").read_bytes())
+    recorded(run, "population", "model.pt")
+
     class Shifted(stages.TorchRunner):  # a reference 1e-3 away: the FP32 gate must refuse the export
         def run(self, batch: np.ndarray) -> np.ndarray:
             return super().run(batch) + 1e-3
@@ -71,7 +74,7 @@ def test_export_gate_failure_writes_nothing(run_dir: Path, tmp_path: Path,
         stages.export_stage(run)
     assert not (tmp_path / "model.onnx").exists()
     assert "export" not in run.manifest()["stages"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "model.pt"]  # the run directory's lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "manifest.json", "model.pt"]  # and its lock
 
 
 def test_export_missing_model_pt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,10 +24,10 @@ def _png_size(path: Path) -> tuple[int, int]:
 def reported_run(onnx_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, list[Path]]:
     from bninception.bench import bench_stage
     from bninception.report import report_stage
-    from bninception.validate import validate_run
+    from bninception.validate import validate_stage
 
     run = copy_run(onnx_run, tmp_path_factory.mktemp("report") / "run")
-    validate_run(run)
+    validate_stage(run)
     bench_stage(run, batch_sizes=(1, 2), min_seconds=0.01, max_seconds=0.05)
     result = report_stage(run)
     assert result.status == "done"

@@ -18,8 +18,10 @@ from bninception.core.stage import Done, StageSpec, run_stage
 
 
 def test_an_input_replaced_while_the_stage_reads_it_is_not_recorded(tmp_path: Path) -> None:
+    from test_core import produce
+
     run = RunDir(tmp_path)
-    run.path("in.txt").write_text("first")
+    produce(run, "in.txt", "first")
 
     def body() -> Done:
         run.path("out.txt").write_text(run.path("in.txt").read_text().upper())
@@ -30,6 +32,7 @@ def test_an_input_replaced_while_the_stage_reads_it_is_not_recorded(tmp_path: Pa
     with pytest.raises(BninceptionError, match=r"in\.txt changed while the stage read it"):
         run_stage(run, spec, body)
     assert "upper" not in run.manifest()["stages"]
+    produce(run, "in.txt", "second, written by someone else meanwhile")
     result = run_stage(run, spec, lambda: Done(message=run.path("out.txt").write_text("SECOND") and ""))
     assert result.status == "done"
     from bninception.core.files import sha256_file

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from run_helpers import recorded
 from serve_helpers import digits_images
 
 from bninception.cli import main
 from bninception.core.errors import BninceptionError
+from bninception.core.rundir import RunDir
 from bninception.serve.server import bind_socket
 from bninception.served import model_path_for
 
@@ -33,11 +35,16 @@ def test_missing_model_names_file_and_command(tmp_path: Path, precision: str, na
 
 
 def test_model_path_for_picks_the_precision_file(tmp_path: Path) -> None:
+    run = RunDir(tmp_path)
     for name in ("model.folded.onnx", "model.fp16.onnx", "model.int8.onnx"):
         (tmp_path / name).write_bytes(b"x")
+        recorded(run, name, name)
     assert model_path_for(tmp_path, "fp16").name == "model.fp16.onnx"
     assert model_path_for(tmp_path, "int8", "cpu").name == "model.int8.onnx"  # no CPU layout yet
     (tmp_path / "model.int8.cpu.onnx").write_bytes(b"x")
+    with pytest.raises(BninceptionError, match=r"model\.int8\.cpu\.onnx was not recorded by a finished stage"):
+        model_path_for(tmp_path, "int8", "cpu")  # left by an unfinished stage: never served
+    recorded(run, "int8", "model.int8.cpu.onnx")
     assert model_path_for(tmp_path, "int8", "cpu").name == "model.int8.cpu.onnx"
     assert model_path_for(tmp_path, "int8", "cuda").name == "model.int8.onnx"
     assert model_path_for(tmp_path, "int8", None).name == "model.int8.onnx"  # any runtime (Triton)
@@ -55,6 +62,7 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
                                   serve_reference: object) -> None:
     shutil.copy(serve_model_path, tmp_path / "model.folded.onnx")
+    recorded(RunDir(tmp_path), "fold", "model.folded.onnx")
     probe = bind_socket("127.0.0.1", 0)
     port = probe.getsockname()[1]
     probe.close()
@@ -104,6 +112,7 @@ def test_engine_serving_is_refused_clearly_without_the_tensorrt_provider(tmp_pat
     if "tensorrt" in available():
         pytest.skip("this ONNX Runtime has the TensorRT provider")
     (tmp_path / "model.folded.onnx").write_bytes(b"x")
+    recorded(RunDir(tmp_path), "fold", "model.folded.onnx")
     assert served_model(tmp_path, "fp32").path.name == "model.folded.onnx"  # auto: the ONNX file here
     assert served_model(tmp_path, "fp32").providers == (available()[0],)
     other = served_model(tmp_path, "fp32", model=tmp_path / "other.onnx")  # --model: same provider choice

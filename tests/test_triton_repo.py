@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format, text_format
+from run_helpers import recorded
 from serve_helpers import LABELS
 from tritonclient.grpc import model_config_pb2
 
 from bninception.cli import main
 from bninception.core.errors import BninceptionError
 from bninception.core.files import sha256_file
+from bninception.core.rundir import RunDir
 from bninception.triton_repo import write_repository
 
 pytest_plugins = ["serve_fixtures"]
@@ -24,6 +26,7 @@ def run_dir(tmp_path: Path, serve_model_path: Path) -> Path:
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(serve_model_path, run / "model.folded.onnx")
+    recorded(RunDir(run), "fold", "model.folded.onnx")
     return run
 
 
@@ -87,6 +90,10 @@ def test_stale_or_broken_engine_is_refused(run_dir: Path, tmp_path: Path) -> Non
     model = onnx.load(str(run_dir / "model.folded.onnx"))
     model.doc_string = "retrained"
     onnx.save(model, str(run_dir / "model.folded.onnx"))
+    with pytest.raises(BninceptionError, match=r"model\.folded\.onnx changed after stage fold wrote it"):
+        write_repository(run_dir, tmp_path / "changed", max_batch=32)  # never packaged unchecked
+    assert not (tmp_path / "changed").exists()
+    recorded(RunDir(run_dir), "fold", "model.folded.onnx")  # the fold stage re-ran on a retrained model
     report = write_repository(run_dir, tmp_path / "stale", max_batch=32)
     assert not (tmp_path / "stale" / "bninception_trt").exists()
     assert "no TensorRT model" in report["tensorrt"] and key in report["tensorrt"] and "stale" in report["tensorrt"]

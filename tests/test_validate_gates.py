@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import copy_run
+from run_helpers import recorded
 from validate_helpers import perturb_final_bias
 
 from bninception.core.rundir import RunDir
@@ -52,6 +53,10 @@ def test_every_demo_artifact_passes(full_report: ValidationReport, full_run: Run
 def test_corrupted_bias_fails_its_gate(full_run: RunDir, tmp_path: Path) -> None:
     run = copy_run(full_run, tmp_path / "broken")
     perturb_final_bias(run.path("model.folded.onnx"), delta=1e-3)
+    tampered = validate_run(run, include_engines=False, limit=64).row("onnx-folded")
+    assert tampered is not None and tampered.status == "ERROR"  # changed after its stage: never run, marked
+    assert "changed after stage fold wrote it" in tampered.failures[0]
+    recorded(run, "fold", "model.folded.onnx")  # as if the fold stage itself had written the broken file
     report = validate_run(run, include_engines=False, limit=64)
     row = report.row("onnx-folded")
     assert row is not None and row.status == "FAIL"
@@ -71,6 +76,7 @@ def test_cli_exit_status_and_json(full_run: RunDir, tmp_path: Path,
     document = json.loads(capsys.readouterr().out)
     assert document["passed"] is True and document["data"]["images"] == 64
     perturb_final_bias(run.path("model.onnx"), delta=50.0, index=3)  # class 3 wins everywhere
+    recorded(run, "export", "model.onnx")
     assert main(["validate", "--run", str(run.root), "--limit", "64"]) == 1
     captured = capsys.readouterr()
     assert "FAIL" in captured.out and "agreement" in captured.err
@@ -81,12 +87,13 @@ def test_stage_skips_when_fresh(full_run: RunDir, tmp_path: Path) -> None:
     for name in ("model.fp16.onnx", "model.int8.onnx", "model.int8.cpu.onnx", "checkpoint.pt"):
         run.path(name).unlink(missing_ok=True)  # 32 images: too few for the 99% INT8 agreement gate
     first = validate_stage(run, limit=32)
-    recorded = run.manifest()["stages"]["validate"]
-    assert first.status == "done" and first.value.passed and "model.folded.onnx" in recorded["inputs"]
-    assert recorded["outputs"].keys() == {"validate.json"}
+    record = run.manifest()["stages"]["validate"]
+    assert first.status == "done" and first.value.passed and "model.folded.onnx" in record["inputs"]
+    assert record["outputs"].keys() == {"validate.json"}
     again = validate_stage(run, limit=32)  # fresh: re-read from validate.json
     assert again.skipped and again.value.to_dict()["rows"] == first.value.to_dict()["rows"]
     perturb_final_bias(run.path("model.onnx"), delta=1.0)  # an input changed: validated again
+    recorded(run, "export", "model.onnx")
     third = validate_stage(run, limit=32)
     assert third.status == "done" and not third.value.passed
     assert third.value.row("onnx").status == "FAIL"

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     grpc = f" and gRPC on {args.host}:{args.grpc_port}" if args.grpc_port is not None else ""
     batching = (f"max batch {config.max_batch}, max delay {config.max_delay_ms:g} ms" if config.batching
                 else "no batching")
-    print(f"serving {path} as {config.model_name!r} on http://{args.host}:{args.port}{grpc} "
+    unchecked = " (a file given with --model: not checked against a run's manifest)" if args.model else ""
+    print(f"serving {path}{unchecked} as {config.model_name!r} on http://{args.host}:{args.port}{grpc} "
           f"(providers {', '.join(state.runner.providers)}, {batching})", file=sys.stderr)
     serve_forever(app, host=args.host, access_log=args.access_log, sock=sock, grpc_port=args.grpc_port)
     return 0
