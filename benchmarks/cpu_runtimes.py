@@ -148,6 +148,7 @@ def prepare(run: Path, samples: int) -> dict[str, Any]:
     from bninception.model.architecture import ModelConfig, build_model
     from bninception.model.checkpoint import save_model
     from bninception.model.data import imagenet_preprocess
+    from bninception.model.labels import ClassLabels
     from bninception.model.population import apply_population_statistics
 
     rundir = RunDir(run)
@@ -159,8 +160,10 @@ def prepare(run: Path, samples: int) -> dict[str, Any]:
         crops = torch.from_numpy(photo_crops(preprocess, 32, seed=11))
         apply_population_statistics(model, torch.utils.data.TensorDataset(crops, torch.zeros(32)), batches=2,
                                     batch_size=16)
-        save_model(rundir.path(MODEL_PT), model, preprocess, [f"class{i}" for i in range(model.config.num_classes)],
+        save_model(rundir.path(MODEL_PT), model, preprocess,
+                   ClassLabels.plain([f"class{i}" for i in range(model.config.num_classes)]),
                    statistics="population (32 photo crops; random weights, for speed only)")
+        rundir.record("population", {"photo_crops": 32, "random_weights": True}, [], [MODEL_PT], 0.0)
     for stage in (export_stage, fold_stage):
         result = stage(rundir)
         say(f"  {result.stage}: {result.status}")
@@ -177,6 +180,7 @@ def prepare(run: Path, samples: int) -> dict[str, Any]:
         atomic_write_bytes(rundir.path(INT8_CPU),
                            quantize(folded, cpu_ranges(calib.minmax, calib.minimum), CPU).SerializeToString())
         atomic_write_json(marker, wanted)
+        rundir.record("cpu-runtimes", wanted, [FOLDED], [FP16, INT8, INT8_CPU], 0.0)  # so that serve takes them
     return wanted
 
 

@@ -81,8 +81,8 @@ def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
     gate = GATES["int8"]
     lines = ["| layout | variant | recipe | seeds | agreement % min / median | disagree (images) max / allowed | "
-             "drop points max / median | net loss (images) max / allowed | gate passes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "drop points max / median | net loss (images) max / allowed | gate passes | percentage gate passes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     names = sorted({name for per_seed in results.values() for name in per_seed})
     for name in names:
         layout_name, variant = name.split("|")
@@ -99,10 +99,12 @@ def summarize(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             allowed_l = allowed_loss(worst_l.samples, gate.max_drop_points or 0, (worst_l.lost or 0) +
                                      (worst_l.gained or 0))
             passes = sum(not gate.failures(r) for r in rows)
+            by_percent = sum(r.top1_agreement >= (gate.min_agreement or 0) and (r.accuracy_drop_points or 0) <=
+                             (gate.max_drop_points or 0) + 1e-9 for r in rows)  # the gate before it counted images
             lines.append(f"| {layout_name} | {variant} | {recipe} | {len(rows)} | {min(agree):.2f} / "
                          f"{statistics.median(agree):.2f} | {worst_d.disagreements} / {allowed_d} | {max(drops):.2f} / "
                          f"{statistics.median(drops):.2f} | {(worst_l.lost or 0) - (worst_l.gained or 0)} / "
-                         f"{allowed_l} | {passes} of {len(rows)} |")
+                         f"{allowed_l} | {passes} of {len(rows)} | {by_percent} of {len(rows)} |")
     return lines
 
 
@@ -111,10 +113,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="training seeds per recipe (0..N-1)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated: " + ", ".join(RECIPES))
     parser.add_argument("--out", type=Path, default=Path("runs/int8-margins"), help="run folders (cached)")
+    parser.add_argument("--summary", action="store_true", help="print the table of the results already measured")
     args = parser.parse_args()
     results_path = args.out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    for recipe in args.recipes.split(","):
+    for recipe in [] if args.summary else args.recipes.split(","):
         for seed in range(args.seeds):
             key = f"{recipe}-seed{seed}"
             started = time.monotonic()

@@ -1,5 +1,5 @@
 """The labelled images validate judges every artifact on: the run's recorded dataset's test split, or
-a dataset the user names (digits, an ImageFolder), with its class names mapped onto the model's."""
+a dataset the user names (digits, an ImageFolder), with its classes matched to the model's by id or name."""
 
 from __future__ import annotations
 
@@ -35,30 +35,20 @@ def _train_params(run: RunDir) -> dict[str, Any] | None:
     return None if record is None else record.get("params")
 
 
-def _map_labels(dataset_labels: list[str], model_labels: list[str]) -> tuple[np.ndarray, str]:
-    """Dataset class index -> model class index, by name when every name matches, else by index."""
-    if list(dataset_labels) == list(model_labels[:len(dataset_labels)]):
-        return np.arange(len(dataset_labels)), "identity"
-    position = {name: i for i, name in enumerate(model_labels)}
-    if all(name in position for name in dataset_labels):
-        return np.asarray([position[n] for n in dataset_labels]), "by name"
-    if len(dataset_labels) <= len(model_labels):
-        return np.arange(len(dataset_labels)), "by index (folder names differ from the model's labels)"
-    raise BninceptionError(f"the dataset has {len(dataset_labels)} classes {dataset_labels[:10]} but the "
-                           f"model has {len(model_labels)} labels {model_labels[:10]}")
-
-
-def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = None) -> EvalData:
+def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = None,
+                   by_position: bool = False) -> EvalData:
     """The test images for ``run``: its dataset's test split, or ``data`` (digits | ImageFolder: its ``test/``
-    subfolder when it has one, else every image), with model.pt's preprocessing.
+    subfolder when it has one, else every image), with model.pt's preprocessing; the dataset's classes are
+    matched to the model's by id or name (:func:`match_classes`), by position only when ``by_position``.
     """
     from bninception.core.preprocess import Preprocess
-    from bninception.model.checkpoint import MODEL_FORMAT, load
+    from bninception.model.checkpoint import MODEL_FORMAT, class_labels, load
     from bninception.model.data import ImageFolderDataset, load_bundle, load_run_bundle, stack_split
+    from bninception.model.labels import match_classes
 
-    record = load(run.require(layout.MODEL_PT, "the PyTorch inference-form model"), MODEL_FORMAT)
+    record = load(run.verified(layout.MODEL_PT, "the PyTorch inference-form model"), MODEL_FORMAT)
     pre = Preprocess.from_dict(record["preprocess"])
-    model_labels = [str(x) for x in record["labels"]]
+    model_labels = class_labels(record)
     params = _train_params(run)
     if data is None:
         bundle = load_run_bundle(run)
@@ -81,12 +71,12 @@ def load_eval_data(run: RunDir, data: str | None = None, limit: int | None = Non
             files = [f for part in parts for f in part.files]  # type: ignore[attr-defined]
             labels = np.concatenate([part.labels for part in parts])
             split, dataset = "all", ImageFolderDataset(files, labels, pre, augment=False, seed=seed)
-    mapping, how = _map_labels(bundle.labels, model_labels)
+    mapping = match_classes(bundle.labels, model_labels, by_position)
     images, labels = stack_split(dataset, limit)
     if len(labels) == 0:
         raise BninceptionError(f"no evaluation images in {source} ({split} split)")
-    return EvalData(images=images, labels=mapping[labels], source=source, split=split,
-                    classes=len(model_labels), label_mapping=how)
+    return EvalData(images=images, labels=mapping.indices[labels], source=source, split=split,
+                    classes=len(model_labels), label_mapping=mapping.describe())
 
 
 def _same_data(recorded: str, given: str) -> bool:

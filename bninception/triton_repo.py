@@ -32,7 +32,7 @@ def _copy(source: Path, target: Path) -> None:
 def _write_model(folder: Path, artifact: Path, artifact_name: str, config: dict[str, Any],
                  info: ModelInfo) -> dict[str, Any]:
     _copy(artifact, folder / "1" / artifact_name)
-    atomic_write_text(folder / LABELS_FILE, "\n".join(info.labels) + "\n")
+    atomic_write_text(folder / LABELS_FILE, "\n".join(info.label_names) + "\n")  # shown by Triton's classification
     atomic_write_text(folder / "config.pbtxt", to_pbtxt(config))
     return {"name": config["name"], "path": str(folder), "artifact": str(artifact),
             "sha256": sha256_file(folder / "1" / artifact_name), "max_batch_size": config["max_batch_size"]}

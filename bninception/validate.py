@@ -125,8 +125,9 @@ class ValidationReport:
         notes += [f"{r.name}: {f}" for r in self.rows for f in r.failures]
         notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
         d = self.data
-        caption = (f"{d.get('images', '?')} images, {d.get('classes', '?')} classes from "
-                   f"{d.get('source', '?')} ({d.get('split', '?')} split); overall: {self.verdict(short=True)}")
+        caption = (f"{d.get('images', '?')} images from {d.get('source', '?')} ({d.get('split', '?')} split), a model "
+                   f"of {d.get('classes', '?')} classes; labels {d.get('label_mapping', '?')}; overall: "
+                   f"{self.verdict(short=True)}")
         if markdown:
             return "\n".join([caption, "", *lines, "", *(f"- {n}" for n in notes)]).rstrip() + "\n"
         return "\n".join([*lines, caption, *notes])
@@ -161,11 +162,12 @@ def _verdict(row: ValidationRow, art: ArtifactRunner, reference_top1: float) -> 
 def validate_run(run: RunDir, data: str | None = None, include_engines: bool = True,
                  limit: int | None = None, batch_size: int = 64, save: bool = True,
                  providers: list[str] | None = None,
-                 found: tuple[list[ArtifactRunner], list[Skipped]] | None = None) -> ValidationReport:
+                 found: tuple[list[ArtifactRunner], list[Skipped]] | None = None,
+                 by_position: bool = False) -> ValidationReport:
     """Validate every artifact of ``run`` (``found``: from :func:`discover`); save ``validate.json`` when ``save``."""
     started = time.perf_counter()
     artifacts, skipped = found or discover(run, include_engines=include_engines, providers=providers)
-    eval_data = load_eval_data(run, data, limit)
+    eval_data = load_eval_data(run, data, limit, by_position)
     log.info("validate: %d images (%s, %s split), %d artifacts", len(eval_data.labels), eval_data.source,
              eval_data.split, len(artifacts))
     reference_art = next(a for a in artifacts if a.is_reference)

@@ -148,6 +148,8 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
 
     run.require(layout.FOLDED, FOLDED_HINT[layout.FOLDED])
     model_sha = run.sha256(layout.FOLDED)
+    if from_cache and run.path(layout.CALIBRATION).is_file():
+        run.verified(layout.CALIBRATION)  # our own file: trusted by its recorded sha256
     cached = load_calibration(run.path(layout.CALIBRATION), model_sha) if from_cache else None
     if cached is not None:
         if method is not None and method != cached.method:

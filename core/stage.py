@@ -92,6 +92,9 @@ def run_stage(run: RunDir, spec: StageSpec, body: Callable[[], Done], *, force: 
                                                       recorded_outputs(run, spec)):
             log.info("stage %s: up to date, skipped", spec.name)
             return StageResult(spec.name, "skipped", 0.0, known, on_skip() if on_skip else None)
+        for name in (*spec.outputs, *spec.optional_outputs):  # what a killed earlier attempt left half-written
+            for stale in run.root.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
         read = {name: run.sha256(name) for name in spec.inputs}  # what the body is about to read
         started = time.perf_counter()
         try:

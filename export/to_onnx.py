@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import torch
 
     from bninception.core.preprocess import Preprocess
+    from bninception.model.labels import ClassLabels
 
 INPUT_NAME = "data"
 OUTPUT_NAME = "logits"
@@ -121,7 +122,7 @@ def to_model_proto(model: torch.nn.Module, input_shape: tuple[int, ...],
     return proto
 
 
-def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str],
+def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: ClassLabels,
                 out_path: str | os.PathLike[str], opset: int = 17, source_sha256: str | None = None,
                 image_size: int | None = None) -> onnx.ModelProto:
     """Write ``out_path``: input ``data`` (dynamic batch), output ``logits``, BN kept, and the
@@ -137,8 +138,8 @@ def export_onnx(model: torch.nn.Module, preprocess: Preprocess, labels: list[str
         raise BninceptionError(f"preprocessing gives {channels} channel(s) but the model takes "
                                f"{config.in_channels}")
     proto = to_model_proto(model, (channels, size, size), opset)
-    metadata.write(proto, metadata.entries(preprocess, labels, config.to_dict() if config is not None else None,
-                                           source_sha256))
+    metadata.write(proto, metadata.entries(preprocess, labels.ids, config.to_dict() if config is not None else None,
+                                           source_sha256, labels.names))
     proto.doc_string = "BN-Inception (bninception); BatchNormalization kept, see model.folded.onnx"
     check_full(proto, str(out_path))
     atomic_write_bytes(out_path, proto.SerializeToString())

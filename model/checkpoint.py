@@ -14,6 +14,7 @@ from bninception.core.errors import BninceptionError
 from bninception.core.files import atomic_path
 from bninception.core.preprocess import Preprocess
 from bninception.model.architecture import BNInception, ModelConfig, build_model
+from bninception.model.labels import ClassLabels
 
 CHECKPOINT_FORMAT = "bninception-checkpoint/1"
 MODEL_FORMAT = "bninception-model/1"
@@ -92,21 +93,31 @@ def model_from_state(data: dict[str, Any], path: str = "model") -> BNInception:
 
 
 def save_model(path: str | os.PathLike[str], model: BNInception, preprocess: Preprocess,
-               labels: list[str], statistics: str, extra: dict[str, Any] | None = None) -> None:
-    """Write ``model.pt``: the network in inference form (eval-mode BN with the given statistics)."""
+               labels: ClassLabels, statistics: str, extra: dict[str, Any] | None = None) -> None:
+    """Write ``model.pt``: the network in inference form (eval-mode BN with the given statistics), with its
+    class ids (``labels``) and their names (``label_names``)."""
     save({
         "format": MODEL_FORMAT,
         "config": model.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "preprocess": preprocess.to_dict(),
-        "labels": list(labels),
+        "labels": list(labels.ids),
+        "label_names": list(labels.names),
         "statistics": statistics,
         **(extra or {}),
     }, path)
 
 
-def load_model(path: str | os.PathLike[str]) -> tuple[BNInception, Preprocess, list[str], dict[str, Any]]:
-    """``model.pt`` -> (eval-mode network, preprocessing, labels, the whole record)."""
+def class_labels(record: dict[str, Any]) -> ClassLabels:
+    """The class ids and names a ``model.pt`` or checkpoint record holds (names default to the ids)."""
+    names = record.get("label_names")
+    ids = [str(x) for x in record["labels"]]
+    return ClassLabels.of(ids, [str(x) for x in names] if isinstance(names, list) and len(names) == len(ids)
+                          else None)
+
+
+def load_model(path: str | os.PathLike[str]) -> tuple[BNInception, Preprocess, ClassLabels, dict[str, Any]]:
+    """``model.pt`` -> (eval-mode network, preprocessing, class ids and names, the whole record)."""
     data = load(path, MODEL_FORMAT)
     model = model_from_state(data, str(path)).eval()
-    return model, Preprocess.from_dict(data["preprocess"]), list(data["labels"]), data
+    return model, Preprocess.from_dict(data["preprocess"]), class_labels(data), data

@@ -33,6 +33,8 @@ class TrainConfig:
     """Everything that determines a training run; the defaults are the demo recipe (BN-x5 on digits)."""
 
     data: str = setting("digits", "'digits' (built-in) or an ImageFolder path")
+    labels: str = setting("", "labels file naming the ImageFolder's classes: one name per line (folders in "
+                              "sorted order), or folder<TAB>name per line")
     image_size: int = 32  # the CLI's default follows --data (default_image_size)
     width: float = setting(0.25, "channel width multiplier", low=0, above=True)
     activation: str = setting("relu", "the nonlinearity after every BN", choices=("relu", "sigmoid"))

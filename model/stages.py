@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from bninception.core import layout
 from bninception.core.errors import BninceptionError
@@ -12,6 +13,9 @@ from bninception.core.preprocess import Preprocess
 from bninception.core.rundir import RunDir
 from bninception.core.stage import Done, StageResult, StageSpec, run_stage
 from bninception.model.config import TrainConfig
+
+if TYPE_CHECKING:
+    from bninception.model.labels import ClassLabels
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def population_stage(run: RunDir, batches: int = POPULATION_BATCHES, batch_size:
                      [layout.MODEL_PT], hints={layout.CHECKPOINT: "run `bninception train` first"})
 
     def body() -> Done:
-        from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_state, save_model
+        from bninception.model.checkpoint import CHECKPOINT_FORMAT, class_labels, load, model_from_state, save_model
         from bninception.model.data import load_bundle
         from bninception.model.population import apply_population_statistics
         from bninception.model.train import evaluate
@@ -93,7 +97,7 @@ def population_stage(run: RunDir, batches: int = POPULATION_BATCHES, batch_size:
                    "layer_differences": result.layer_differences}
         if ctx.is_main:
             save_model(run.path(layout.MODEL_PT), model.cpu(), Preprocess.from_dict(state["preprocess"]),
-                       state["labels"], statistics="population",
+                       class_labels(state), statistics="population",
                        extra={"population": {"batches": result.batches, "batch_size": batch_size}})
             update_metrics(run, "population", summary)
         return Done(summary, message=f"{result.batches} batches of {batch_size}; test accuracy EMA "
@@ -102,30 +106,42 @@ def population_stage(run: RunDir, batches: int = POPULATION_BATCHES, batch_size:
     return run_stage(run, spec, body, force=force, record=ctx.is_main)
 
 
+def imported_labels(classes: int, labels_file: str | None) -> ClassLabels:
+    """The labels of imported weights: the user's file, else ImageNet-1k's for 1000 outputs (the order every
+    ImageNet checkpoint uses), else ``class_<i>``."""
+    from bninception.model.labels import IMAGENET_CLASSES, ClassLabels, imagenet_labels, read_labels_file
+
+    if labels_file:
+        return read_labels_file(labels_file, classes)
+    if classes == IMAGENET_CLASSES:
+        return imagenet_labels()
+    return ClassLabels.plain([f"class_{i}" for i in range(classes)])
+
+
 def import_weights_stage(run: RunDir, path: str, fmt: str = "pretrainedmodels",
-                         labels: list[str] | None = None, force: bool = False) -> StageResult:
-    """A pretrained state dict file -> model.pt (conv biases absorbed, Caffe input convention)."""
+                         labels_file: str | None = None, force: bool = False) -> StageResult:
+    """A pretrained state dict file -> model.pt (conv biases absorbed, Caffe input convention), with the class
+    ids and names of ``labels_file``, else ImageNet's for 1000 classes, else ``class_<i>``."""
     if fmt != "pretrainedmodels":
         raise BninceptionError(f"unknown weights format {fmt!r} (supported: pretrainedmodels)")
     try:
         source_sha256 = sha256_file(path)
     except OSError as exc:
         raise BninceptionError(f"cannot read weights file {path}: {exc}") from exc
-    spec = StageSpec("import-weights", {"format": fmt, "source_sha256": source_sha256, "labels": labels},
-                     [], [layout.MODEL_PT])
+    labels_sha256 = sha256_file(labels_file) if labels_file and os.path.isfile(labels_file) else None
+    spec = StageSpec("import-weights", {"format": fmt, "source_sha256": source_sha256,
+                                        "labels_sha256": labels_sha256}, [], [layout.MODEL_PT])
 
     def body() -> Done:
         from bninception.model.checkpoint import save_model
         from bninception.model.pretrained import CAFFE_PREPROCESS, import_pretrainedmodels
 
         model = import_pretrainedmodels(path)
-        names = labels or [f"class_{i}" for i in range(model.config.num_classes)]
-        if len(names) != model.config.num_classes:
-            raise BninceptionError(f"{len(names)} labels given for {model.config.num_classes} classes")
-        save_model(run.path(layout.MODEL_PT), model, CAFFE_PREPROCESS, names, statistics="imported",
+        labels = imported_labels(model.config.num_classes, labels_file)
+        save_model(run.path(layout.MODEL_PT), model, CAFFE_PREPROCESS, labels, statistics="imported",
                    extra={"source": str(path)})
         run.forget("population")
-        return Done({"classes": len(names)}, message=f"{path} -> {run.path(layout.MODEL_PT)} "
-                                                      f"({len(names)} classes)")
+        return Done({"classes": len(labels)}, message=f"{path} -> {run.path(layout.MODEL_PT)} ({len(labels)} "
+                                                       f"classes: {labels.ids[0]} {labels.names[0]}, ...)")
 
     return run_stage(run, spec, body, force=force)

@@ -23,6 +23,7 @@ from bninception.model.checkpoint import CHECKPOINT_FORMAT, load, model_from_sta
 from bninception.model.config import TrainConfig
 from bninception.model.data import AugmentedDataset, DatasetBundle
 from bninception.model.distributed import DistContext, all_reduce_sum, init_distributed
+from bninception.model.labels import dataset_labels
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def train(cfg: TrainConfig, bundle: DatasetBundle, checkpoint_path: str | None =
           ctx: DistContext | None = None) -> TrainResult:
     """Train BN-Inception on ``bundle``; checkpoint atomically after every epoch (rank 0 only)."""
     ctx = ctx or init_distributed()
+    labels = dataset_labels(bundle.labels, cfg.labels or None)  # a bad labels file fails before any epoch
     model = build_network(cfg, bundle).to(ctx.device)
     optimizer, scheduler = _make_optimizer(model, cfg)
     history: list[dict[str, float]] = []
@@ -188,7 +190,7 @@ def train(cfg: TrainConfig, bundle: DatasetBundle, checkpoint_path: str | None =
                   "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                   "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
-                  "preprocess": bundle.preprocess.to_dict(), "labels": bundle.labels},
+                  "preprocess": bundle.preprocess.to_dict(), "labels": labels.ids, "label_names": labels.names},
                  checkpoint_path)
         if on_epoch is not None:
             on_epoch(epoch + 1, record)

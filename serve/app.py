@@ -196,7 +196,7 @@ def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None 
         probabilities = softmax(await state.predict(rows))[0]
         order = np.argsort(-probabilities, kind="stable")[:top]
         return _json({"model_name": state.name, "model_version": MODEL_VERSION,
-                      "top": [{"label": state.info.labels[i], "index": int(i),
+                      "top": [{"label": state.info.labels[i], "name": state.info.label_names[i], "index": int(i),
                                "probability": float(p) if math.isfinite(p := probabilities[i]) else None}
                               for i in order]})
 

@@ -28,9 +28,10 @@ class ModelInfo:
     input: InputSpec
     output: str
     num_classes: int
-    labels: list[str]
+    labels: list[str]  # class ids
     preprocess: Preprocess | None
     metadata: dict[str, str] = field(default_factory=dict)
+    label_names: list[str] = field(default_factory=list)  # readable names (the ids when none are recorded)
 
     @property
     def item_shape(self) -> tuple[int, int, int]:
@@ -55,4 +56,5 @@ def read_model_info(runner: OrtRunner, path: str | os.PathLike[str]) -> ModelInf
             f"{path}: recorded preprocessing makes {pre.channels}x{pre.size}x{pre.size} images but input "
             f"{spec.name!r} takes {spec.channels}x{spec.height}x{spec.width}")
     return ModelInfo(path=path, input=spec, output=output.name, num_classes=num_classes,
-                     labels=meta.labels_for(num_classes), preprocess=pre, metadata=values)
+                     labels=meta.labels_for(num_classes), preprocess=pre, metadata=values,
+                     label_names=meta.names_for(num_classes))

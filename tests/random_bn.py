@@ -104,6 +104,7 @@ def save_random_model(path: str, config: object, preprocess: object, seed: int =
     from bninception.core.rundir import RunDir
     from bninception.model.architecture import build_model
     from bninception.model.checkpoint import save_model
+    from bninception.model.labels import ClassLabels
 
     torch.manual_seed(seed)
     model = build_model(config)  # type: ignore[arg-type]
@@ -111,7 +112,7 @@ def save_random_model(path: str, config: object, preprocess: object, seed: int =
     batch = batch or (32 if size <= 64 else 4)  # enough values per channel at the 1x1 stages
     example = torch.randn(batch, model.config.in_channels, size, size)
     randomize_bn(model, example, seed)
-    labels = [f"class{i}" for i in range(model.config.num_classes)]
+    labels = ClassLabels.plain([f"class{i}" for i in range(model.config.num_classes)])
     save_model(path, model, preprocess, labels, statistics="random (test)")  # type: ignore[arg-type]
     RunDir(os.path.dirname(path)).record("population", {"random": seed}, [], [os.path.basename(path)], 0.0)
     return model

@@ -43,13 +43,16 @@ def _model_with(values: dict[str, str]) -> onnx.ModelProto:
 
 
 def test_metadata_round_trip_and_optional_entries() -> None:
-    values = metadata.entries(GRAY, ["zero", "one"], {"width": 0.25}, "ab" * 32)
+    values = metadata.entries(GRAY, ["n0", "n1"], {"width": 0.25}, "ab" * 32, ["zero", "one"])
     assert set(values) == set(metadata.KEYS)
     parsed = metadata.read(_model_with(values), "m.onnx", num_classes=2)
-    assert parsed.preprocess == GRAY and parsed.labels == ["zero", "one"]
+    assert parsed.preprocess == GRAY and parsed.labels == ["n0", "n1"] and parsed.names_for(2) == ["zero", "one"]
+    same = metadata.entries(GRAY, ["zero", "one"], None, None, ["zero", "one"])
+    assert metadata.LABEL_NAMES not in same  # names equal to the ids are not written twice
     assert parsed.config == {"width": 0.25} and parsed.source_sha256 == "ab" * 32
     bare = metadata.parse({}, "bare.onnx")
     assert bare.preprocess is None and bare.labels_for(3) == ["0", "1", "2"] and bare.config == {}
+    assert bare.names_for(3) == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

@@ -18,9 +18,13 @@ from bninception.core.preprocess import Preprocess
 from bninception.export.to_onnx import export_onnx, remove_identities, to_model_proto
 from bninception.model.architecture import ModelConfig, build_model
 from bninception.model.checkpoint import load_model
+from bninception.model.labels import ClassLabels
 
 DEMO = ModelConfig(num_classes=10, in_channels=1, width=0.25)
 GRAY = Preprocess(size=32, resize=32, channel_order="GRAY", mean=(0.3,), std=(0.3,))
+
+
+TEN = ClassLabels.plain(["a"] * 10)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Pat
     root = tmp_path_factory.mktemp("export")
     save_random_model(str(root / "model.pt"), DEMO, GRAY, seed=3)
     model, _, _, _ = load_model(root / "model.pt")
-    export_onnx(model, GRAY, [str(i) for i in range(10)], root / "m.onnx", source_sha256="ab" * 32)
+    export_onnx(model, GRAY, ClassLabels.plain([str(i) for i in range(10)]), root / "m.onnx", source_sha256="ab" * 32)
     return model, root / "m.onnx"
 
 
@@ -50,7 +54,7 @@ def test_export_keeps_bn_and_removes_identities(demo: tuple[torch.nn.Module, Pat
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
     assert proto.opset_import[0].version == 17
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert set(meta) == set(metadata.KEYS)
+    assert set(meta) == set(metadata.KEYS) - {metadata.LABEL_NAMES}  # names equal to the ids: not repeated
     assert Preprocess.from_dict(json.loads(meta["bninception.preprocess"])) == GRAY
     assert json.loads(meta["bninception.labels"]) == [str(i) for i in range(10)]
     assert ModelConfig.from_dict(json.loads(meta["bninception.model_config"])) == DEMO
@@ -74,7 +78,7 @@ def test_opset_range_ends(demo: tuple[torch.nn.Module, Path], tmp_path: Path) ->
     model, _ = demo
     for opset in (13, 21):
         out = tmp_path / f"m{opset}.onnx"
-        export_onnx(model, GRAY, ["a"] * 10, out, opset=opset)
+        export_onnx(model, GRAY, TEN, out, opset=opset)
         proto = onnx.load(str(out))
         assert proto.opset_import[0].version == opset
         assert sum(n.op_type == "BatchNormalization" for n in proto.graph.node) == 69
@@ -87,7 +91,7 @@ def test_opset_out_of_range_writes_nothing(demo: tuple[torch.nn.Module, Path], t
     out = tmp_path / "m.onnx"
     out.write_bytes(b"old")
     with pytest.raises(BninceptionError, match="opset"):
-        export_onnx(model, GRAY, ["a"] * 10, out, opset=opset)
+        export_onnx(model, GRAY, TEN, out, opset=opset)
     assert out.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary left behind
 
@@ -95,7 +99,7 @@ def test_opset_out_of_range_writes_nothing(demo: tuple[torch.nn.Module, Path], t
 def test_channel_mismatch_is_clear(demo: tuple[torch.nn.Module, Path], tmp_path: Path) -> None:
     model, _ = demo
     with pytest.raises(BninceptionError, match="channel"):
-        export_onnx(model, Preprocess(size=32, resize=32), ["a"] * 10, tmp_path / "m.onnx")
+        export_onnx(model, Preprocess(size=32, resize=32), TEN, tmp_path / "m.onnx")
 
 
 def test_fresh_model_dedup_identities_removed(tmp_path: Path) -> None:
@@ -104,7 +108,7 @@ def test_fresh_model_dedup_identities_removed(tmp_path: Path) -> None:
     out = tmp_path / "fresh.onnx"
     raw = to_model_proto(model, (1, 32, 32))
     assert len(raw.graph.initializer) < 4 * 69  # the exporter did share BN parameters
-    export_onnx(model, GRAY, ["a"] * 10, out)
+    export_onnx(model, GRAY, TEN, out)
     proto = onnx.load(str(out))
     ops = [n.op_type for n in proto.graph.node]
     assert "Identity" not in ops and ops.count("BatchNormalization") == 69

@@ -52,6 +52,8 @@ def test_import_stage_records_caffe_convention(reference_file: tuple[nn.Module, 
     assert preprocess.channel_order == "BGR" and preprocess.input_range == 255.0
     assert preprocess.mean == (104.0, 117.0, 128.0) and preprocess.size == 224
     assert len(labels) == 1000 and record["statistics"] == "imported"
+    assert (labels.ids[0], labels.names[0]) == ("n01440764", "tench, Tinca tinca")  # ImageNet's order and names
+    assert (labels.ids[281], labels.names[281]) == ("n02123045", "tabby, tabby cat")
     assert run.is_fresh("import-weights", run.manifest()["stages"]["import-weights"]["params"], [], ["model.pt"])
 
 

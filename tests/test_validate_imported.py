@@ -21,7 +21,9 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunDir, Path]:
     root = tmp_path_factory.mktemp("imported")
     weights = make_pretrained_file(root / "bn_inception.pth", num_classes=len(LABELS))
     run = RunDir(root / "run")
-    import_weights_stage(run, str(weights), labels=LABELS)
+    labels_file = root / "labels.txt"
+    labels_file.write_text("\n".join(LABELS) + "\n")
+    import_weights_stage(run, str(weights), labels_file=str(labels_file))
     return run, make_image_folder(root / "photos", per_class=2)
 
 
@@ -40,13 +42,13 @@ def test_imported_run_validates_on_image_folder(imported: tuple[RunDir, Path], t
 
     run, photos = imported
     _, pre, labels, record = load_model(run.path("model.pt"))
-    assert record["statistics"] == "imported" and pre.channel_order == "BGR" and labels == LABELS
+    assert record["statistics"] == "imported" and pre.channel_order == "BGR" and labels.ids == LABELS
     export_stage(run)
     assert main(["validate", "--run", str(run.root), "--data", str(photos), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["passed"] is True
     assert document["data"] == {"source": str(photos), "split": "all", "images": 6, "classes": 3,
-                                "label_mapping": "identity"}
+                                "label_mapping": "identity (the dataset's classes are the model's, in order)"}
     kinds = [row["kind"] for row in document["rows"]]
     assert kinds == ["pytorch", "onnx"]  # no checkpoint.pt: no EMA row, and it says why
     assert any(s["kind"] == "pytorch-ema" and "imported" in s["reason"] for s in document["skipped"])

@@ -14,22 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("file", help="state dict file (.pth)")
     parser.add_argument("--format", default="pretrainedmodels", choices=("pretrainedmodels",))
-    parser.add_argument("--labels", help="text file with one class name per line")
+    parser.add_argument("--labels", help="labels file: one class label per line, or id<TAB>name per line "
+                                         "(default: ImageNet-1k's WordNet ids and names for 1000 classes)")
     add_run_argument(parser)
     parser.add_argument("--force", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bninception.core.errors import BninceptionError
     from bninception.core.rundir import RunDir
     from bninception.model.stages import import_weights_stage
 
-    labels = None
-    if args.labels:
-        try:
-            with open(args.labels, encoding="utf-8") as handle:
-                labels = [line.strip() for line in handle if line.strip()]
-        except OSError as exc:
-            raise BninceptionError(f"cannot read labels file {args.labels}: {exc}") from exc
-    import_weights_stage(RunDir(args.run), args.file, args.format, labels, force=args.force)
+    import_weights_stage(RunDir(args.run), args.file, args.format, args.labels, force=args.force)
     return 0

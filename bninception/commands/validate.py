@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="digits or an ImageFolder PATH (default: the run's own test split)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N images")
+    parser.add_argument("--match-by-position", action="store_true",
+                        help="score the dataset's k-th class folder as the model's class k (default: match class "
+                             "folders to the model's classes by id or name, and refuse what matches none)")
     parser.add_argument("--providers", default=None,
                         help="comma-separated execution providers whose rows to check: cpu, openvino, cuda, tensorrt "
                              "(TensorRT: the run's engines; default: every one this ONNX Runtime build has)")
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise BninceptionError(f"--limit must be at least 1, got {args.limit}")
     providers, engines = providers_and_engines(args.providers, args.no_engines)
     run_dir = RunDir(args.run, create=False)
-    report = validate_run(run_dir, data=args.data, include_engines=engines, limit=args.limit, providers=providers)
+    report = validate_run(run_dir, data=args.data, include_engines=engines, limit=args.limit, providers=providers,
+                          by_position=args.match_by_position)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
