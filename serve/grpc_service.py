@@ -189,55 +189,73 @@ class InferenceService:
         return response
 
 
-STREAMS_PER_CONNECTION = 64  # HTTP/2 streams one connection may hold open (perf_analyzer's c16 needs 16)
+# HTTP/2 streams one connection may hold open. grpcio counts a stream until the transport has freed it and
+# refuses more (its overload protection, what absorbs rapid reset), so a client running at the limit sees
+# UNAVAILABLE: 256 leaves room for clients with hundreds of calls in flight (docs/decisions.md)
+STREAMS_PER_CONNECTION = 256
 PEER_SHARE = 4  # one connection may hold at most 1/PEER_SHARE of the message reservations (at least one)
 
 
 class MessageReader:
     """Receives each call's one request message within the read deadline, against the shared buffer budget.
 
-    Before a message is read, the message size limit is reserved from the budget (the transport may buffer that
-    much while it arrives); once it is in, only its own bytes stay held until the call ends. A connection holds
-    at most its share of the reservations, so neither slow senders nor a flood of large messages can take the
-    server's memory or lock other clients out.
+    While a message is read, the message size limit is reserved from the budget (the transport may buffer that
+    much before it is whole); once it is in, only its own bytes stay held until the call ends. A connection
+    reads at most its share of the reservations at once; a read that finds no room waits for it within the
+    read deadline. So neither slow senders nor a flood of large messages can take the server's memory, and
+    one connection cannot take every reservation from the others.
     """
 
     def __init__(self, state: ServerState, limit: int) -> None:
         self.budget, self.limit, self.timeout_s = state.buffers, limit, state.config.read_timeout_s
         self.per_peer = max(1, state.buffers.capacity // limit // PEER_SHARE)
-        self._peers: dict[str, int] = {}
+        self._reading: dict[str, int] = {}  # connection -> messages being read now
+        self._freed: asyncio.Future[None] | None = None  # done when a reservation is given back
 
     async def receive(self, context: Any, method: str) -> tuple[bytes, int]:
         """The request message and the bytes held for it (give them back with :meth:`release`)."""
         import grpc
 
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         peer = context.peer()
-        if self._peers.get(peer, 0) >= self.per_peer:
-            raise ProtocolError(429, f"this connection already sends {self.per_peer} request messages at once")
-        if not self.budget.try_take(self.limit):
-            raise self.budget.refusal("request messages", status=429)
-        self._peers[peer] = self._peers.get(peer, 0) + 1
-        held = self.limit
+        await self._reserve(peer, deadline)
         try:
-            data = await asyncio.wait_for(context.read(), self.timeout_s)
+            data = await asyncio.wait_for(context.read(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
-            self.release(peer, held)
+            self.release(self.limit)
             raise ProtocolError(408, f"the {method} request message did not arrive within "
                                      f"{self.timeout_s:g} s") from None
         except BaseException:
-            self.release(peer, held)
+            self.release(self.limit)
             raise
+        finally:
+            count = self._reading.pop(peer, 1) - 1
+            if count:
+                self._reading[peer] = count
         if data is grpc.aio.EOF:
-            self.release(peer, held)
+            self.release(self.limit)
             raise ProtocolError(400, f"no {method} request message")
-        self.budget.give(held - len(data))
+        self.release(self.limit - len(data))
         return data, len(data)
 
-    def release(self, peer: str, held: int) -> None:
+    async def _reserve(self, peer: str, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while self._reading.get(peer, 0) >= self.per_peer or not self.budget.try_take(self.limit):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise self.budget.refusal("request messages", status=429)
+            if self._freed is None or self._freed.done():
+                self._freed = loop.create_future()
+            with contextlib.suppress(asyncio.TimeoutError):  # HTTP gives bytes back without waking us: look again
+                await asyncio.wait_for(asyncio.shield(self._freed), min(remaining, 0.25))
+        self._reading[peer] = self._reading.get(peer, 0) + 1
+
+    def release(self, held: int) -> None:
+        """Give ``held`` bytes back to the budget and wake the reads waiting for room."""
         self.budget.give(held)
-        count = self._peers.pop(peer, 1) - 1
-        if count:
-            self._peers[peer] = count
+        if self._freed is not None and not self._freed.done():
+            self._freed.set_result(None)
 
 
 def _parse(message: Any, method: str, data: bytes) -> Any:
@@ -287,7 +305,7 @@ def _handler(service: InferenceService, method: str, reader: MessageReader) -> A
             raise
         finally:
             if held:
-                reader.release(context.peer(), held)
+                reader.release(held)
         count("OK", start)
         return response
 

@@ -63,6 +63,8 @@ class OpenStreams:
             except h2.exceptions.TooManyStreamsError:
                 self.refused += 1  # the server's SETTINGS_MAX_CONCURRENT_STREAMS
                 continue
+            except h2.exceptions.StreamClosedError:
+                self.ended.add(stream)  # the server ended it while its message was being sent
             self.sock.sendall(self.conn.data_to_send())
 
     def _send_data(self, stream: int, data: bytes) -> None:
