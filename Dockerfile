@@ -1,5 +1,11 @@
-# bninception: one Dockerfile, two targets. Both run as a non-root user, check /v2/health/ready
-# (HEALTHCHECK) and start through docker/entrypoint.sh (`docker run IMAGE COMMAND ARGS`).
+# bninception: one Dockerfile, three targets. All run as a non-root user (uid 10001), check
+# /v2/health/ready (HEALTHCHECK) and start through docker/entrypoint.sh (`docker run IMAGE COMMAND ARGS`).
+#
+# serve: the server alone, for replicas in a cluster: ONNX Runtime (CPU; ORT_PACKAGE=onnxruntime-openvino
+#      for OpenVINO), numpy, the image decoders and the HTTP/gRPC stack; no torch, nothing that only
+#      training, calibration or validation needs. Serves a run directory or a model file mounted
+#      read-only; runs with a read-only root filesystem (deploy/). Tested by `make docker-test`.
+#   docker build --target serve --build-arg BASE_IMAGE=debian:bookworm-slim -t bninception:serve .
 #
 # cpu: FROM a Debian bookworm image given as BASE_IMAGE, ONNX Runtime CPU (the [cpu] extra).
 #      Trains, validates and serves on CPU hosts. Built and run in a real Docker engine by
@@ -101,7 +107,8 @@ COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    BNINCEPTION_BUILD_ENGINES=0
+    BNINCEPTION_BUILD_ENGINES=0 \
+    ORT_DISABLE_TELEMETRY=1
 
 # uid/gid 10001 (numeric, so runAsNonRoot policies can check it) must be able to write the runs
 # folder mounted at /runs. `runs/demo`, the CLI's default run, is /runs/demo.
@@ -111,6 +118,81 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["bninception-healthcheck"]
 ENTRYPOINT ["bninception-entrypoint"]
 CMD ["--help"]
+
+# ---------------------------------------------------------------------------------------------
+# serve-build: the serving dependencies (the [serve] and ONNX Runtime extras, not the package's own
+# dependencies, which bring torch) in a virtual environment, and the project's wheel.
+FROM ${BASE_IMAGE} AS serve-build
+
+ARG ORT_PACKAGE=onnxruntime
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+COPY docker/local/ /tmp/local/
+COPY pyproject.toml /src/
+COPY docker/requirements.py /tmp/requirements.py
+RUN python3 -m venv /opt/venv \
+ && if [ -s /tmp/local/pip-ca.pem ]; then printf '[global]\ncert = /tmp/local/pip-ca.pem\n' > /etc/pip.conf; fi \
+ && /opt/venv/bin/python /tmp/requirements.py --extras-only /src/pyproject.toml serve > /tmp/requirements.txt \
+ && echo "${ORT_PACKAGE}" >> /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
+
+COPY README.md /src/
+COPY bninception/ /src/bninception/
+COPY core/ /src/core/
+COPY model/ /src/model/
+COPY export/ /src/export/
+COPY calibrate/ /src/calibrate/
+COPY engines/ /src/engines/
+COPY serve/ /src/serve/
+# the project without its dependencies (they bring torch), then pip and setuptools out of the environment
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src \
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /dist/bninception-*.whl \
+ && /opt/venv/bin/pip uninstall -y -q pip setuptools
+
+# ---------------------------------------------------------------------------------------------
+# serve: the base, python3 and the serving virtual environment with the project (torch and the rest of
+# the pipeline stay out; check_install.py proves it, and that the server imports).
+FROM ${BASE_IMAGE} AS serve
+
+ARG ORT_PACKAGE=onnxruntime
+
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+ && groupadd --gid 10001 bninception \
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin bninception
+
+COPY --from=serve-build /opt/venv /opt/venv
+COPY docker/check_install.py /tmp/check_install.py
+RUN /opt/venv/bin/python /tmp/check_install.py --ort "${ORT_PACKAGE}" --serving \
+ && rm /tmp/check_install.py
+
+COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
+COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
+
+# ORT_DISABLE_TELEMETRY: ONNX Runtime's own telemetry off (the package sets it too; =0 opts in)
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    BNINCEPTION_BUILD_ENGINES=0 \
+    ORT_DISABLE_TELEMETRY=1
+
+WORKDIR /
+USER 10001:10001
+EXPOSE 8000 8001
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["bninception-healthcheck"]
+ENTRYPOINT ["bninception-entrypoint"]
+CMD ["serve", "--help"]
 
 # ---------------------------------------------------------------------------------------------
 # gpu: NGC TensorRT release 25.01 = TensorRT 10.8.0.43, CUDA 12.8, cuDNN 9, Python 3.12.
@@ -129,7 +211,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     BNINCEPTION_ENGINE_CACHE=/cache \
-    BNINCEPTION_BUILD_ENGINES=1
+    BNINCEPTION_BUILD_ENGINES=1 \
+    ORT_DISABLE_TELEMETRY=1
 
 WORKDIR /opt/bninception
 

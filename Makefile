@@ -35,7 +35,7 @@ test: lint
 # the Dockerfile's cpu target built and served in a real Docker engine (docker/test_cpu_image.py):
 # starts dockerd if none runs, makes the local base image once, checks the container from the host
 docker-test: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py docker/test_perf_analyzer.py
+	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py docker/test_perf_analyzer.py docker/test_serve_image.py
 
 # the INT8 tests on an emulated AVX2-only CPU (apt-get install qemu-user; about 35 minutes): ONNX Runtime's
 # kernel dispatch sees an AMD EPYC without AVX-512/VNNI; the trained model comes from $(RUN) (make demo)

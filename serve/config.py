@@ -21,7 +21,8 @@ class ServeConfig:
     providers: tuple[str, ...] | None = None  # user names (cpu, openvino, cuda, tensorrt); None: CPU
     optimization: str = setting("all", "ONNX Runtime graph optimization level",
                                 choices=("disable", "basic", "extended", "all"))
-    threads: int = setting(0, "ONNX Runtime intra-op threads; 0: its default", low=0)
+    threads: int = setting(0, "ONNX Runtime intra-op threads; 0: the container's CPU quota (or affinity mask), else "
+                                 "ONNX Runtime's default", low=0)
     spinning: bool = setting(False, "let idle ONNX Runtime threads busy-wait (off: the event loop shares the "
                                     "cores)", flag="spin")
     batching: bool = setting(True, "merge concurrent requests into batches (--no-batching: one by one)")

@@ -38,10 +38,10 @@ class ServerMetrics:
         """A gauge read at scrape time from ``read`` (the part that owns the value)."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
 
-    def constants(self, name: str, help_text: str, values: Mapping[str, float]) -> None:
-        gauge = Gauge(name, help_text, ["name"], registry=self.registry)
+    def constants(self, name: str, help_text: str, values: Mapping[str, float], label: str = "name") -> None:
+        gauge = Gauge(name, help_text, [label], registry=self.registry)
         for key, value in values.items():
-            gauge.labels(name=key).set(value)
+            gauge.labels(**{label: key}).set(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bninception.core import metadata
+from bninception.core.cpus import available_cpus
 from bninception.core.ort import user_name
 from bninception.core.runner import OrtRunner
 from bninception.serve.batcher import BatcherClosed, DynamicBatcher, QueueFull
@@ -48,8 +49,10 @@ class ServerState:
     def __init__(self, model_path: str | os.PathLike[str], config: ServeConfig) -> None:
         self.config = config
         self.name = config.model_name
+        self.threads = available_cpus(config.threads)  # the container's CPU quota when --threads is not given
         self.runner = OrtRunner(model_path, name=config.model_name, providers=config.providers,
-                                optimization=config.optimization, threads=config.threads, spinning=config.spinning)
+                                optimization=config.optimization, threads=self.threads.count,
+                                spinning=config.spinning)
         self.info: ModelInfo = read_model_info(self.runner, model_path)
         values = config.max_batch * int(np.prod(self.info.item_shape))
         # JSON numbers take up to ~25 bytes each; binary 4. Images for /v1/classify are bounded apart.
@@ -81,6 +84,8 @@ class ServerState:
                           lambda: float(budget.used))
             metrics.gauge("bninception_decode_peak_bytes", "most of the decode budget ever taken at once",
                           lambda: float(budget.peak))
+        metrics.constants("bninception_intra_op_threads", "ONNX Runtime intra-op threads (0: its default) and why",
+                          {self.threads.source: self.threads.count}, label="source")
         limits = {f.name: getattr(config, f.name) for f in fields(config) if f.metadata.get("low") is not None}
         metrics.constants("bninception_limit", "the server's settings (README: Serving, Limits)",
                           {**limits, "max_body_bytes": self.max_body_bytes,

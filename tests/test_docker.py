@@ -162,11 +162,12 @@ def test_hadolint_would_catch_a_warning(tmp_path: Path) -> None:
 # structure
 
 
-def test_one_dockerfile_two_targets_with_their_bases() -> None:
+def test_one_dockerfile_three_targets_with_their_bases() -> None:
     preamble, found = stages()
-    assert set(found) == {"cpu-build", "cpu-wheel", "cpu", "gpu"}
+    assert set(found) == {"cpu-build", "cpu-wheel", "cpu", "serve-build", "serve", "gpu"}
     assert ("ARG", "BASE_IMAGE=debian:bookworm-slim") in preamble, "cpu's base must be a build argument"
     assert found["cpu-build"].base == found["cpu"].base == "${BASE_IMAGE}" and found["cpu-wheel"].base == "cpu-build"
+    assert found["serve-build"].base == found["serve"].base == "${BASE_IMAGE}"
     assert found["gpu"].base == "nvcr.io/nvidia/tensorrt:25.01-py3"
     assert list(found)[-1] == "gpu", "the cpu stages come first: the classic builder builds up to --target"
 
@@ -230,18 +231,22 @@ def test_build_ca_and_wheels_stay_in_the_build_stage() -> None:
     found = stages()[1]
     for name, stage in found.items():
         local = [p for paths, _, frm in stage.copies() if not frm for p in paths if p.startswith("docker/local")]
-        assert not local or name == "cpu-build", f"stage {name} copies {local}"
+        assert not local or name in ("cpu-build", "serve-build"), f"stage {name} copies {local}"
         assert "PIP_CERT" not in " ".join(stage.args("ENV")), f"stage {name} puts PIP_CERT in the image's environment"
     from_build = [(p, d, frm) for p, d, frm in found["cpu"].copies() if frm]
     assert from_build == [(["/opt/venv"], "/opt/venv", "cpu-build"), (["/dist/"], "/tmp/dist/", "cpu-wheel")]
     build_run = " ".join(found["cpu-build"].args("RUN"))  # the CA's settings lie outside what cpu copies
     assert "cert = /tmp/local/pip-ca.pem" in build_run and "> /etc/pip.conf" in build_run
-    assert not any(frm for name in ("cpu-build", "cpu-wheel", "gpu") for _, _, frm in found[name].copies())
+    builds = ("cpu-build", "cpu-wheel", "serve-build", "gpu")
+    assert not any(frm for name in builds for _, _, frm in found[name].copies())
+    serving = [(p, d, frm) for p, d, frm in found["serve"].copies() if frm]
+    assert serving == [(["/opt/venv"], "/opt/venv", "serve-build")]
 
 
 def test_entrypoint_builds_engines_only_in_the_gpu_target() -> None:
     found = stages()[1]
     assert "BNINCEPTION_BUILD_ENGINES=0" in " ".join(found["cpu"].args("ENV"))
+    assert "BNINCEPTION_BUILD_ENGINES=0" in " ".join(found["serve"].args("ENV"))
     assert "BNINCEPTION_BUILD_ENGINES=1" in " ".join(found["gpu"].args("ENV"))
     assert found["gpu"].args("VOLUME") == ['["/cache"]']
 

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 else "no batching")
     unchecked = " (a file given with --model: not checked against a run's manifest)" if args.model else ""
     print(f"serving {path}{unchecked} as {config.model_name!r} on http://{args.host}:{args.port}{grpc} "
-          f"(providers {', '.join(state.runner.providers)}, {batching})", file=sys.stderr)
+          f"(providers {', '.join(state.runner.providers)}, {batching}, intra-op threads "
+          f"{state.threads.describe()})", file=sys.stderr)
     serve_forever(app, host=args.host, access_log=args.access_log, sock=sock, grpc_port=args.grpc_port)
     return 0
