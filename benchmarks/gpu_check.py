@@ -6,8 +6,8 @@ Steps (each PASS / FAIL / SKIP with the reason / ERROR; a failing step never sto
                  ONNX Runtime and its providers
 2. pipeline      ``bninception.pipeline.run_pipeline``, the demo recipe on the device: train, population,
                  export, fold, FP16, INT8, engines (needs TensorRT), validate, bench, report
-3. torch-parity  model.pt on CUDA (TF32 off) vs CPU on the test split, DESIGN.md's FP32 gate
-4. autocast      model.pt under FP16 autocast on CUDA vs FP32 on the CPU, DESIGN.md's FP16 gate
+3. torch-parity  model.pt on CUDA (TF32 off) vs CPU on the test split, docs/DESIGN.md's FP32 gate
+4. autocast      model.pt under FP16 autocast on CUDA vs FP32 on the CPU, docs/DESIGN.md's FP16 gate
 5. population    Algorithm 2 statistics computed on CUDA vs on CPU from the same checkpoint
 6. torch-speed   PyTorch BN-Inception 224 (full width) at batch 1 / 32 / 256, FP32 (TF32 off) and FP16,
                  channels-last, eager and torch.compile while the budget lasts: images/s and peak
@@ -229,7 +229,7 @@ def _logits(model: Any, images: Any, device: str) -> Any:
 
 def _torch_gate(check: Check, step: Step, precision: str) -> None:
     """model.pt on the device (fp32: TF32 off; fp16: under autocast) against FP32 on the CPU, on the
-    test split, through DESIGN.md's gate of ``precision``."""
+    test split, through docs/DESIGN.md's gate of ``precision``."""
     import contextlib
 
     import torch

@@ -116,7 +116,7 @@ def _torch(run: RunDir, file: str, name: str, device: str) -> Callable[[], Runne
 
 # -- ONNX Runtime --------------------------------------------------------------------------------
 def default_optimization(kind: str) -> str:
-    """The FP32 parity gates run with graph optimizations off (DESIGN.md); the rest as served."""
+    """The FP32 parity gates run with graph optimizations off (docs/DESIGN.md); the rest as served."""
     return "disable" if kind in ("onnx", "onnx-folded") else "all"
 
 

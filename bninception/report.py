@@ -145,7 +145,7 @@ def _validate_section(validate: dict[str, Any] | None, run: RunDir, figures: lis
                        run.path(ACCURACY_PNG))]
     gates = validate.get("gates") or {}
     if gates:
-        lines += ["", "Gates (DESIGN.md): " + "; ".join(f"{p.upper()}: {g.get('text', '')}"
+        lines += ["", "Gates (docs/DESIGN.md): " + "; ".join(f"{p.upper()}: {g.get('text', '')}"
                                                          for p, g in gates.items()) + "."]
     return [*lines, ""]
 

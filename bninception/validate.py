@@ -1,4 +1,4 @@
-"""Validate every artifact of a run against the PyTorch inference-form model (DESIGN.md's gates).
+"""Validate every artifact of a run against the PyTorch inference-form model (docs/DESIGN.md's gates).
 
 The EMA-statistics model (``checkpoint.pt``) is reported, never gated: how far it is from Algorithm 2.
 """
@@ -126,7 +126,7 @@ class ValidationReport:
         notes += [f"skipped {s.artifact}: {s.reason}" for s in self.skipped if s.reason != "not built"]
         d = self.data
         caption = (f"{d.get('images', '?')} images from {d.get('source', '?')} ({d.get('split', '?')} split), a model "
-                   f"of {d.get('classes', '?')} classes; labels {d.get('label_mapping', '?')}; overall: "
+                   f"of {d.get('classes', '?')} classes; labels: {d.get('label_mapping', '?')}; overall: "
                    f"{self.verdict(short=True)}")
         if markdown:
             return "\n".join([caption, "", *lines, "", *(f"- {n}" for n in notes)]).rstrip() + "\n"

@@ -129,7 +129,7 @@ class Gate:
         if self.max_drop_points is not None:
             parts.append(f"drop<={self.max_drop_points:g}pt")
         if (self.min_agreement is not None and self.min_agreement < 1) or self.max_drop_points is not None:
-            parts.append(f"in images, beyond noise at {CONFIDENCE:.0%}")
+            parts.append("beyond noise")
         return ", ".join(parts)
 
     def failures(self, cmp: Comparison) -> list[str]:

@@ -122,7 +122,7 @@ class LabelMapping:
     def describe(self, most: int = 5) -> str:
         """``by name: n02123045 -> 281 (n02123045 tabby, tabby cat), ...`` (the first ``most``)."""
         if self.how == "identity":
-            return "identity (the dataset's classes are the model's, in order)"
+            return "identity"
         shown = ", ".join(f"{folder} -> {index} ({label})" for folder, index, label in self.pairs[:most])
         more = f", ... ({len(self.pairs)} classes)" if len(self.pairs) > most else ""
         return f"{self.how}: {shown}{more}"

@@ -193,7 +193,7 @@ class InferenceService:
 # refuses more (its overload protection, what absorbs rapid reset), so a client running at the limit sees
 # UNAVAILABLE: 256 leaves room for clients with hundreds of calls in flight (docs/decisions.md)
 STREAMS_PER_CONNECTION = 256
-PEER_SHARE = 4  # one connection may hold at most 1/PEER_SHARE of the message reservations (at least one)
+PEER_SHARE = 4  # one connection reads at most 1/PEER_SHARE of the message reservations at once (at least one)
 
 
 class MessageReader:

@@ -1,4 +1,4 @@
-"""TensorRT engines through the project's own validate (DESIGN.md's gates), on GPU hosts only.
+"""TensorRT engines through the project's own validate (docs/DESIGN.md's gates), on GPU hosts only.
 
 Run with ``make gpu-test`` (``pytest -m gpu``). Uses ``$BNINCEPTION_GPU_RUN`` when it names a run
 directory with the artifacts (e.g. ``runs/demo`` after ``make demo``); otherwise builds a small

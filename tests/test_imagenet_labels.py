@@ -103,7 +103,7 @@ def test_validate_maps_synset_folders_by_name_and_says_so(imagenet_run: tuple[Ru
     assert sorted(set(data.labels.tolist())) == [281, 812, 967] and data.classes == 1000
     assert main(["validate", "--run", str(run.root), "--data", str(synsets), "--no-engines"]) == 0
     out = capsys.readouterr().out
-    assert "a model of 1000 classes; labels by name: n02123045 -> 281 (n02123045 tabby, tabby cat)" in out
+    assert "a model of 1000 classes; labels: by name: n02123045 -> 281 (n02123045 tabby, tabby cat)" in out
     saved = json.loads(run.path("validate.json").read_text())
     assert saved["data"]["label_mapping"].startswith("by name: n02123045 -> 281")
 
@@ -117,7 +117,7 @@ def test_folders_that_match_no_class_are_refused_in_one_line(imagenet_run: tuple
                    "dataset ['cat', 'coffee', 'rocket']", "model [n01440764 tench, Tinca tinca")
     assert main(["validate", "--run", str(run.root), "--data", str(unknown), "--no-engines",
                  "--match-by-position"]) == 0
-    assert "labels by position (asked for): cat -> 0 (n01440764 tench, Tinca tinca)" in capsys.readouterr().out
+    assert "labels: by position (asked for): cat -> 0 (n01440764 tench, Tinca tinca)" in capsys.readouterr().out
 
 
 def test_served_and_packaged_names_are_imagenet_names(imagenet_run: tuple[RunDir, Path], tmp_path: Path) -> None:

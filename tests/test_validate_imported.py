@@ -48,7 +48,7 @@ def test_imported_run_validates_on_image_folder(imported: tuple[RunDir, Path], t
     document = json.loads(capsys.readouterr().out)
     assert document["passed"] is True
     assert document["data"] == {"source": str(photos), "split": "all", "images": 6, "classes": 3,
-                                "label_mapping": "identity (the dataset's classes are the model's, in order)"}
+                                "label_mapping": "identity"}
     kinds = [row["kind"] for row in document["rows"]]
     assert kinds == ["pytorch", "onnx"]  # no checkpoint.pt: no EMA row, and it says why
     assert any(s["kind"] == "pytorch-ema" and "imported" in s["reason"] for s in document["skipped"])
