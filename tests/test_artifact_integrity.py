@@ -122,3 +122,13 @@ def test_a_pytorch_file_that_inflates_is_refused_before_loading(tmp_path: Path,
     assert bomb.stat().st_size < (1 << 20)
     assert main(["import-weights", "--run", str(tmp_path / "run"), str(bomb)]) == 2
     one_line_error(capsys, "bomb.pt: its entries inflate to", "refused unloaded")
+
+
+def test_reports_written_by_the_commands_are_recorded_for_report(onnx_run: RunDir, tmp_path: Path) -> None:
+    """validate.json and bench.json from `validate` and `bench` are recorded, so `report` may read them."""
+    run = copy_run(onnx_run, tmp_path / "run")
+    assert main(["validate", "--run", str(run.root), "--limit", "64", "--no-engines"]) in (0, 1)
+    assert main(["bench", "--run", str(run.root), "--batch-sizes", "1", "--min-seconds", "0.01",
+                 "--max-seconds", "0.02", "--no-engines", "--served-only"]) == 0
+    assert run.problem("validate.json") is None and run.problem("bench.json") is None
+    assert main(["report", "--run", str(run.root)]) == 0
