@@ -121,3 +121,37 @@ def test_engine_serving_is_refused_clearly_without_the_tensorrt_provider(tmp_pat
         assert main(["serve", "--run", str(tmp_path), *argv]) == 2
         err = capsys.readouterr().err
         assert "runs only on ONNX Runtime's TensorrtExecutionProvider" in err and "Traceback" not in err
+
+
+def test_serving_never_imports_the_pipeline(serve_model_path: Path, tmp_path: Path) -> None:
+    """`serve` (a model file and a run) in a process where torch, onnx, scikit-learn, scikit-image and
+    matplotlib cannot be imported: the serving image's package set."""
+    from serve_helpers import free_port
+
+    run = RunDir(tmp_path / "run")
+    shutil.copy(serve_model_path, run.path("model.folded.onnx"))
+    recorded(run, "fold", "model.folded.onnx")
+    blocker = ("import sys\n"
+               "for name in ('torch', 'onnx', 'sklearn', 'skimage', 'matplotlib'):\n"
+               "    sys.modules[name] = None\n"
+               "from bninception.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))\n")
+    for target in (["--model", str(serve_model_path)], ["--run", str(run.root)]):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-c", blocker, "serve", *target, "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            client = triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=5)
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, proc.communicate()[1]
+                try:
+                    if client.is_server_ready():
+                        break
+                except Exception:  # not listening yet
+                    pass
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            proc.wait(30)
