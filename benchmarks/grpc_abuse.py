@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from grpc_attacks import METHOD, OpenStreams, rapid_reset
-from serve_helpers import digits_images, export_classifier, free_port, start_cli_server
+from grpc_attacks import METHOD, OpenStreams, infer_message, rapid_reset
+from serve_helpers import export_classifier, free_port, start_cli_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak import rss_mib
@@ -60,16 +60,6 @@ class RssPeak:
         self.after = rss_mib(self.pid)
 
 
-def infer_request(rows: int = 1) -> bytes:
-    from bninception.serve.proto import inference_pb2 as pb
-
-    x = digits_images(rows)
-    request = pb.ModelInferRequest(model_name="bninception")
-    request.inputs.add(name="data", datatype="FP32", shape=list(x.shape))
-    request.raw_input_contents.append(x.astype("<f4").tobytes())
-    return request.SerializeToString()
-
-
 class NormalClient:
     """A well-behaved gRPC client calling in a loop on a thread of its own (5 s deadline each call)."""
 
@@ -78,7 +68,7 @@ class NormalClient:
 
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.call = self.channel.unary_unary(METHOD)
-        self.message = infer_request()
+        self.message = infer_message()
         self.ok, self.failed, self.worst_s = 0, {}, 0.0
         self._stop = threading.Event()
 
@@ -117,7 +107,7 @@ class NormalClient:
 def flood(port: int, limit: int, calls: int = 1000, at_once: int = 200) -> dict[str, int]:
     import grpc
 
-    good, junk = infer_request(), os.urandom(limit - 1024)
+    good, junk = infer_message(), os.urandom(limit - 1024)
     codes: dict[str, int] = {}
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)]) as channel:
         call = channel.unary_unary(METHOD)

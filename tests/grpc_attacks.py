@@ -10,6 +10,19 @@ from typing import Any
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
 
+def infer_message(rows: int = 1) -> bytes:
+    """A serialized ModelInferRequest of ``rows`` random demo-model images (raw FP32 contents)."""
+    from serve_helpers import digits_images
+
+    from bninception.serve.proto import inference_pb2 as pb
+
+    x = digits_images(rows)
+    request = pb.ModelInferRequest(model_name="bninception")
+    request.inputs.add(name="data", datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(x.astype("<f4").tobytes())
+    return request.SerializeToString()
+
+
 def _connection(port: int) -> tuple[socket.socket, Any]:
     import h2.config
     import h2.connection

@@ -58,6 +58,21 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert err.startswith("error: ") and "model.int8.onnx is missing" in err and "Traceback" not in err
 
 
+def ready_client(proc: subprocess.Popen[str], port: int, seconds: float = 60) -> triton.InferenceServerClient:
+    """A client of the CLI server ``proc`` on ``port`` once it answers ready (it must not exit first)."""
+    client = triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=5)
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            if client.is_server_ready():
+                return client
+        except Exception:  # not listening yet
+            pass
+        assert time.monotonic() < deadline, f"server did not become ready within {seconds:g} s"
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
                                   serve_reference: object) -> None:
@@ -70,17 +85,7 @@ def test_serve_command_end_to_end(tmp_path: Path, serve_model_path: Path,
                              "--port", str(port), "--max-delay-ms", "1", "--threads", "1", "--access-log"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        client = triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=5)
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                if client.is_server_ready():
-                    break
-            except Exception:  # not listening yet
-                pass
-            assert time.monotonic() < deadline, "server did not become ready within 60 s"
-            time.sleep(0.2)
+        client = ready_client(proc, port)
         x = digits_images(4, seed=11)
         tensor = triton.InferInput("data", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
@@ -141,17 +146,7 @@ def test_serving_never_imports_the_pipeline(serve_model_path: Path, tmp_path: Pa
         proc = subprocess.Popen([sys.executable, "-c", blocker, "serve", *target, "--port", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            client = triton.InferenceServerClient(f"127.0.0.1:{port}", connection_timeout=5)
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, proc.communicate()[1]
-                try:
-                    if client.is_server_ready():
-                        break
-                except Exception:  # not listening yet
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+            ready_client(proc, port)
         finally:
             proc.terminate()
             proc.wait(30)

@@ -14,8 +14,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from grpc_attacks import METHOD, OpenStreams, rapid_reset
-from serve_helpers import digits_images, metric_value
+from grpc_attacks import METHOD, OpenStreams, infer_message, rapid_reset
+from serve_helpers import metric_value
 
 pytest_plugins = ["serve_fixtures"]
 READ_TIMEOUT_S = 1.0
@@ -33,19 +33,9 @@ def server(serve_model_path: Path) -> Iterator[Any]:
         yield running
 
 
-def message(rows: int = 1) -> bytes:
-    from bninception.serve.proto import inference_pb2 as pb
-
-    x = digits_images(rows)
-    request = pb.ModelInferRequest(model_name="bninception")
-    request.inputs.add(name="data", datatype="FP32", shape=list(x.shape))
-    request.raw_input_contents.append(x.astype("<f4").tobytes())
-    return request.SerializeToString()
-
-
 def call(server: Any, data: bytes | None = None, timeout: float = 5.0) -> grpc.StatusCode:
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        return _code(lambda: channel.unary_unary(METHOD)(message() if data is None else data, timeout=timeout))
+        return _code(lambda: channel.unary_unary(METHOD)(infer_message() if data is None else data, timeout=timeout))
 
 
 def buffered(server: Any) -> float:
@@ -114,7 +104,7 @@ def test_a_busy_channel_is_not_refused(server: Any) -> None:
     """200 calls in flight on one channel, again and again: grpcio's stream accounting must not refuse them."""
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         unary = channel.unary_unary(METHOD)
-        data = message()
+        data = infer_message()
         with concurrent.futures.ThreadPoolExecutor(200) as pool:
             codes = list(pool.map(lambda _: _code(lambda: unary(data, timeout=30)), range(600)))
     assert set(codes) == {grpc.StatusCode.OK}, {c: codes.count(c) for c in set(codes)}
