@@ -201,11 +201,11 @@ class DynamicBatcher:
         for item in batch:
             slices.append(outputs[offset:offset + len(item.rows)])
             offset += len(item.rows)
-        self._finish(batch, slices, None)
-        if self.observer is not None:
+        if self.observer is not None:  # counted before any client hears its answer: statistics read after it
             with contextlib.suppress(Exception):  # metrics must never stop the worker
                 self.observer(len(inputs), [began - item.enqueued for item in batch],
                               (gathered - start, ran - gathered, time.perf_counter() - ran))
+        self._finish(batch, slices, None)
 
     @staticmethod
     def _finish(batch: list[_Item], values: list[Any], error: BaseException | None) -> None:
