@@ -138,19 +138,24 @@ def calibrate(bundle: Any, model: onnx.ModelProto, model_sha256: str, method: st
                        data_source=reader.source, amax=amax, minmax=stats.amax, minimum=stats.amin)
 
 
+def _cached_calibration(run: RunDir, model_sha: str) -> Any:
+    """``calibration.json`` for ``--from-cache``: our own file, trusted by the sha256 its stage recorded."""
+    from bninception.calibrate.cache import load_calibration
+
+    if run.path(layout.CALIBRATION).is_file():
+        run.verified(layout.CALIBRATION)
+    return load_calibration(run.path(layout.CALIBRATION), model_sha)
+
+
 def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES,
                percentile: float = DEFAULT_PERCENTILE, from_cache: bool = False,
                force: bool = False) -> StageResult:
     """model.folded.onnx -> model.int8.onnx (TensorRT layout) + calibration.json, and model.int8.cpu.onnx
     when it passes the gate too; ``method=None``: the cached method with ``from_cache``, else percentile.
     """
-    from bninception.calibrate.cache import load_calibration
-
     run.require(layout.FOLDED, FOLDED_HINT[layout.FOLDED])
     model_sha = run.sha256(layout.FOLDED)
-    if from_cache and run.path(layout.CALIBRATION).is_file():
-        run.verified(layout.CALIBRATION)  # our own file: trusted by its recorded sha256
-    cached = load_calibration(run.path(layout.CALIBRATION), model_sha) if from_cache else None
+    cached = _cached_calibration(run, model_sha) if from_cache else None
     if cached is not None:
         if method is not None and method != cached.method:
             raise BninceptionError(f"--from-cache: calibration.json holds {cached.method!r} ranges, not "
