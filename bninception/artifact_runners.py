@@ -198,8 +198,9 @@ def discover(run: RunDir, include_engines: bool = True, include_ema: bool = True
     runners: list[ArtifactRunner] = []
     skipped: list[Skipped] = []
     if include_ema:
-        ema_problem = run.problem(layout.CHECKPOINT) if run.path(layout.CHECKPOINT).is_file() else None
-        if run.path(layout.CHECKPOINT).is_file() and not ema_problem:
+        trained = run.path(layout.CHECKPOINT).is_file()
+        ema_problem = run.problem(layout.CHECKPOINT) if trained else None
+        if trained and not ema_problem:
             runners.append(ArtifactRunner("PyTorch EMA statistics", layout.CHECKPOINT, "pytorch-ema", "pytorch",
                                           "fp32", _torch(run, layout.CHECKPOINT, "pytorch-ema", device)))
         else:

@@ -197,15 +197,18 @@ def validate_run(run: RunDir, data: str | None = None, include_engines: bool = T
 
 
 def validate_stage(run: RunDir, data: str | None = None, force: bool = False, include_engines: bool = True,
-                   limit: int | None = None) -> StageResult:
-    """:func:`validate_run` as a stage, recorded even when a gate fails (the caller reads ``passed``)."""
-    params = {"format": REPORT_FORMAT, "data": data, "limit": limit,
-              "gates": {p: g.describe() for p, g in GATES.items()}, "providers": onnx_providers()}
-    found = discover(run, include_engines=include_engines)
+                   limit: int | None = None, providers: list[str] | None = None,
+                   by_position: bool = False) -> StageResult:
+    """:func:`validate_run` as a stage, recorded even when a gate fails (the caller reads ``passed``);
+    ``providers`` None: every one available here."""
+    params = {"format": REPORT_FORMAT, "data": data, "limit": limit, "by_position": by_position,
+              "gates": {p: g.describe() for p, g in GATES.items()}, "providers": providers or onnx_providers()}
+    found = discover(run, include_engines=include_engines, providers=providers)
     spec = StageSpec("validate", params, vouched_inputs(found[0]), [layout.VALIDATE_JSON])
 
     def body() -> Done:
-        report = validate_run(run, data, include_engines=include_engines, limit=limit, found=found)
+        report = validate_run(run, data, include_engines=include_engines, limit=limit, found=found,
+                              by_position=by_position)
         return Done({"passed": report.passed, "failures": report.failures(), "rejected": report.rejected()},
                     report, report.verdict())
 

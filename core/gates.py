@@ -65,7 +65,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray, source: str,
     cand = candidate.reshape(len(candidate), -1).astype(np.float64)
     finite = bool(np.all(np.isfinite(cand)))
     diff = np.abs(ref - cand) if finite else None
-    same = ref.argmax(1) == cand.argmax(1)
+    ref_top, cand_top = ref.argmax(1), cand.argmax(1)
+    same = ref_top == cand_top
     result = Comparison(
         source=source, samples=len(ref),
         top1_agreement=float(np.mean(same)), disagreements=int(np.sum(~same)),
@@ -74,10 +75,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray, source: str,
         max_abs_ref=float(np.max(np.abs(ref))),
     )
     if labels is not None:
-        result.accuracy_ref = float(np.mean(ref.argmax(1) == labels))
-        result.accuracy = float(np.mean(cand.argmax(1) == labels))
+        ref_right, cand_right = ref_top == labels, cand_top == labels
+        result.accuracy_ref = float(np.mean(ref_right))
+        result.accuracy = float(np.mean(cand_right))
         result.accuracy_drop_points = round(100.0 * (result.accuracy_ref - result.accuracy), 6)
-        ref_right, cand_right = ref.argmax(1) == labels, cand.argmax(1) == labels
         result.lost, result.gained = int(np.sum(ref_right & ~cand_right)), int(np.sum(~ref_right & cand_right))
         if cand.shape[1] > 5:
             result.top5 = topk_accuracy(cand, labels, 5)
@@ -95,11 +96,10 @@ def allowed_disagreements(samples: int, rate: float, confidence: float = CONFIDE
         return 0
     if rate >= 1:
         return samples
-    log_p, log_q = math.log(rate), math.log1p(-rate)
+    log_p, log_q, log_n = math.log(rate), math.log1p(-rate), math.lgamma(samples + 1)
     total = 0.0
     for k in range(samples + 1):
-        total += math.exp(math.lgamma(samples + 1) - math.lgamma(k + 1) - math.lgamma(samples - k + 1)
-                          + k * log_p + (samples - k) * log_q)
+        total += math.exp(log_n - math.lgamma(k + 1) - math.lgamma(samples - k + 1) + k * log_p + (samples - k) * log_q)
         if total >= confidence:
             return k
     return samples

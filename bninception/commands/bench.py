@@ -34,19 +34,16 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.bench import bench_run, parse_batch_sizes
+    from bninception.bench import bench_stage, parse_batch_sizes
     from bninception.commands.validate import providers_and_engines
-    from bninception.core.layout import BENCH_JSON, BENCH_PNG
+    from bninception.core.layout import BENCH_JSON
     from bninception.core.rundir import RunDir
 
     providers, engines = providers_and_engines(args.providers, args.no_engines)
     run_dir = RunDir(args.run, create=False)
-    with run_dir.locked("bench"):
-        report = bench_run(run_dir, parse_batch_sizes(args.batch_sizes), min_seconds=args.min_seconds,
-                           max_seconds=args.max_seconds, include_engines=engines,
-                           include_unoptimized=not args.served_only, threads=args.threads, providers=providers)
-        outputs = [name for name in (BENCH_JSON, BENCH_PNG) if run_dir.path(name).is_file()]
-        run_dir.record("bench", {"command": "bench", **report.settings}, [], outputs, report.seconds)
+    report = bench_stage(run_dir, parse_batch_sizes(args.batch_sizes), force=True, include_engines=engines,
+                         min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                         include_unoptimized=not args.served_only, threads=args.threads, providers=providers).value
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

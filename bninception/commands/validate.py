@@ -40,23 +40,17 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.artifact_runners import discover, vouched_inputs
     from bninception.core.errors import BninceptionError, GateFailure
     from bninception.core.layout import VALIDATE_JSON
     from bninception.core.rundir import RunDir
-    from bninception.validate import validate_run
+    from bninception.validate import validate_stage
 
     if args.limit is not None and args.limit < 1:
         raise BninceptionError(f"--limit must be at least 1, got {args.limit}")
     providers, engines = providers_and_engines(args.providers, args.no_engines)
     run_dir = RunDir(args.run, create=False)
-    with run_dir.locked("validate"):
-        found = discover(run_dir, include_engines=engines, providers=providers)
-        report = validate_run(run_dir, data=args.data, include_engines=engines, limit=args.limit, found=found,
-                              by_position=args.match_by_position)
-        run_dir.record("validate", {"command": "validate", "data": args.data, "limit": args.limit,
-                                    "providers": providers}, vouched_inputs(found[0]), [VALIDATE_JSON],
-                       report.seconds)  # what report reads next is a recorded file
+    report = validate_stage(run_dir, args.data, force=True, include_engines=engines, limit=args.limit,
+                            providers=providers, by_position=args.match_by_position).value
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
