@@ -78,18 +78,36 @@ COPY serve/ /src/serve/
 RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src
 
 # ---------------------------------------------------------------------------------------------
-# cpu: the base, python3, the dependencies' virtual environment and the project's wheel; nothing
-# from the build inputs (docker/local) or the build stage's pip settings.
-FROM ${BASE_IMAGE} AS cpu
+# runtime: what the cpu and serve images share: python3, the user 10001, the entrypoint and healthcheck,
+# the environment (ORT_DISABLE_TELEMETRY: ONNX Runtime's own telemetry off; the package sets it too, =0
+# opts in). Each image adds its virtual environment.
+FROM ${BASE_IMAGE} AS runtime
 
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --gid 10001 bninception \
- && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin bninception \
- && mkdir -p /runs \
- && chown bninception:bninception /runs
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin bninception
+
+COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
+COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    BNINCEPTION_BUILD_ENGINES=0 \
+    ORT_DISABLE_TELEMETRY=1
+
+WORKDIR /
+ENTRYPOINT ["bninception-entrypoint"]
+
+# ---------------------------------------------------------------------------------------------
+# cpu: the runtime, the dependencies' virtual environment and the project's wheel; nothing from the
+# build inputs (docker/local) or the build stage's pip settings.
+FROM runtime AS cpu
+
+RUN mkdir -p /runs && chown bninception:bninception /runs
 
 COPY --from=cpu-build /opt/venv /opt/venv
 COPY --from=cpu-wheel /dist/ /tmp/dist/
@@ -101,22 +119,11 @@ RUN /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /tmp/dist/bnin
  && /opt/venv/bin/python /tmp/check_install.py --ort onnxruntime \
  && rm -r /tmp/dist /tmp/check_install.py
 
-COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
-COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
-
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    BNINCEPTION_BUILD_ENGINES=0 \
-    ORT_DISABLE_TELEMETRY=1
-
 # uid/gid 10001 (numeric, so runAsNonRoot policies can check it) must be able to write the runs
 # folder mounted at /runs. `runs/demo`, the CLI's default run, is /runs/demo.
-WORKDIR /
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["bninception-healthcheck"]
-ENTRYPOINT ["bninception-entrypoint"]
 CMD ["--help"]
 
 # ---------------------------------------------------------------------------------------------
@@ -159,39 +166,20 @@ RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools
 
 # ---------------------------------------------------------------------------------------------
-# serve: the base, python3 and the serving virtual environment with the project (torch and the rest of
-# the pipeline stay out; check_install.py proves it, and that the server imports).
-FROM ${BASE_IMAGE} AS serve
+# serve: the runtime and the serving virtual environment with the project (torch and the rest of the
+# pipeline stay out; check_install.py proves it, and that the server imports).
+FROM runtime AS serve
 
 ARG ORT_PACKAGE=onnxruntime
-
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
- && groupadd --gid 10001 bninception \
- && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin bninception
 
 COPY --from=serve-build /opt/venv /opt/venv
 COPY docker/check_install.py /tmp/check_install.py
 RUN /opt/venv/bin/python /tmp/check_install.py --ort "${ORT_PACKAGE}" --serving \
  && rm /tmp/check_install.py
 
-COPY docker/entrypoint.sh /usr/local/bin/bninception-entrypoint
-COPY docker/healthcheck.py /usr/local/bin/bninception-healthcheck
-
-# ORT_DISABLE_TELEMETRY: ONNX Runtime's own telemetry off (the package sets it too; =0 opts in)
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    BNINCEPTION_BUILD_ENGINES=0 \
-    ORT_DISABLE_TELEMETRY=1
-
-WORKDIR /
 USER 10001:10001
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["bninception-healthcheck"]
-ENTRYPOINT ["bninception-entrypoint"]
 CMD ["serve", "--help"]
 
 # ---------------------------------------------------------------------------------------------

@@ -164,10 +164,11 @@ def test_hadolint_would_catch_a_warning(tmp_path: Path) -> None:
 
 def test_one_dockerfile_three_targets_with_their_bases() -> None:
     preamble, found = stages()
-    assert set(found) == {"cpu-build", "cpu-wheel", "cpu", "serve-build", "serve", "gpu"}
+    assert set(found) == {"cpu-build", "cpu-wheel", "runtime", "cpu", "serve-build", "serve", "gpu"}
     assert ("ARG", "BASE_IMAGE=debian:bookworm-slim") in preamble, "cpu's base must be a build argument"
-    assert found["cpu-build"].base == found["cpu"].base == "${BASE_IMAGE}" and found["cpu-wheel"].base == "cpu-build"
-    assert found["serve-build"].base == found["serve"].base == "${BASE_IMAGE}"
+    assert found["cpu-build"].base == found["runtime"].base == "${BASE_IMAGE}"
+    assert found["cpu-wheel"].base == "cpu-build"
+    assert found["serve-build"].base == "${BASE_IMAGE}" and found["cpu"].base == found["serve"].base == "runtime"
     assert found["gpu"].base == "nvcr.io/nvidia/tensorrt:25.01-py3"
     assert list(found)[-1] == "gpu", "the cpu stages come first: the classic builder builds up to --target"
 
@@ -208,18 +209,25 @@ def test_the_installing_stages_copy_every_package_folder(stage_names: tuple[str,
     assert {"pyproject.toml", "README.md"} <= copied
 
 
-@pytest.mark.parametrize("stage_name", ["cpu", "gpu"])
+@pytest.mark.parametrize("stage_name", ["cpu", "serve", "gpu"])
 def test_targets_run_non_root_with_a_readiness_healthcheck(stage_name: str) -> None:
-    stage = stages()[1][stage_name]
-    users = stage.args("USER")
+    found = stages()[1]
+    chain = [found[stage_name]]  # the target and the stages it is built FROM (cpu, serve: runtime)
+    while chain[-1].base in found:
+        chain.append(found[chain[-1].base])
+
+    def args(instruction: str) -> list[str]:
+        return [a for stage in reversed(chain) for a in stage.args(instruction)]
+
+    users = args("USER")
     assert users, f"{stage_name} sets no USER: its processes run as root"
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) != 0 and gid.isdigit() and int(gid) != 0, users[-1]
-    assert f"--uid {uid}" in " ".join(stage.args("RUN")), "the USER's uid is not created"
-    (check,) = stage.args("HEALTHCHECK")
+    assert f"--uid {uid}" in " ".join(args("RUN")), "the USER's uid is not created"
+    (check,) = args("HEALTHCHECK")
     assert re.search(r"--start-period=\d+s", check) and check.endswith('CMD ["bninception-healthcheck"]'), check
-    assert stage.args("ENTRYPOINT") == ['["bninception-entrypoint"]']
-    copied = {(tuple(p), d) for p, d, _ in stage.copies()}
+    assert args("ENTRYPOINT")[-1:] == ['["bninception-entrypoint"]']
+    copied = {(tuple(p), d) for stage in chain for p, d, _ in stage.copies()}
     assert (("docker/entrypoint.sh",), "/usr/local/bin/bninception-entrypoint") in copied
     assert (("docker/healthcheck.py",), "/usr/local/bin/bninception-healthcheck") in copied
     for script in (ENTRYPOINT, ROOT / "docker" / "healthcheck.py"):
@@ -237,7 +245,7 @@ def test_build_ca_and_wheels_stay_in_the_build_stage() -> None:
     assert from_build == [(["/opt/venv"], "/opt/venv", "cpu-build"), (["/dist/"], "/tmp/dist/", "cpu-wheel")]
     build_run = " ".join(found["cpu-build"].args("RUN"))  # the CA's settings lie outside what cpu copies
     assert "cert = /tmp/local/pip-ca.pem" in build_run and "> /etc/pip.conf" in build_run
-    builds = ("cpu-build", "cpu-wheel", "serve-build", "gpu")
+    builds = ("cpu-build", "cpu-wheel", "runtime", "serve-build", "gpu")
     assert not any(frm for name in builds for _, _, frm in found[name].copies())
     serving = [(p, d, frm) for p, d, frm in found["serve"].copies() if frm]
     assert serving == [(["/opt/venv"], "/opt/venv", "serve-build")]
@@ -245,8 +253,7 @@ def test_build_ca_and_wheels_stay_in_the_build_stage() -> None:
 
 def test_entrypoint_builds_engines_only_in_the_gpu_target() -> None:
     found = stages()[1]
-    assert "BNINCEPTION_BUILD_ENGINES=0" in " ".join(found["cpu"].args("ENV"))
-    assert "BNINCEPTION_BUILD_ENGINES=0" in " ".join(found["serve"].args("ENV"))
+    assert "BNINCEPTION_BUILD_ENGINES=0" in " ".join(found["runtime"].args("ENV"))  # what cpu and serve start from
     assert "BNINCEPTION_BUILD_ENGINES=1" in " ".join(found["gpu"].args("ENV"))
     assert found["gpu"].args("VOLUME") == ['["/cache"]']
 
