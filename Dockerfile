@@ -18,17 +18,15 @@
 #   docker build --target gpu -t bninception:gpu .
 #
 # Build inputs for restricted networks (docker/local/README.md): docker/local/pip-ca.pem (a CA
-# bundle for pip) and docker/local/wheels/*.whl (a torch CPU wheel). Only the cpu-build stage reads
-# them; the cpu image copies /opt/venv from it and the project's wheel, so neither reaches the image.
+# bundle for pip) and docker/local/wheels/*.whl (a torch CPU wheel). Only the build stages read them;
+# the images copy /opt/venv (and the cpu image the project's wheel), so neither reaches an image.
 
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---------------------------------------------------------------------------------------------
-# cpu-build: a virtual environment with torch (CPU) and the dependencies of the [serve,cpu] extras.
-FROM ${BASE_IMAGE} AS cpu-build
-
-ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# build-base: what both build stages start from: python3 with venv, an empty /opt/venv, the build inputs
+# and pip's CA settings (a pip.conf that no image sees: the images copy only /opt/venv).
+FROM ${BASE_IMAGE} AS build-base
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
@@ -42,13 +40,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 COPY docker/local/ /tmp/local/
+RUN python3 -m venv /opt/venv \
+ && if [ -s /tmp/local/pip-ca.pem ]; then printf '[global]\ncert = /tmp/local/pip-ca.pem\n' > /etc/pip.conf; fi
 
-# pip uses the given CA bundle only in this stage (a pip.conf that the cpu image never sees).
+# ---------------------------------------------------------------------------------------------
+# cpu-build: a virtual environment with torch (CPU) and the dependencies of the [serve,cpu] extras.
+FROM build-base AS cpu-build
+
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
 # torch (the CPU build, +cpu) comes from a wheel in docker/local/wheels when one is there (its
 # dependencies from PyPI), else from the PyTorch CPU index.
-RUN python3 -m venv /opt/venv \
- && if [ -s /tmp/local/pip-ca.pem ]; then printf '[global]\ncert = /tmp/local/pip-ca.pem\n' > /etc/pip.conf; fi \
- && if ls /tmp/local/wheels/torch-*.whl > /dev/null 2>&1; then \
+RUN if ls /tmp/local/wheels/torch-*.whl > /dev/null 2>&1; then \
         /opt/venv/bin/pip install --no-cache-dir --find-links /tmp/local/wheels "torch==${TORCH_VERSION}+cpu"; \
     else \
         /opt/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}+cpu"; \
@@ -129,26 +133,13 @@ CMD ["--help"]
 # ---------------------------------------------------------------------------------------------
 # serve-build: the serving dependencies (the [serve] and ONNX Runtime extras, not the package's own
 # dependencies, which bring torch) in a virtual environment, and the project's wheel.
-FROM ${BASE_IMAGE} AS serve-build
+FROM build-base AS serve-build
 
 ARG ORT_PACKAGE=onnxruntime
 
-ENV DEBIAN_FRONTEND=noninteractive \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
- && rm -rf /var/lib/apt/lists/*
-
-COPY docker/local/ /tmp/local/
 COPY pyproject.toml /src/
 COPY docker/requirements.py /tmp/requirements.py
-RUN python3 -m venv /opt/venv \
- && if [ -s /tmp/local/pip-ca.pem ]; then printf '[global]\ncert = /tmp/local/pip-ca.pem\n' > /etc/pip.conf; fi \
- && /opt/venv/bin/python /tmp/requirements.py --extras-only /src/pyproject.toml serve > /tmp/requirements.txt \
+RUN /opt/venv/bin/python /tmp/requirements.py --extras-only /src/pyproject.toml serve > /tmp/requirements.txt \
  && echo "${ORT_PACKAGE}" >> /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
 

@@ -164,11 +164,11 @@ def test_hadolint_would_catch_a_warning(tmp_path: Path) -> None:
 
 def test_one_dockerfile_three_targets_with_their_bases() -> None:
     preamble, found = stages()
-    assert set(found) == {"cpu-build", "cpu-wheel", "runtime", "cpu", "serve-build", "serve", "gpu"}
+    assert set(found) == {"build-base", "cpu-build", "cpu-wheel", "runtime", "cpu", "serve-build", "serve", "gpu"}
     assert ("ARG", "BASE_IMAGE=debian:bookworm-slim") in preamble, "cpu's base must be a build argument"
-    assert found["cpu-build"].base == found["runtime"].base == "${BASE_IMAGE}"
-    assert found["cpu-wheel"].base == "cpu-build"
-    assert found["serve-build"].base == "${BASE_IMAGE}" and found["cpu"].base == found["serve"].base == "runtime"
+    assert found["build-base"].base == found["runtime"].base == "${BASE_IMAGE}"
+    assert found["cpu-build"].base == found["serve-build"].base == "build-base"
+    assert found["cpu-wheel"].base == "cpu-build" and found["cpu"].base == found["serve"].base == "runtime"
     assert found["gpu"].base == "nvcr.io/nvidia/tensorrt:25.01-py3"
     assert list(found)[-1] == "gpu", "the cpu stages come first: the classic builder builds up to --target"
 
@@ -235,17 +235,17 @@ def test_targets_run_non_root_with_a_readiness_healthcheck(stage_name: str) -> N
 
 
 def test_build_ca_and_wheels_stay_in_the_build_stage() -> None:
-    """docker/local (pip's CA bundle) is copied into cpu-build only; cpu takes /opt/venv and the wheel."""
+    """docker/local (pip's CA bundle) is copied into build-base only; the images take /opt/venv (and the wheel)."""
     found = stages()[1]
     for name, stage in found.items():
         local = [p for paths, _, frm in stage.copies() if not frm for p in paths if p.startswith("docker/local")]
-        assert not local or name in ("cpu-build", "serve-build"), f"stage {name} copies {local}"
+        assert not local or name == "build-base", f"stage {name} copies {local}"
         assert "PIP_CERT" not in " ".join(stage.args("ENV")), f"stage {name} puts PIP_CERT in the image's environment"
     from_build = [(p, d, frm) for p, d, frm in found["cpu"].copies() if frm]
     assert from_build == [(["/opt/venv"], "/opt/venv", "cpu-build"), (["/dist/"], "/tmp/dist/", "cpu-wheel")]
-    build_run = " ".join(found["cpu-build"].args("RUN"))  # the CA's settings lie outside what cpu copies
+    build_run = " ".join(found["build-base"].args("RUN"))  # the CA's settings lie outside what images copy
     assert "cert = /tmp/local/pip-ca.pem" in build_run and "> /etc/pip.conf" in build_run
-    builds = ("cpu-build", "cpu-wheel", "runtime", "serve-build", "gpu")
+    builds = ("build-base", "cpu-build", "cpu-wheel", "runtime", "serve-build", "gpu")
     assert not any(frm for name in builds for _, _, frm in found[name].copies())
     serving = [(p, d, frm) for p, d, frm in found["serve"].copies() if frm]
     assert serving == [(["/opt/venv"], "/opt/venv", "serve-build")]
