@@ -44,6 +44,22 @@ RUN python3 -m venv /opt/venv \
  && if [ -s /tmp/local/pip-ca.pem ]; then printf '[global]\ncert = /tmp/local/pip-ca.pem\n' > /etc/pip.conf; fi
 
 # ---------------------------------------------------------------------------------------------
+# wheel: the project as a wheel, in a stage of its own: a change to the code leaves the dependency layers
+# of cpu-build and serve-build as they are. Both images install it without its dependencies.
+FROM build-base AS wheel
+
+COPY pyproject.toml README.md /src/
+COPY bninception/ /src/bninception/
+COPY core/ /src/core/
+COPY model/ /src/model/
+COPY export/ /src/export/
+COPY calibrate/ /src/calibrate/
+COPY engines/ /src/engines/
+COPY serve/ /src/serve/
+
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src
+
+# ---------------------------------------------------------------------------------------------
 # cpu-build: a virtual environment with torch (CPU) and the dependencies of the [serve,cpu] extras.
 FROM build-base AS cpu-build
 
@@ -64,22 +80,6 @@ COPY pyproject.toml /src/
 COPY docker/requirements.py /tmp/requirements.py
 RUN /opt/venv/bin/python /tmp/requirements.py /src/pyproject.toml serve cpu > /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
-
-# ---------------------------------------------------------------------------------------------
-# cpu-wheel: the project as a wheel. A stage of its own, so that a change to the code leaves
-# cpu-build, and the cpu image's layer of dependencies copied from it, as they are.
-FROM cpu-build AS cpu-wheel
-
-COPY README.md /src/
-COPY bninception/ /src/bninception/
-COPY core/ /src/core/
-COPY model/ /src/model/
-COPY export/ /src/export/
-COPY calibrate/ /src/calibrate/
-COPY engines/ /src/engines/
-COPY serve/ /src/serve/
-
-RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src
 
 # ---------------------------------------------------------------------------------------------
 # runtime: what the cpu and serve images share: python3, the user 10001, the entrypoint and healthcheck,
@@ -114,7 +114,7 @@ FROM runtime AS cpu
 RUN mkdir -p /runs && chown bninception:bninception /runs
 
 COPY --from=cpu-build /opt/venv /opt/venv
-COPY --from=cpu-wheel /dist/ /tmp/dist/
+COPY --from=wheel /dist/ /tmp/dist/
 COPY docker/check_install.py /tmp/check_install.py
 
 # Exactly one ONNX Runtime build (the [cpu] extra) and every requirement met, or the build fails.
@@ -132,7 +132,7 @@ CMD ["--help"]
 
 # ---------------------------------------------------------------------------------------------
 # serve-build: the serving dependencies (the [serve] and ONNX Runtime extras, not the package's own
-# dependencies, which bring torch) in a virtual environment, and the project's wheel.
+# dependencies, which bring torch) in a virtual environment, with the project's wheel installed.
 FROM build-base AS serve-build
 
 ARG ORT_PACKAGE=onnxruntime
@@ -143,17 +143,9 @@ RUN /opt/venv/bin/python /tmp/requirements.py --extras-only /src/pyproject.toml 
  && echo "${ORT_PACKAGE}" >> /tmp/requirements.txt \
  && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt
 
-COPY README.md /src/
-COPY bninception/ /src/bninception/
-COPY core/ /src/core/
-COPY model/ /src/model/
-COPY export/ /src/export/
-COPY calibrate/ /src/calibrate/
-COPY engines/ /src/engines/
-COPY serve/ /src/serve/
 # the project without its dependencies (they bring torch), then pip and setuptools out of the environment
-RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /dist/bninception-*.whl \
+COPY --from=wheel /dist/ /dist/
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /dist/bninception-*.whl \
  && /opt/venv/bin/pip uninstall -y -q pip setuptools
 
 # ---------------------------------------------------------------------------------------------

@@ -164,11 +164,11 @@ def test_hadolint_would_catch_a_warning(tmp_path: Path) -> None:
 
 def test_one_dockerfile_three_targets_with_their_bases() -> None:
     preamble, found = stages()
-    assert set(found) == {"build-base", "cpu-build", "cpu-wheel", "runtime", "cpu", "serve-build", "serve", "gpu"}
+    assert set(found) == {"build-base", "wheel", "cpu-build", "runtime", "cpu", "serve-build", "serve", "gpu"}
     assert ("ARG", "BASE_IMAGE=debian:bookworm-slim") in preamble, "cpu's base must be a build argument"
     assert found["build-base"].base == found["runtime"].base == "${BASE_IMAGE}"
     assert found["cpu-build"].base == found["serve-build"].base == "build-base"
-    assert found["cpu-wheel"].base == "cpu-build" and found["cpu"].base == found["serve"].base == "runtime"
+    assert found["wheel"].base == "build-base" and found["cpu"].base == found["serve"].base == "runtime"
     assert found["gpu"].base == "nvcr.io/nvidia/tensorrt:25.01-py3"
     assert list(found)[-1] == "gpu", "the cpu stages come first: the classic builder builds up to --target"
 
@@ -197,7 +197,7 @@ def test_build_context_leaves_out_what_the_dockerfile_does_not_copy() -> None:
     assert in_build_context("docker/local/pip-ca.pem", patterns) and in_build_context("serve/app.py", patterns)
 
 
-@pytest.mark.parametrize("stage_names", [("cpu-build", "cpu-wheel"), ("gpu",)], ids=["cpu", "gpu"])
+@pytest.mark.parametrize("stage_names", [("wheel",), ("gpu",)], ids=["cpu-and-serve", "gpu"])
 def test_the_installing_stages_copy_every_package_folder(stage_names: tuple[str, ...]) -> None:
     """A package folder left out (core/ once was) would install a package that cannot import."""
     folders = set(pyproject()["tool"]["setuptools"]["package-dir"].values())
@@ -242,11 +242,12 @@ def test_build_ca_and_wheels_stay_in_the_build_stage() -> None:
         assert not local or name == "build-base", f"stage {name} copies {local}"
         assert "PIP_CERT" not in " ".join(stage.args("ENV")), f"stage {name} puts PIP_CERT in the image's environment"
     from_build = [(p, d, frm) for p, d, frm in found["cpu"].copies() if frm]
-    assert from_build == [(["/opt/venv"], "/opt/venv", "cpu-build"), (["/dist/"], "/tmp/dist/", "cpu-wheel")]
+    assert from_build == [(["/opt/venv"], "/opt/venv", "cpu-build"), (["/dist/"], "/tmp/dist/", "wheel")]
     build_run = " ".join(found["build-base"].args("RUN"))  # the CA's settings lie outside what images copy
     assert "cert = /tmp/local/pip-ca.pem" in build_run and "> /etc/pip.conf" in build_run
-    builds = ("build-base", "cpu-build", "cpu-wheel", "runtime", "serve-build", "gpu")
+    builds = ("build-base", "wheel", "cpu-build", "runtime", "gpu")
     assert not any(frm for name in builds for _, _, frm in found[name].copies())
+    assert [frm for _, _, frm in found["serve-build"].copies() if frm] == ["wheel"]
     serving = [(p, d, frm) for p, d, frm in found["serve"].copies() if frm]
     assert serving == [(["/opt/venv"], "/opt/venv", "serve-build")]
 
