@@ -1,48 +1,39 @@
-"""The HTTP app: KServe V2 REST API, Triton's extensions, ``/v1/classify`` and ``/metrics`` (FastAPI).
+"""The HTTP app: KServe V2 REST API, Triton's extensions, ``/v1/classify`` and ``/metrics``, as a route
+table over the handler methods of :class:`Handlers`."""
 
-Client mistakes are answered with a 4xx status and ``{"error": "..."}``, never a 500.
-"""
+from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-from collections.abc import AsyncIterator
-from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bninception.core import metadata
-from bninception.serve.asgi import ClientGone, Message, ServerApp, gone_status, read_body
 from bninception.serve.config import ServeConfig
+from bninception.serve.dispatch import Answer, Request, json_answer
+from bninception.serve.http_app import ServerApp
+from bninception.serve.infer import InferHandler
 from bninception.serve.protocol import ProtocolError, json_object, softmax
+from bninception.serve.routes import Route, Router
 from bninception.serve.state import CUDA_SHM_REFUSED, MODEL_VERSION, ServerState
 
-if TYPE_CHECKING:
-    from fastapi import Request, Response
+SMALL_JSON_BYTES = 64 << 10  # the shared-memory registration body
 
 
-def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Response":
-    from fastapi import Response
-
-    return Response(json.dumps(obj, separators=(",", ":"), allow_nan=False), status_code=status,
-                    headers=headers, media_type="application/json")
-
-
-async def _image_bytes(request: "Request", body: bytes) -> bytes:
+async def image_bytes(request: Request, body: bytes) -> bytes:
     """The uploaded image: the first file of a multipart form, or the raw body."""
-    from starlette.datastructures import UploadFile
-    from starlette.requests import Request as StarletteRequest
-
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
         return body
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request as FormRequest
 
-    async def replay() -> Message:
+    async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
+    scope = {"type": "http", "method": "POST", "headers": list(request.headers.items())}
     try:
-        form = await StarletteRequest(request.scope, replay).form(max_files=1, max_fields=16)
+        form = await FormRequest(scope, replay).form(max_files=1, max_fields=16)
     except Exception as exc:  # python-multipart raises several types for a broken form
         raise ProtocolError(400, f"malformed multipart form: {exc}") from None
     for value in form.values():
@@ -51,159 +42,143 @@ async def _image_bytes(request: "Request", body: bytes) -> bytes:
     raise ProtocolError(400, "the multipart form has no file part; send the image as a file field")
 
 
-def create_app(model_path: "str | os.PathLike[str]", config: ServeConfig | None = None, **overrides: Any
-               ) -> ServerApp:
-    """An ASGI app serving ``model_path`` with ``config`` (``overrides`` replace single settings;
-    ``app.state.server`` holds the ServerState)."""
-    from fastapi import FastAPI, Request, Response
-    from fastapi.exceptions import RequestValidationError
-    from starlette.exceptions import HTTPException
+class Handlers:
+    """One method per route of :func:`routes`; each takes the Request and returns (status, headers, body)."""
 
-    state = ServerState(model_path, (config or ServeConfig()).with_overrides(**overrides))
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
+    def _model(self, request: Request) -> None:
+        self.state.check_model(request.params.get("name"), request.params.get("version"))
 
-    app = FastAPI(title="bninception", version=version("bninception"), lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)
+    async def server_metadata(self, _: Request) -> Answer:
+        return json_answer(self.state.server_metadata())
 
-    @app.exception_handler(ProtocolError)
-    async def protocol_error(_: Request, exc: ProtocolError) -> Response:
-        return _json({"error": exc.message}, exc.status, exc.headers)
+    async def live(self, _: Request) -> Answer:
+        return json_answer({"live": True})
 
-    @app.exception_handler(ClientGone)
-    async def client_gone(request: Request, _: ClientGone) -> Response:
-        return Response(status_code=gone_status(request.scope))  # never sent: counted by its status
+    async def ready(self, request: Request) -> Answer:
+        self._model(request)
+        problem = self.state.health()
+        name = request.params.get("name")
+        answer: dict[str, Any] = {"ready": problem is None} if name is None else {"name": name,
+                                                                                "ready": problem is None}
+        return json_answer(answer) if problem is None else json_answer({**answer, "error": problem}, 503)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
-        return _json({"error": str(exc.detail)}, exc.status_code, dict(exc.headers or {}))
+    async def models(self, _: Request) -> Answer:
+        return json_answer({"models": [self.state.name]})
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
-        return _json({"error": f"invalid request: {exc.errors()}"}, 400)
+    async def statistics(self, request: Request) -> Answer:
+        self._model(request)
+        return json_answer({"model_stats": [self.state.stats.to_dict()]})
 
-    # -- server -------------------------------------------------------------------------------
-    @app.get("/v2")
-    async def server_metadata() -> Response:
-        return _json(state.server_metadata())
+    async def repository_index(self, _: Request) -> Answer:
+        return json_answer(self.state.repository_index())
 
-    @app.get("/v2/health/live")
-    async def live() -> Response:
-        return _json({"live": True})
-
-    @app.get("/v2/health/ready")
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{version}/ready")
-    async def ready(name: str | None = None, version: str | None = None) -> Response:
-        state.check_model(name, version)
-        problem = state.health()
-        answer = {"ready": problem is None} if name is None else {"name": name, "ready": problem is None}
-        return _json(answer) if problem is None else _json({**answer, "error": problem}, 503)
-
-    async def small_json(request: Request) -> dict[str, Any]:
-        held = [0]
-        try:
-            body = await read_body(request.receive, dict(request.scope["headers"]), 64 << 10, state.buffers, held)
-        finally:
-            state.buffers.give(held[0])
-        return json_object(body or b"{}", "the request body")
-
-    # -- Triton extensions: statistics, model_repository, system_shared_memory ----------------
-    @app.get("/v2/models")
-    async def models() -> Response:
-        return _json({"models": [state.name]})
-
-    @app.get("/v2/models/stats")
-    @app.get("/v2/models/{name}/stats")
-    @app.get("/v2/models/{name}/versions/{version}/stats")
-    async def statistics(name: str | None = None, version: str | None = None) -> Response:
-        state.check_model(name, version)
-        return _json({"model_stats": [state.stats.to_dict()]})
-
-    @app.post("/v2/repository/index")
-    async def repository_index() -> Response:
-        return _json(state.repository_index())
-
-    @app.post("/v2/repository/models/{name}/{action}")
-    async def repository_load(name: str, action: str) -> Response:
+    async def repository_action(self, request: Request) -> Answer:
+        action = request.params["action"]
         if action not in ("load", "unload"):
             raise ProtocolError(404, f"unknown repository action {action!r}")
-        state.load(name, unload=action == "unload")
-        return _json({})
+        self.state.load(request.params["name"], unload=action == "unload")
+        return json_answer({})
 
-    @app.get("/v2/systemsharedmemory/status")
-    @app.get("/v2/systemsharedmemory/region/{region}/status")
-    async def shm_status(region: str | None = None) -> Response:
-        return _json(state.shm.status(region))
+    async def shm_status(self, request: Request) -> Answer:
+        return json_answer(self.state.shm.status(request.params.get("region")))
 
-    @app.post("/v2/systemsharedmemory/region/{region}/register")
-    async def shm_register(region: str, request: Request) -> Response:
-        obj = await small_json(request)
+    async def shm_register(self, request: Request) -> Answer:
+        obj = json_object(await request.body(SMALL_JSON_BYTES) or b"{}", "the request body")
         key, offset, size = obj.get("key"), obj.get("offset", 0), obj.get("byte_size")
         if not isinstance(key, str) or not isinstance(offset, int) or not isinstance(size, int):
             raise ProtocolError(400, "register needs {\"key\": str, \"offset\": int, \"byte_size\": int}")
-        state.shm.register(region, key, offset, size)
-        return _json({})
+        self.state.shm.register(request.params["region"], key, offset, size)
+        return json_answer({})
 
-    @app.post("/v2/systemsharedmemory/unregister")
-    @app.post("/v2/systemsharedmemory/region/{region}/unregister")
-    async def shm_unregister(region: str | None = None) -> Response:
-        state.shm.unregister(region)
-        return _json({})
+    async def shm_unregister(self, request: Request) -> Answer:
+        self.state.shm.unregister(request.params.get("region"))
+        return json_answer({})
 
-    @app.api_route("/v2/cudasharedmemory/{action:path}", methods=["GET", "POST"])
-    async def cuda_shm(action: str) -> Response:
+    async def cuda_shm(self, request: Request) -> Answer:
         """No CUDA shared memory here: status lists none, unregister succeeds, register is refused."""
+        action = request.params["action"]
         if action.endswith("/register"):
             raise ProtocolError(400, CUDA_SHM_REFUSED)
-        return _json([] if action.endswith("status") else {})
+        return json_answer([] if action.endswith("status") else {})
 
-    # -- model --------------------------------------------------------------------------------
-    @app.get("/v2/models/{name}")
-    @app.get("/v2/models/{name}/versions/{version}")
-    async def model_metadata(name: str, version: str | None = None) -> Response:
-        state.check_model(name, version)
-        return _json(state.metadata())
+    async def model_metadata(self, request: Request) -> Answer:
+        self._model(request)
+        return json_answer(self.state.metadata())
 
-    @app.get("/v2/models/{name}/config")
-    @app.get("/v2/models/{name}/versions/{version}/config")
-    async def model_configuration(name: str, version: str | None = None) -> Response:
-        state.check_model(name, version)
-        return _json(state.triton_config())
+    async def model_config(self, request: Request) -> Answer:
+        self._model(request)
+        return json_answer(self.state.triton_config())
 
-    # -- for people ---------------------------------------------------------------------------
-    @app.post("/v1/classify")
-    async def classify(request: Request, top: int = 5) -> Response:
+    async def classify(self, request: Request) -> Answer:
+        state = self.state
         if state.decoder is None:
             raise ProtocolError(501, f"model {state.name!r} has no recorded preprocessing (ONNX metadata "
                                      f"{metadata.PREPROCESS}); send tensors to /v2/models/{state.name}/infer")
-        if not 1 <= top <= state.info.num_classes:
-            raise ProtocolError(400, f"top must be in 1..{state.info.num_classes}, got {top}")
-        held = [0]
-        try:
-            body = await read_body(request.receive, dict(request.scope["headers"]), state.config.max_image_bytes,
-                                   state.buffers, held)
-            data = await _image_bytes(request, body)
-            if not data:
-                raise ProtocolError(400, "no image: send a JPEG or PNG as the body or as a multipart file")
-            del body
-            rows = await state.decoder.rows(data, state.config.request_timeout_s)
-        finally:
-            state.buffers.give(held[0])
+        top = self._top(request.query("top"))
+        data = await image_bytes(request, await request.body(state.config.max_image_bytes))
+        if not data:
+            raise ProtocolError(400, "no image: send a JPEG or PNG as the body or as a multipart file")
+        rows = await state.decoder.rows(data, state.config.request_timeout_s)
+        del data
         probabilities = softmax(await state.predict(rows))[0]
         order = np.argsort(-probabilities, kind="stable")[:top]
-        return _json({"model_name": state.name, "model_version": MODEL_VERSION,
-                      "top": [{"label": state.info.labels[i], "name": state.info.label_names[i], "index": int(i),
-                               "probability": float(p) if math.isfinite(p := probabilities[i]) else None}
-                              for i in order]})
+        labels, names = state.info.labels, state.info.label_names
+        return json_answer({"model_name": state.name, "model_version": MODEL_VERSION,
+                            "top": [{"label": labels[i], "name": names[i], "index": int(i),
+                                     "probability": float(p) if math.isfinite(p := probabilities[i]) else None}
+                                    for i in order]})
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
+    def _top(self, given: str | None) -> int:
+        classes = self.state.info.num_classes
+        try:
+            top = 5 if given is None else int(given)
+        except ValueError:
+            raise ProtocolError(400, f"top must be an integer, got {given[:32]!r}") from None
+        if not 1 <= top <= classes:
+            raise ProtocolError(400, f"top must be in 1..{classes}, got {top}")
+        return top
+
+    async def metrics(self, _: Request) -> Answer:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], self.state.metrics.render()
 
-    return ServerApp(state, app)
+
+def routes(handlers: Handlers, infer: InferHandler) -> list[Route]:
+    """The route table, most frequent first (a path matches the first template that fits)."""
+    h, get, post = handlers, ("GET",), ("POST",)
+    model, version = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+    table = [
+        Route(post, f"{model}/infer", "infer", infer), Route(post, f"{version}/infer", "infer", infer),
+        Route(post, "/v1/classify", "classify", h.classify),
+        Route(get, "/v2/health/live", "health", h.live), Route(get, "/v2/health/ready", "health", h.ready),
+        Route(get, f"{model}/ready", "health", h.ready), Route(get, f"{version}/ready", "health", h.ready),
+        Route(get, "/metrics", "metrics", h.metrics),
+        Route(get, "/v2", "metadata", h.server_metadata),
+        Route(get, "/v2/models", "metadata", h.models),
+        Route(get, "/v2/models/stats", "metadata", h.statistics),
+        Route(get, f"{model}/stats", "metadata", h.statistics),
+        Route(get, f"{version}/stats", "metadata", h.statistics),
+        Route(post, "/v2/repository/index", "metadata", h.repository_index),
+        Route(post, "/v2/repository/models/{name}/{action}", "metadata", h.repository_action),
+        Route(get, "/v2/systemsharedmemory/status", "metadata", h.shm_status),
+        Route(get, "/v2/systemsharedmemory/region/{region}/status", "metadata", h.shm_status),
+        Route(post, "/v2/systemsharedmemory/region/{region}/register", "metadata", h.shm_register),
+        Route(post, "/v2/systemsharedmemory/unregister", "metadata", h.shm_unregister),
+        Route(post, "/v2/systemsharedmemory/region/{region}/unregister", "metadata", h.shm_unregister),
+        Route(("GET", "POST"), "/v2/cudasharedmemory/{action:path}", "metadata", h.cuda_shm),
+        Route(get, model, "metadata", h.model_metadata), Route(get, version, "metadata", h.model_metadata),
+        Route(get, f"{model}/config", "metadata", h.model_config),
+        Route(get, f"{version}/config", "metadata", h.model_config),
+    ]
+    return table
+
+
+def create_app(model_path: str | os.PathLike[str], config: ServeConfig | None = None, **overrides: Any) -> ServerApp:
+    """An ASGI app serving ``model_path`` with ``config`` (``overrides`` replace single settings;
+    ``app.state.server`` holds the ServerState)."""
+    state = ServerState(model_path, (config or ServeConfig()).with_overrides(**overrides))
+    return ServerApp(state, Router(routes(Handlers(state), InferHandler(state))))

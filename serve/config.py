@@ -33,18 +33,22 @@ class ServeConfig:
     workers: int = setting(1, "batcher threads", low=1)
     request_timeout_s: float = setting(30.0, "queue + inference, then 504", low=0, above=True, flag="timeout-s")
     # -- limits on what one client may hold or send (README: "Limits") ---------------------------
-    max_header_bytes: int = setting(32 * 1024, "request line + headers, then 431", low=1024)
-    max_headers: int = setting(100, "header fields, then 431", low=8)
+    max_header_bytes: int = setting(32 * 1024, "request line + headers, then 431 (the HTTP server's read buffer)",
+                                    low=8192)
+    max_headers: int = setting(100, "header fields, then 431 (at most 100: the HTTP server's own cap)", low=8,
+                               high=100)
     max_body_bytes: int | None = setting(None, "infer body, then 413 (default: enough for max-batch rows as JSON)",
                                          low=1)
     max_image_bytes: int = setting(32 * MIB, "/v1/classify body, then 413", low=1)
     max_image_pixels: int = setting(64_000_000, "decoded pixels of one image, then 413", low=1)
     decode_memory_mb: int = setting(1024, "memory for all image decodes at once; one larger is 413", low=1)
     buffer_memory_mb: int = setting(1024, "request bodies buffered at once, all connections, then 503", low=1)
-    max_connections: int = setting(512, "open connections + running requests, then 503", low=1)
-    read_timeout_s: float = setting(10.0, "a whole request from its first byte, then 408", low=0, above=True)
-    keep_alive_s: float = setting(5.0, "close a connection idle this long (before its first request too)",
-                                  low=0, above=True)
+    max_connections: int = setting(512, "HTTP requests running at once (more wait to be accepted); gRPC "
+                                        "connections, then refused", low=1)
+    read_timeout_s: float = setting(10.0, "an HTTP request head, then its body, must each arrive within this "
+                                          "(the head: closed; the body: 408); an idle HTTP connection is "
+                                          "closed after it", low=0, above=True)
+    keep_alive_s: float = setting(5.0, "close a gRPC connection idle this long", low=0, above=True)
     graceful_shutdown_s: float = setting(15.0, "on SIGTERM, running requests get this long", low=0, above=True)
 
     def __post_init__(self) -> None:

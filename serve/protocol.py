@@ -234,9 +234,8 @@ class _Plan:
     shm: Span | None = None
 
 
-def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[int, ...],
-          max_batch: int) -> _Plan:
-    obj = json_object(header)
+def _request_parameters(obj: dict[str, Any]) -> tuple[str | None, bool, float | None]:
+    """The request's id, ``binary_data_output`` and timeout (seconds)."""
     request_id = obj.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise bad("'id' must be a string")
@@ -249,7 +248,10 @@ def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[in
         if not _is_int(params["timeout"]) or not 0 < params["timeout"] <= MAX_TIMEOUT_US:
             raise bad(f"parameter timeout must be a positive integer of at most {MAX_TIMEOUT_US} (microseconds)")
         timeout_s = params["timeout"] / 1e6
+    return request_id, all_binary, timeout_s
 
+
+def _the_input(obj: dict[str, Any], input_name: str) -> dict[str, Any]:
     inputs = obj.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise bad(f"'inputs' must be a non-empty list; the model takes one input {input_name!r}")
@@ -259,6 +261,34 @@ def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[in
     entry = inputs[0]
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise bad("each input must be an object with a string 'name'")
+    return entry
+
+
+def _json_data(entry: dict[str, Any], name: str, shape: tuple[int, ...]) -> np.ndarray:
+    flat = _flatten_numbers(entry["data"], name)
+    if len(flat) != math.prod(shape):
+        raise bad(f"input {name!r}: {len(flat)} values in 'data' but shape {list(shape)} needs {math.prod(shape)}")
+    try:
+        return np.asarray(flat, dtype=np.float32).reshape(shape)
+    except OverflowError:
+        raise bad(f"input {name!r} has a number too large for {DATATYPE}") from None
+
+
+def _binary_size(size: Any, name: str, shape: tuple[int, ...], binary_size: int) -> int:
+    if not _is_int(size) or size < 0:
+        raise bad(f"input {name!r}: binary_data_size must be a non-negative integer")
+    check_bytes(name, "binary_data_size", size, shape)
+    if size > binary_size:
+        raise bad(f"input {name!r}: binary_data_size {size} but only {binary_size} bytes of binary data follow "
+                  f"the header")
+    return int(size)
+
+
+def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[int, ...],
+          max_batch: int) -> _Plan:
+    obj = json_object(header)
+    request_id, all_binary, timeout_s = _request_parameters(obj)
+    entry = _the_input(obj, input_name)
     name = entry["name"]
     shape = check_input(name, entry.get("datatype"), entry.get("shape"), input_name, item_shape, max_batch)
     input_params = _parameters(entry, f"input {name!r}")
@@ -267,28 +297,15 @@ def _plan(header: bytes, binary_size: int, input_name: str, item_shape: tuple[in
     source = one_source(name, {"'data'": "data" in entry, "binary_data_size": size is not None,
                                "shared memory": shm is not None})
     data: np.ndarray | None = None
+    claimed = 0
     if shm is not None:
         check_bytes(name, "shared_memory_byte_size", shm[2], shape)
-        size = 0
     elif source == "binary_data_size":
-        if not _is_int(size) or size < 0:
-            raise bad(f"input {name!r}: binary_data_size must be a non-negative integer")
-        check_bytes(name, "binary_data_size", size, shape)
-        if size > binary_size:
-            raise bad(f"input {name!r}: binary_data_size {size} but only {binary_size} "
-                      f"bytes of binary data follow the header")
+        claimed = _binary_size(size, name, shape, binary_size)
     else:
-        flat = _flatten_numbers(entry["data"], name)
-        if len(flat) != math.prod(shape):
-            raise bad(f"input {name!r}: {len(flat)} values in 'data' but shape {list(shape)} "
-                      f"needs {math.prod(shape)}")
-        try:
-            data = np.asarray(flat, dtype=np.float32).reshape(shape)
-        except OverflowError:
-            raise bad(f"input {name!r} has a number too large for {DATATYPE}") from None
-        size = 0
-    if size != binary_size:
-        raise bad(f"{binary_size - size} bytes of binary data after the header are not claimed by "
+        data = _json_data(entry, name, shape)
+    if claimed != binary_size:
+        raise bad(f"{binary_size - claimed} bytes of binary data after the header are not claimed by "
                   f"any input's binary_data_size")
     return _Plan(request_id, _outputs(obj, all_binary), timeout_s, shape, data, shm)
 

@@ -68,14 +68,12 @@ class ServerState:
         self.batcher = DynamicBatcher(self.runner.run, max_batch=config.max_batch,
                                       max_delay_s=config.max_delay_ms / 1000, max_queue=config.max_queue,
                                       batching=config.batching, workers=config.workers, observer=self._observe)
-        self.open_connections = 0  # kept by the HTTP protocol
         self._add_gauges()
 
     def _add_gauges(self) -> None:
         metrics, config = self.metrics, self.config
         metrics.gauge("bninception_queue_depth", "requests waiting for a batch", lambda: float(self.batcher.depth))
         metrics.gauge("bninception_ready", "1 while /v2/health/ready answers 200", lambda: float(self.health() is None))
-        metrics.gauge("bninception_open_connections", "HTTP connections open now", lambda: float(self.open_connections))
         metrics.gauge("bninception_buffered_bytes", "request body bytes held now, all requests",
                       lambda: float(self.buffers.used))
         if self.decoder is not None:
@@ -137,13 +135,7 @@ class ServerState:
             await future  # cancelled with this task when the client goes away: the batcher skips it
         return self.outcome(future)
 
-    # -- connection events (ConnectionHooks of the HTTP protocol) -------------------------------
-    def opened(self) -> None:
-        self.open_connections += 1
-
-    def closed(self) -> None:
-        self.open_connections -= 1
-
+    # -- refusals before a request reaches a handler ---------------------------------------------
     def refused(self, reason: str, status: int | None) -> None:
         self.metrics.refused(reason)
         if status is not None:

@@ -38,7 +38,7 @@ def serve_reference(serve_model_path: Path) -> Callable[[np.ndarray], np.ndarray
 
 @pytest.fixture(scope="session")
 def serve_server(serve_model_path: Path) -> Iterator[Any]:
-    """The app under uvicorn on 127.0.0.1, an ephemeral port, for the whole session."""
+    """The app served on 127.0.0.1, an ephemeral port, for the whole session."""
     from serve_helpers import start_in_thread
 
     from bninception.serve.app import create_app

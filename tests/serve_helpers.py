@@ -5,10 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +142,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_cli_server(model: Path, *args: str, stderr: int = subprocess.DEVNULL,
-                     timeout: float = 60) -> tuple[subprocess.Popen[str], int]:
+def start_cli_server(model: Path, *args: str, stderr: int = subprocess.DEVNULL, timeout: float = 60,
+                     command: tuple[str, ...] = (sys.executable, "-m", "bninception")
+                     ) -> tuple[subprocess.Popen[str], int]:
     """``bninception serve --model MODEL --port PORT ARGS`` in a process of its own (127.0.0.1, a free
-    port), returned once it answers ready; ``stderr``: where its log goes (PIPE: read it at the end)."""
+    port), returned once it answers ready; ``stderr``: where its log goes (PIPE: read it at the end);
+    ``command``: how to start ``bninception``."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bninception", "serve", "--model", str(model), "--port",
-                                str(port), *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    process = subprocess.Popen([*command, "serve", "--model", str(model), "--port", str(port), *args],
+                               stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     deadline = time.monotonic() + timeout
     while process.poll() is None:
         try:
@@ -164,26 +164,25 @@ def start_cli_server(model: Path, *args: str, stderr: int = subprocess.DEVNULL,
     raise RuntimeError(f"the server exited: {(process.communicate()[1] or '')[-2000:]}")
 
 
-@dataclass
 class RunningServer:
-    """A uvicorn server on a background thread (and its gRPC service); ``stop()`` shuts them down."""
+    """The app served on a background thread (and its gRPC service); ``stop()`` shuts them down."""
 
-    url: str
-    host: str
-    port: int
-    server: Any
-    thread: threading.Thread
-    grpc: Any = None
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.host, self.port = server.host, server.port
+        url_host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{url_host}:{self.port}"
 
     @property
     def grpc_port(self) -> int | None:
-        return None if self.grpc is None else int(self.grpc.port)
+        return None if self.server.grpc is None else int(self.server.grpc.port)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        if self.grpc is not None:
-            self.grpc.stop(1.0)
+    @property
+    def grpc(self) -> Any:
+        return self.server.grpc
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.stop(timeout)
 
     def __enter__(self) -> RunningServer:
         return self
@@ -192,29 +191,9 @@ class RunningServer:
         self.stop()
 
 
-def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
-                    grpc_port: int | None = None) -> RunningServer:
+def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, grpc_port: int | None = None) -> RunningServer:
     """Start ``app`` on ``host`` (an ephemeral port by default; ``grpc_port=0``: gRPC on another one)
     and wait until it accepts requests."""
-    import uvicorn
+    from bninception.serve.server import BackgroundServer
 
-    from bninception.core.errors import BninceptionError
-    from bninception.serve.server import bind_socket, start_grpc_beside, uvicorn_config
-
-    sock = bind_socket(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
-    grpc = start_grpc_beside(app, host, grpc_port)
-    server = uvicorn.Server(uvicorn_config(app))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="bninception-uvicorn",
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            if grpc is not None:
-                grpc.stop(0)
-            raise BninceptionError(f"the server did not start on {bound_host}:{bound_port}")
-        time.sleep(0.01)
-    url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningServer(f"http://{url_host}:{bound_port}", bound_host, bound_port, server, thread, grpc)
+    return RunningServer(BackgroundServer(app, host, port, grpc_port))

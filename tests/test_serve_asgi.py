@@ -1,5 +1,5 @@
-"""The ASGI app on its own (no uvicorn, no connection protocol): V2 infer through the same route the
-connection serves directly, so the app still works under any ASGI server."""
+"""The ASGI app on its own (no HTTP server): V2 infer through its one route, so the app works under any ASGI
+server."""
 
 from __future__ import annotations
 

@@ -45,24 +45,20 @@ def run(args: argparse.Namespace) -> int:
     served = served_model(args.run, args.precision, requested, args.engine, args.model)
     path = served.path
     try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
+        import granian  # noqa: F401
+        import starlette  # noqa: F401
     except ImportError as exc:
         raise BninceptionError(f"serving needs the serve extra: pip install 'bninception[serve]' ({exc})") from exc
     from bninception.serve.app import create_app
-    from bninception.serve.server import bind_socket, serve_forever
+    from bninception.serve.server import free_port, serve_forever
 
     config = ServeConfig(**options_of(args, ServeConfig))
     config = replace(config, providers=served.providers,  # an engine's profile bounds the batch
                      max_batch=min(config.max_batch, served.max_batch or config.max_batch))
     if args.grpc_port is not None:
-        bind_socket(args.host, args.grpc_port).close()  # a bad or busy port fails before the model loads
-    sock = bind_socket(args.host, args.port)
-    try:
-        app = create_app(path, config)
-    except BaseException:
-        sock.close()
-        raise
+        free_port(args.host, args.grpc_port)  # a bad or busy port fails before the model loads
+    free_port(args.host, args.port)
+    app = create_app(path, config)
     state = app.state.server
     grpc = f" and gRPC on {args.host}:{args.grpc_port}" if args.grpc_port is not None else ""
     batching = (f"max batch {config.max_batch}, max delay {config.max_delay_ms:g} ms" if config.batching
@@ -71,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {path}{unchecked} as {config.model_name!r} on http://{args.host}:{args.port}{grpc} "
           f"(providers {', '.join(state.runner.providers)}, {batching}, intra-op threads "
           f"{state.threads.describe()})", file=sys.stderr)
-    serve_forever(app, host=args.host, access_log=args.access_log, sock=sock, grpc_port=args.grpc_port)
+    serve_forever(app, host=args.host, port=args.port, access_log=args.access_log, grpc_port=args.grpc_port)
     return 0
