@@ -9,7 +9,7 @@
 #
 # cpu: FROM a Debian bookworm image given as BASE_IMAGE, ONNX Runtime CPU (the [cpu] extra).
 #      Trains, validates and serves on CPU hosts. Built and run in a real Docker engine by
-#      `make docker-test` (docker/test_cpu_image.py).
+#      `make docker-test` (tests/docker/test_cpu_image.py).
 #   docker build --target cpu --build-arg BASE_IMAGE=debian:bookworm-slim -t bninception:cpu .
 #
 # gpu: FROM the NGC TensorRT image, onnxruntime-gpu built against that TensorRT. `docker build` has
@@ -56,6 +56,7 @@ COPY export/ /src/export/
 COPY calibrate/ /src/calibrate/
 COPY engines/ /src/engines/
 COPY serve/ /src/serve/
+COPY evaluate/ /src/evaluate/
 
 RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src
 
@@ -205,6 +206,7 @@ COPY export/ export/
 COPY calibrate/ calibrate/
 COPY engines/ engines/
 COPY serve/ serve/
+COPY evaluate/ evaluate/
 
 # The check fails the build unless onnxruntime-gpu is the only ONNX Runtime, it has the TensorRT
 # and CUDA EPs, and the Python TensorRT is the image's own.

@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff check --select C901,PLR0912,PLR0915 serve
+	$(PY) tools/lint_imports.py
 	$(PY) tools/typecheck.py
 
 test: lint
@@ -33,16 +33,16 @@ test: lint
 	$(MAKE) test-openvino
 	$(MAKE) docker-test
 
-# the Dockerfile's cpu target built and served in a real Docker engine (docker/test_cpu_image.py):
+# the Dockerfile's cpu target built and served in a real Docker engine (tests/docker/test_cpu_image.py):
 # starts dockerd if none runs, makes the local base image once, checks the container from the host
 docker-test: $(STAMP)
-	$(VENV)/bin/pytest -q -p no:cacheprovider docker/test_cpu_image.py docker/test_perf_analyzer.py docker/test_serve_image.py
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m docker tests/docker
 
 # the INT8 tests on an emulated AVX2-only CPU (apt-get install qemu-user; about 35 minutes): ONNX Runtime's
 # kernel dispatch sees an AMD EPYC without AVX-512/VNNI; the trained model comes from $(RUN) (make demo)
 test-avx2: $(STAMP)
 	BNINCEPTION_TEST_TRAINED_RUN=$(RUN) qemu-x86_64 -cpu EPYC-Rome $(PY) -m pytest -q -p no:cacheprovider --timeout 3600 \
-		tests/test_calibrate_qdq.py tests/test_calibrate_stages.py
+		tests/calibrate/test_calibrate_qdq.py tests/calibrate/test_calibrate_stages.py
 
 gpu-test: $(STAMP)
 	$(VENV)/bin/pytest -q -m gpu
@@ -89,15 +89,15 @@ setup-openvino: $(OV_STAMP)
 
 # every gate of a demo-size run on the openvino provider, and serve's auto-pick of it (a few minutes)
 test-openvino: $(OV_STAMP)
-	$(OV_VENV)/bin/pytest -q -p no:cacheprovider tests/test_openvino.py
+	$(OV_VENV)/bin/pytest -q -p no:cacheprovider tests/evaluate/test_openvino.py
 
 # PyTorch, ORT CPU EP (.venv), ORT OpenVINO EP and native OpenVINO (.venv-openvino) side by side (a few minutes)
 bench-cpu-runtimes: $(STAMP) $(OV_STAMP)
 	$(PY) benchmarks/cpu_runtimes.py --openvino-venv $(OV_VENV)
 
 reproduce: $(STAMP)
-	$(VENV)/bin/bninception reproduce fig1 --out runs/reproduce
-	$(VENV)/bin/bninception reproduce lr --out runs/reproduce
+	$(PY) -m experiments.paper fig1 --out runs/reproduce
+	$(PY) -m experiments.paper lr --out runs/reproduce
 
 # regenerate serve/proto/inference_pb2.py from serve/proto/inference.proto (protoc 27.2 from grpcio-tools
 # 1.66.2, so the module loads on protobuf 5.27.2 and newer), in a throwaway venv

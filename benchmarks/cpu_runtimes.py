@@ -55,8 +55,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from bninception.bench import cpu_flags
-from bninception.tables import render
+from bninception.evaluate.bench import cpu_flags
+from bninception.evaluate.tables import render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "runs" / "cpu-runtimes"
@@ -294,7 +294,7 @@ def kernels(path: Path, threads: int) -> dict[str, int]:
 
 def time_call(call: Any, batch: np.ndarray, seconds: float) -> tuple[float, int]:
     """(seconds per call, calls) by ``bench.time_calls``: two warm-up calls, then calls for ``seconds``."""
-    from bninception.bench import BenchSettings, time_calls
+    from bninception.evaluate.bench import BenchSettings, time_calls
 
     settings = BenchSettings(min_seconds=seconds, max_seconds=seconds, warmup_seconds=0.0, min_reps=1,
                              max_reps=1 << 30)
@@ -523,12 +523,25 @@ def main(argv: list[str] | None = None) -> int:
         best = {(r.row.precision, b): best[("fp32", b)] for r in results for b in batch_sizes if ("fp32", b) in best}
     done = criterion(results, best)
     load_end = os.getloadavg()
+    print_results(args, results, batch_sizes, best, done, (load_start[0], load_end[0]))
+    print(f"{time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "flags": cpu_flags(), "load": [load_start[0], load_end[0]], "rounds": args.rounds,
+            "batch_sizes": batch_sizes, "criterion": done,
+            "rows": [{**asdict(r.row), "info": r.info, "error": r.error, "agreement": r.agreement,
+                      "max_abs_diff": r.max_abs_diff, "images_per_s": r.images_per_s} for r in results]}, indent=2))
+    return 0 if done is None or done["passed"] else 1
+
+
+def print_results(args: argparse.Namespace, results: list[Any], batch_sizes: list[int], best: dict[Any, Any],
+                  done: dict[str, Any] | None, load: tuple[float, float]) -> None:
+    """The table, the versions, errors and kernels per file, and the issue-13 criterion line."""
     anchor = "the FP32 file on ORT's CPU provider" if args.precision else \
         "native OpenVINO's best file of the same precision"
     print(f"\nBN-Inception 224, full width; images/s, median of {args.rounds} interleaved rounds (range), and the "
           f"ratio to {anchor}; {os.cpu_count()} CPUs "
-          f"({' '.join(cpu_flags())}), threads {args.threads or 'default'}; load {load_start[0]:.1f} -> "
-          f"{load_end[0]:.1f}\n")
+          f"({' '.join(cpu_flags())}), threads {args.threads or 'default'}; load {load[0]:.1f} -> {load[1]:.1f}\n")
     print(table(results, batch_sizes, best))
     versions = {f"{k} {v}".split("-")[0] + f" ({r.row.env})" for r in results for k, v in r.info.items()
                 if k in ("torch", "onnxruntime", "openvino")}
@@ -545,14 +558,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{done['served_images_per_s']:.0f} images/s = {done['ratio']:.2f}x native OpenVINO's best INT8 "
               f"({done['anchor']}, {done['anchor_images_per_s']:.0f} images/s; per-round ratios min/median/max "
               f"{per_round}): {'PASS' if done['passed'] else 'FAIL'} (>= {CRITERION}x)")
-    print(f"{time.perf_counter() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "flags": cpu_flags(), "load": [load_start[0], load_end[0]], "rounds": args.rounds,
-            "batch_sizes": batch_sizes, "criterion": done,
-            "rows": [{**asdict(r.row), "info": r.info, "error": r.error, "agreement": r.agreement,
-                      "max_abs_diff": r.max_abs_diff, "images_per_s": r.images_per_s} for r in results]}, indent=2))
-    return 0 if done is None or done["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
-from bninception.tables import render
+from bninception.evaluate.tables import render
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "helpers"))
 
 
 def ours(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -74,7 +74,7 @@ METHODS: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
 
 def build_models(small_only: bool) -> dict[str, tuple[onnx.ModelProto, tuple[int, ...]]]:
     import torch
-    from random_bn import randomize_bn, small_models  # tests/random_bn.py
+    from random_bn import randomize_bn, small_models  # tests/helpers/random_bn.py
 
     from bninception.export.to_onnx import to_model_proto
     from bninception.model.architecture import ModelConfig, build_model

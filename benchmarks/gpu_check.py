@@ -45,10 +45,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain checkout: nothing installed
 
-from bninception.core.files import atomic_write_text
-from bninception.core.layout import PRECISIONS
+def _from_checkout() -> None:
+    """Run from a plain checkout with nothing installed (a GPU host's own Python): the checkout's root
+    on sys.path, and its stage folders (core/, model/, ...) as ``bninception.core``, ... as installed."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    if importlib.util.find_spec("bninception") is None:
+        sys.path.insert(0, str(root))
+    import bninception
+
+    if importlib.util.find_spec("bninception.core") is None:
+        bninception.__path__.append(str(root))
+
+
+_from_checkout()
+
+from bninception.core.files import atomic_write_text  # noqa: E402 (after the bootstrap)
+from bninception.core.layout import PRECISIONS  # noqa: E402
 
 PASS, FAIL, SKIP, ERROR, PARTIAL = "PASS", "FAIL", "SKIP", "ERROR", "PARTIAL"
 EXIT = {PASS: 0, FAIL: 1, PARTIAL: 3}
@@ -318,6 +333,27 @@ def _images_per_second(model: Any, x: Any, seconds: float, device: str) -> float
     return len(x) * calls / (time.perf_counter() - start)
 
 
+def _speed_cells(model: Any, cell: tuple[str, str, Any], batches: Any, check: Check, rows: list[dict[str, Any]],
+                 skipped: list[str]) -> None:
+    """Images per second (and peak GPU memory) of one mode and precision at each batch size."""
+    import torch
+
+    (mode, name, dtype), device = cell, check.settings.device
+    for batch in batches:
+        x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        try:
+            speed = _images_per_second(model, x, check.settings.speed_seconds, device)
+        except Exception as exc:  # torch.compile failing at first call, out of memory
+            skipped.append(f"{mode} {name} b{batch}: {type(exc).__name__}: {str(exc)[:120]}")
+            return
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+        rows.append({"mode": mode, "precision": name, "batch": batch, "images_per_second": round(speed, 1),
+                     "peak_mib": round(peak, 1) if peak is not None else None})
+        say(f"gpu-check: torch-speed {mode} {name} b{batch}: {speed:,.0f} img/s")
+
+
 def torch_speed(check: Check, step: Step) -> None:
     """PyTorch's own throughput for BN-Inception 224 (random weights: speed does not depend on them)."""
     import torch
@@ -329,7 +365,8 @@ def torch_speed(check: Check, step: Step) -> None:
     base = build_model(ModelConfig()).eval().to(device, memory_format=torch.channels_last)
     precisions = {"fp32": torch.float32, "fp16": torch.float16} if device == "cuda" else {"fp32": torch.float32}
     batches = s.speed_batches if device == "cuda" else s.speed_batches[:1]
-    rows, skipped = [], []
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for mode in ("eager", "compile"):
         for name, dtype in precisions.items():
             if check.left() < 60:
@@ -342,19 +379,7 @@ def torch_speed(check: Check, step: Step) -> None:
                 except Exception as exc:  # no compiler toolchain on the host
                     skipped.append(f"compile: {type(exc).__name__}: {exc}"[:160])
                     continue
-            for batch in batches:
-                x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype).to(memory_format=torch.channels_last)
-                if device == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                try:
-                    speed = _images_per_second(model, x, s.speed_seconds, device)
-                except Exception as exc:  # torch.compile failing at first call, out of memory
-                    skipped.append(f"{mode} {name} b{batch}: {type(exc).__name__}: {str(exc)[:120]}")
-                    break
-                peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-                rows.append({"mode": mode, "precision": name, "batch": batch, "images_per_second": round(speed, 1),
-                             "peak_mib": round(peak, 1) if peak is not None else None})
-                say(f"gpu-check: torch-speed {mode} {name} b{batch}: {speed:,.0f} img/s")
+            _speed_cells(model, (mode, name, dtype), batches, check, rows, skipped)
     step.data = {"rows": rows, "skipped": skipped, "channels_last": True, "tf32": False}
     best = max(rows, key=lambda r: r["images_per_second"], default=None)
     step.detail = f"{len(rows)} cells" + (f"; best {best['mode']} {best['precision']} b{best['batch']} "

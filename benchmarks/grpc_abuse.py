@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
 from grpc_attacks import METHOD, OpenStreams, infer_message, rapid_reset
 from serve_helpers import export_classifier, free_port, start_cli_server
 

@@ -27,11 +27,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docker"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 import harness  # noqa: E402
 
-from bninception.tables import render  # noqa: E402
+from bninception.evaluate.tables import render  # noqa: E402
 
 SETTINGS = {"default": [], "max-delay 5 ms": ["--max-delay-ms", "5"], "no batching": ["--no-batching"]}
 CONCURRENCY = (1, 4, 16)
@@ -103,8 +103,8 @@ def in_process(model: Path) -> list[dict[str, Any]]:
 
     import numpy as np
 
-    from bninception.bench import BenchSettings, time_calls
     from bninception.core.runner import OrtRunner
+    from bninception.evaluate.bench import BenchSettings, time_calls
 
     runner = OrtRunner(str(model), threads=1)
     shape = runner.input_spec

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # serve_helpers: the test model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))  # serve_helpers: the test model
 from serve_helpers import png
 
 MAX_SECONDS = 120
@@ -329,6 +329,15 @@ def main() -> None:
         "rss_max_sampled_mib": max(samples, default=float("nan")), "rss_after_mib": after_rss,
         "sigterm_exit_s": shutdown_s, "tracebacks_in_server_log": err.count("Traceback"),
     }
+    print_summary(result, tally, counted)
+    if args.json:
+        print(json.dumps(result))
+
+
+def print_summary(result: dict[str, Any], tally: Tally, counted: dict[str, float]) -> None:
+    """The summary row, the requests by kind and status, and the server's own count of slow requests."""
+    start_rss, peak_rss, after_rss = result["rss_start_mib"], result["rss_peak_mib"], result["rss_after_mib"]
+    unexpected_5xx, server_500, shutdown_s = result["unexpected_5xx"], result["server_500s"], result["sigterm_exit_s"]
     print("\n| requests | wrong answers | unexpected statuses | unexpected 5xx | server 500s | good p50 / p99 ms "
           "| longest good stall | RSS start / peak / after | SIGTERM with a partial request |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -344,8 +353,6 @@ def main() -> None:
     print("longest good request: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(tally.longest.items())))
     print(f"server side: {over:.0f} infer or classify requests took over 0.5 s from arrival to answer (the decode "
           "bombs among them)")
-    if args.json:
-        print(json.dumps(result))
 
 
 def sigterm_with_partial_request(server: subprocess.Popen[str], port: int) -> float:

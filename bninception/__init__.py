@@ -13,17 +13,3 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-
-def _from_checkout() -> None:
-    """Not installed (a plain checkout on PYTHONPATH): the stage folders beside this one
-    (core/, model/, export/, ...) are ``bninception.core``, ``bninception.model``, ... as when installed."""
-    import importlib.util
-    import os
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if importlib.util.find_spec(f"{__name__}.core") is None and os.path.isfile(os.path.join(root, "core",
-                                                                                              "__init__.py")):
-        __path__.append(root)
-
-
-_from_checkout()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import pkgutil
 import sys
 from types import ModuleType
 
@@ -23,11 +22,7 @@ def add_run_argument(parser: argparse.ArgumentParser, required: bool = False) ->
 
 
 def _command_modules() -> list[ModuleType]:
-    found = []
-    for info in pkgutil.iter_modules(commands.__path__):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        if hasattr(module, "NAME") and hasattr(module, "run"):
-            found.append(module)
+    found = [importlib.import_module(f"{commands.__name__}.{name}") for name in commands.MODULES]
     return sorted(found, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 

@@ -91,12 +91,12 @@ def _engine_stages(run: RunDir, force: bool) -> list[StageResult]:
 
 def run_pipeline(run: RunDir, options: PipelineOptions) -> PipelineResult:
     """Run every stage; the result says which ran, which were skipped, and whether every gate passed."""
-    from bninception.bench import bench_stage
     from bninception.calibrate.stages import fp16_stage, int8_stage
+    from bninception.evaluate.bench import bench_stage
+    from bninception.evaluate.report import report_stage
+    from bninception.evaluate.validate import validate_stage
     from bninception.export.stages import export_stage, fold_stage
     from bninception.model.stages import population_stage, train_stage
-    from bninception.report import report_stage
-    from bninception.validate import validate_stage
 
     if options.force_from is not None and options.force_from not in STAGES:
         raise BninceptionError(f"--force takes one of {', '.join(STAGES)}; got {options.force_from!r}")

@@ -52,44 +52,67 @@ def weight_range_report(name: str, array: np.ndarray) -> tuple[dict[str, Any] | 
     return overflow, underflow
 
 
-def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[str] = DEFAULT_KEEP_FP32_OPS,
-                 keep_fp32_nodes: tuple[str, ...] | list[str] = (),
-                 activation_amax: dict[str, float] | None = None) -> tuple[onnx.ModelProto, Fp16Report]:
-    """A copy of ``model`` in FP16 with FP32 I/O; ``activation_amax`` (measured FP32 max |output| per node)
-    keeps a node FP32 above ``FP16_HEADROOM * FP16_MAX``.
-    """
-    import onnx
+def _op_reason(node: onnx.NodeProto, keep_fp32_ops: tuple[str, ...] | list[str],
+               keep_fp32_nodes: tuple[str, ...] | list[str]) -> str:
+    """Why the policy keeps ``node`` FP32 by its op or name ("" when it does not)."""
+    if node.op_type in keep_fp32_ops:
+        return f"op {node.op_type} kept FP32 (keep_fp32_ops)"
+    if (node.name or node.output[0]) in keep_fp32_nodes:
+        return "node kept FP32 (keep_fp32_nodes)"
+    if node.domain not in ("", "ai.onnx") or node.op_type not in FP16_OPS:
+        return f"op {node.op_type} not on the FP16-safe list"
+    return ""
+
+
+def _weight_reason(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], reason: str, report: Fp16Report) -> str:
+    """``reason``, or the weight of ``node`` that exceeds the FP16 range; the report notes weights out of
+    range (and those that underflow in a converted node)."""
     from onnx import TensorProto, numpy_helper
+
+    for name in node.input:
+        if name not in inits or inits[name].data_type != TensorProto.FLOAT:
+            continue
+        overflow, underflow = weight_range_report(name, numpy_helper.to_array(inits[name]))
+        if overflow:
+            reason = reason or f"weight {name} exceeds the FP16 range"
+            if overflow not in report.out_of_range_weights:
+                report.out_of_range_weights.append(overflow)
+        if underflow and not reason and underflow not in report.underflow_weights:
+            report.underflow_weights.append(underflow)
+    return reason
+
+
+def _activation_reason(node: onnx.NodeProto, activation_amax: dict[str, float] | None) -> str:
+    limit = FP16_HEADROOM * FP16_MAX
+    for name in node.output:
+        if activation_amax and activation_amax.get(name, 0.0) > limit:
+            return f"output {name} reaches {activation_amax[name]:.4g} > {FP16_HEADROOM:g} x FP16 max"
+    return ""
+
+
+def fp16_policy(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[str] = DEFAULT_KEEP_FP32_OPS,
+                keep_fp32_nodes: tuple[str, ...] | list[str] = (),
+                activation_amax: dict[str, float] | None = None) -> Fp16Report:
+    """Which nodes stay FP32, and why (op, name, weight range, measured activation range)."""
+    report = Fp16Report()
+    inits = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        reason = _op_reason(node, keep_fp32_ops, keep_fp32_nodes)
+        reason = _weight_reason(node, inits, reason, report)
+        reason = reason or _activation_reason(node, activation_amax)
+        if reason:
+            label = node.name or node.output[0]
+            report.kept_nodes.append(label)
+            report.kept_reasons[label] = reason
+    return report
+
+
+def _converted(model: onnx.ModelProto, report: Fp16Report) -> onnx.ModelProto:
+    """ONNX Runtime's float16 converter on ``model``, the nodes ``report`` keeps blocked, FP32 I/O."""
+    import onnx
     from onnxruntime.quantization.onnx_model import ONNXModel
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    report = Fp16Report()
-    inits = {init.name: init for init in model.graph.initializer}
-    limit = FP16_HEADROOM * FP16_MAX
-    for node in model.graph.node:
-        label = node.name or node.output[0]
-        reason = ""
-        if node.op_type in keep_fp32_ops:
-            reason = f"op {node.op_type} kept FP32 (keep_fp32_ops)"
-        elif label in keep_fp32_nodes:
-            reason = "node kept FP32 (keep_fp32_nodes)"
-        elif node.domain not in ("", "ai.onnx") or node.op_type not in FP16_OPS:
-            reason = f"op {node.op_type} not on the FP16-safe list"
-        for name in node.input:
-            if name in inits and inits[name].data_type == TensorProto.FLOAT:
-                overflow, underflow = weight_range_report(name, numpy_helper.to_array(inits[name]))
-                if overflow:
-                    reason = reason or f"weight {name} exceeds the FP16 range"
-                    if overflow not in report.out_of_range_weights:
-                        report.out_of_range_weights.append(overflow)
-                if underflow and not reason and underflow not in report.underflow_weights:
-                    report.underflow_weights.append(underflow)
-        for name in node.output:
-            if activation_amax and activation_amax.get(name, 0.0) > limit:
-                reason = reason or f"output {name} reaches {activation_amax[name]:.4g} > {FP16_HEADROOM:g} x FP16 max"
-        if reason:
-            report.kept_nodes.append(label)
-            report.kept_reasons[label] = reason
     named = onnx.ModelProto()
     named.CopyFrom(model)
     for index, node in enumerate(named.graph.node):  # the converter blocks nodes by name
@@ -102,11 +125,24 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[s
         onnx.checker.check_model(half)
     except (onnx.checker.ValidationError, ValueError, KeyError) as exc:
         raise BninceptionError(f"FP16 conversion produced an invalid model: {exc}") from exc
-    for node, original in zip(named.graph.node, model.graph.node, strict=True):
-        if not original.name:  # names the converter needed, taken back
-            for each in half.graph.node:
-                if each.name == node.name:
-                    each.name = ""
+    given_names = {node.name for node, original in zip(named.graph.node, model.graph.node, strict=True)
+                   if not original.name}
+    for each in half.graph.node:  # names the converter needed, taken back
+        if each.name in given_names:
+            each.name = ""
+    return half
+
+
+def convert_fp16(model: onnx.ModelProto, keep_fp32_ops: tuple[str, ...] | list[str] = DEFAULT_KEEP_FP32_OPS,
+                 keep_fp32_nodes: tuple[str, ...] | list[str] = (),
+                 activation_amax: dict[str, float] | None = None) -> tuple[onnx.ModelProto, Fp16Report]:
+    """A copy of ``model`` in FP16 with FP32 I/O; ``activation_amax`` (measured FP32 max |output| per node)
+    keeps a node FP32 above ``FP16_HEADROOM * FP16_MAX``.
+    """
+    from onnx import TensorProto
+
+    report = fp16_policy(model, keep_fp32_ops, keep_fp32_nodes, activation_amax)
+    half = _converted(model, report)
     report.converted_nodes = len(model.graph.node) - len(report.kept_nodes)
     casts = [sum(n.op_type == "Cast" for n in m.graph.node) for m in (half, model)]
     report.casts = casts[0] - casts[1]

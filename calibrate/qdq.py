@@ -183,8 +183,6 @@ def check_trt_layout(model: onnx.ModelProto) -> LayoutCheck:
     """``model`` against TensorRT's explicit-quantization rules: errors are what TensorRT refuses or
     computes differently; warnings are placement advice (a weighted op left in float, a Q right
     after a weighted op, a shared pair). FP32 weight -> Q -> DQ (ModelOpt, QAT exports) is accepted."""
-    from onnx import TensorProto
-
     found: list[Finding] = []
 
     def add(node: str, message: str, rule: str, error: bool = True) -> None:
@@ -199,41 +197,56 @@ def check_trt_layout(model: onnx.ModelProto) -> LayoutCheck:
             readers.setdefault(name, []).append(node)
     if default_opset(model) < QDQ_OPSET_RANGE[0]:
         add("model", f"opset {default_opset(model)} < {QDQ_OPSET_RANGE[0]}", OPSET)
-    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-    for node in qdq:
-        if len(node.input) < 3 or node.input[2] not in inits:
-            add(node.name, "no constant zero point", CONSTANT)
-        else:
-            zp = inits[node.input[2]]
-            if zp.data_type != TensorProto.INT8:
-                add(node.name, f"zero point is {TensorProto.DataType.Name(zp.data_type)}, not INT8", SCHEME)
-            elif np.any(_array(zp) != 0):
-                add(node.name, "non-zero zero point", SCHEME)
-        scale = _array(inits.get(node.input[1]))
-        if scale is None:
-            add(node.name, "scale is not a constant initializer", CONSTANT)
-        elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            add(node.name, "scale is not finite and positive", SCHEME)
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            _check_qdq(node, inits, add)
     for op in weighted_ops(model, producers):
-        node = op.node
-        act = producers.get(op.activation)
-        float_weight = producers.get(node.input[1]) is None
-        if act is None or act.op_type != "DequantizeLinear" or float_weight:
-            add(node.name, f"{node.op_type} runs in float: its {'weight' if float_weight else 'input'} is not read "
-                "through DequantizeLinear", PLACEMENT, error=False)
-        else:
-            scale = _array(inits.get(act.input[1]))
-            if scale is not None and scale.size != 1:
-                add(node.name, f"activation scale has {scale.size} values, not one", PER_TENSOR)
-            if len(readers.get(act.output[0], [])) > 1:
-                add(node.name, "activation DequantizeLinear is shared with other readers", PLACEMENT, error=False)
-        _check_weight(op, producers, inits, add)
-        if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
-            add(node.name, "bias is not a constant initializer", CONSTANT)
-        if any(r.op_type == "QuantizeLinear" for r in readers.get(node.output[0], [])):
-            add(node.name, "output goes straight into QuantizeLinear (no fusion with what follows)", PLACEMENT,
-                error=False)
+        _check_weighted_op(op, producers, readers, inits, add)
     return LayoutCheck(tuple(found))
+
+
+def _check_qdq(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], add: Any) -> None:
+    """A Q or DQ node: a constant INT8 zero point of 0, a constant finite positive scale."""
+    from onnx import TensorProto
+
+    if len(node.input) < 3 or node.input[2] not in inits:
+        add(node.name, "no constant zero point", CONSTANT)
+    else:
+        zp = inits[node.input[2]]
+        if zp.data_type != TensorProto.INT8:
+            add(node.name, f"zero point is {TensorProto.DataType.Name(zp.data_type)}, not INT8", SCHEME)
+        elif np.any(_array(zp) != 0):
+            add(node.name, "non-zero zero point", SCHEME)
+    scale = _array(inits.get(node.input[1]))
+    if scale is None:
+        add(node.name, "scale is not a constant initializer", CONSTANT)
+    elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        add(node.name, "scale is not finite and positive", SCHEME)
+
+
+def _check_weighted_op(op: WeightedOp, producers: dict[str, onnx.NodeProto],
+                       readers: dict[str, list[onnx.NodeProto]], inits: dict[str, onnx.TensorProto],
+                       add: Any) -> None:
+    """A Conv/Gemm/MatMul: its activation read through one per-tensor DQ of its own, its weight, a constant
+    bias, and no Q right after it."""
+    node = op.node
+    act = producers.get(op.activation)
+    float_weight = producers.get(node.input[1]) is None
+    if act is None or act.op_type != "DequantizeLinear" or float_weight:
+        add(node.name, f"{node.op_type} runs in float: its {'weight' if float_weight else 'input'} is not read "
+            "through DequantizeLinear", PLACEMENT, error=False)
+    else:
+        scale = _array(inits.get(act.input[1]))
+        if scale is not None and scale.size != 1:
+            add(node.name, f"activation scale has {scale.size} values, not one", PER_TENSOR)
+        if len(readers.get(act.output[0], [])) > 1:
+            add(node.name, "activation DequantizeLinear is shared with other readers", PLACEMENT, error=False)
+    _check_weight(op, producers, inits, add)
+    if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
+        add(node.name, "bias is not a constant initializer", CONSTANT)
+    if any(r.op_type == "QuantizeLinear" for r in readers.get(node.output[0], [])):
+        add(node.name, "output goes straight into QuantizeLinear (no fusion with what follows)", PLACEMENT,
+            error=False)
 
 
 def _check_weight(op: WeightedOp, producers: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto],

@@ -60,15 +60,13 @@ def _stream(model: onnx.ModelProto, names: list[str], batches: Iterable[np.ndarr
         yield len(batch), dict(zip(names, values, strict=True))
 
 
-def collect(model: onnx.ModelProto, names: list[str], batches: Callable[[], Iterable[np.ndarray]],
-            histograms: bool, bins: int = BINS) -> TensorStats:
-    """Run the calibration batches through ONNX Runtime (optimizations off) and gather statistics."""
-    if not names:
-        raise BninceptionError("no activation tensors to calibrate (no Conv/Gemm/MatMul with weights)")
+def _ranges(model: onnx.ModelProto, names: list[str], batches: Iterable[np.ndarray]
+            ) -> tuple[dict[str, float], dict[str, float], int]:
+    """First pass: max |x| and min x per tensor, and the number of images."""
     amax = dict.fromkeys(names, 0.0)
     amin = dict.fromkeys(names, 0.0)
     samples = 0
-    for count, values in _stream(model, names, batches()):
+    for count, values in _stream(model, names, batches):
         samples += count
         for name, value in values.items():
             if not np.all(np.isfinite(value)):
@@ -78,22 +76,35 @@ def collect(model: onnx.ModelProto, names: list[str], batches: Callable[[], Iter
                 amin[name] = min(amin[name], float(np.min(value)))
     if samples == 0:
         raise BninceptionError("calibration: the reader gave no images")
-    hist: dict[str, np.ndarray] = {}
-    if histograms:
-        hist = {name: np.zeros(bins, np.int64) for name in names}
-        again = 0
-        for count, values in _stream(model, names, batches()):
-            again += count
-            for name, value in values.items():
-                top = amax[name]
-                if top <= 0:
-                    hist[name][0] += value.size
-                    continue
-                index = np.minimum((np.abs(value.ravel()) * (bins / top)).astype(np.int64), bins - 1)
-                hist[name] += np.bincount(index, minlength=bins)
-        if again != samples:
-            raise BninceptionError(f"calibration reader gave {again} images on the second pass, "
-                                   f"{samples} on the first")
+    return amax, amin, samples
+
+
+def _histograms(model: onnx.ModelProto, names: list[str], batches: Iterable[np.ndarray], amax: dict[str, float],
+                samples: int, bins: int) -> dict[str, np.ndarray]:
+    """Second pass: a histogram of |x| over [0, amax] per tensor (the same images as the first pass)."""
+    hist = {name: np.zeros(bins, np.int64) for name in names}
+    again = 0
+    for count, values in _stream(model, names, batches):
+        again += count
+        for name, value in values.items():
+            top = amax[name]
+            if top <= 0:
+                hist[name][0] += value.size
+                continue
+            index = np.minimum((np.abs(value.ravel()) * (bins / top)).astype(np.int64), bins - 1)
+            hist[name] += np.bincount(index, minlength=bins)
+    if again != samples:
+        raise BninceptionError(f"calibration reader gave {again} images on the second pass, {samples} on the first")
+    return hist
+
+
+def collect(model: onnx.ModelProto, names: list[str], batches: Callable[[], Iterable[np.ndarray]],
+            histograms: bool, bins: int = BINS) -> TensorStats:
+    """Run the calibration batches through ONNX Runtime (optimizations off) and gather statistics."""
+    if not names:
+        raise BninceptionError("no activation tensors to calibrate (no Conv/Gemm/MatMul with weights)")
+    amax, amin, samples = _ranges(model, names, batches())
+    hist = _histograms(model, names, batches(), amax, samples, bins) if histograms else {}
     return TensorStats(amax=amax, amin=amin, hist=hist, samples=samples)
 
 

@@ -38,15 +38,18 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically (a killed writer leaves the previous file); OSError on failure."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
 
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``target`` atomically."""
     atomic_write_bytes(target, text.encode("utf-8"))
 
 
 def atomic_write_json(target: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``target`` atomically (TypeError for what JSON cannot hold)."""
     atomic_write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
@@ -84,6 +87,7 @@ def read_json(path: str | os.PathLike[str], max_bytes: int, what: str, recover: 
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """The hex sha256 of the file at ``path``, read in ``chunk``-byte blocks; OSError when it cannot be read."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
@@ -92,4 +96,5 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

@@ -187,6 +187,7 @@ GATES: dict[str, Gate] = {
 
 
 def gate_for(precision: str) -> Gate:
+    """The parity gate of ``precision`` (fp32, fp16, int8); BninceptionError for another."""
     try:
         return GATES[precision]
     except KeyError:

@@ -53,12 +53,10 @@ ONNX_ARTIFACTS = (
                  "bninception calibrate --run {run} --precision int8"),
 )
 PRECISION_FILES = {"fp32": FOLDED, "fp16": FP16, "int8": INT8}  # precision -> the ONNX it lives in
-# provider -> the INT8 file it serves when the run has it (measured fastest within the gates there);
-# other providers serve PRECISION_FILES["int8"]. Measured by benchmarks/cpu_runtimes.py (BN-Inception 224,
-# batch 8, median of 5 interleaved rounds; 2 cores with AVX512-VNNI/BF16/FP16, no AMX; README "CPU runtimes"):
-#   cpu:      model.int8.cpu.onnx 36 vs model.int8.onnx 9 images/s (QLinearConv vs Q/DQ around float Conv)
-#   openvino: model.int8.cpu.onnx 61 vs model.int8.onnx 46 images/s (63 vs 50, 49 vs 43 in other runs);
-#             both pass every INT8 gate on openvino (tests/test_openvino.py)
+# provider -> the INT8 file it serves when the run has it (measured fastest within the gates there by
+# benchmarks/cpu_runtimes.py: the CPU layout's QLinearConv against Q/DQ around float Conv; the numbers are in
+# docs/cpu-runtimes.md); both files pass every INT8 gate on openvino (tests/evaluate/test_openvino.py).
+# Other providers serve PRECISION_FILES["int8"].
 SERVED_INT8 = {"cpu": INT8_CPU, "openvino": INT8_CPU}
 
 

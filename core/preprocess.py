@@ -172,6 +172,8 @@ def load_pixels(image: Any, source: str = "image") -> Any:
 
 
 def load_image(path: str) -> Any:
+    """The JPEG or PNG file at ``path`` as a Pillow image; BninceptionError naming the file when it cannot be
+    read or is not an image this accepts."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()

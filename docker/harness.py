@@ -105,27 +105,39 @@ def image_exists(tag: str) -> bool:
 # base image
 
 
+def _deb822_entries(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """The enabled ``deb`` entries of one deb822 ``*.sources`` file."""
+    entries = []
+    for stanza in re.split(r"\n\s*\n", path.read_text()):
+        fields: dict[str, str] = {}
+        for line in stanza.splitlines():
+            if not line.startswith("#") and ":" in line:
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+        if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes").lower() != "no":
+            entries += [(uri, fields.get("suites", "").split(), fields.get("components", "").split())
+                        for uri in fields.get("uris", "").split()]
+    return entries
+
+
+def _one_line_entries(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """The ``deb`` lines of one ``sources.list`` file (options in brackets dropped)."""
+    entries = []
+    for line in path.read_text().splitlines():
+        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb":
+            entries.append((words[1], [words[2]], words[3:]))
+    return entries
+
+
 def apt_entries(etc_apt: Path = Path("/etc/apt")) -> list[tuple[str, list[str], list[str]]]:
     """(URI, suites, components) of the host's apt sources: deb822 *.sources and one-line *.list."""
     entries: list[tuple[str, list[str], list[str]]] = []
     for path in sorted(etc_apt.glob("sources.list.d/*.sources")):
-        for stanza in re.split(r"\n\s*\n", path.read_text()):
-            fields: dict[str, str] = {}
-            for line in stanza.splitlines():
-                if line.startswith("#") or ":" not in line:
-                    continue
-                key, _, value = line.partition(":")
-                fields[key.strip().lower()] = value.strip()
-            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes").lower() != "no":
-                for uri in fields.get("uris", "").split():
-                    entries.append((uri, fields.get("suites", "").split(), fields.get("components", "").split()))
+        entries += _deb822_entries(path)
     for path in [etc_apt / "sources.list", *sorted(etc_apt.glob("sources.list.d/*.list"))]:
-        if not path.is_file():
-            continue
-        for line in path.read_text().splitlines():
-            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-            if len(words) >= 3 and words[0] == "deb":
-                entries.append((words[1], [words[2]], words[3:]))
+        if path.is_file():
+            entries += _one_line_entries(path)
     return entries
 
 

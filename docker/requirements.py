@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 
 def requirements(pyproject: Path, extras: list[str], extras_only: bool = False) -> list[str]:

@@ -103,21 +103,7 @@ class _Folder:
     # -- the BN itself ----------------------------------------------------------------------
     def affine(self, bn: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray]:
         """``(a, b)`` in float64, or _Leave when this BN is not a constant inference-mode BN."""
-        if self.opset < 9:
-            raise _Leave(f"BatchNormalization of opset {self.opset} (< 9) is not supported")
-        if int(get_attr(bn, "training_mode", 0)) != 0:  # type: ignore[arg-type]
-            raise _Leave("training mode (training_mode=1): it normalizes with batch statistics")
-        if int(get_attr(bn, "spatial", 1)) != 1:  # type: ignore[arg-type]
-            raise _Leave("spatial=0 BatchNormalization is not a per-channel affine map")
-        if any(name for name in bn.output[1:]):
-            raise _Leave("has extra outputs (running or saved statistics) that other nodes may use")
-        if len(bn.input) != 5:
-            raise _Leave(f"expected 5 inputs, found {len(bn.input)}")
-        for name in bn.input[1:]:
-            if not self.g.is_const(name):
-                extra = (" (it is also a graph input, so it can be overridden at run time)"
-                         if name in self.g.graph_inputs and name in self.g.inits else "")
-                raise _Leave(f"parameter {name!r} is not a constant initializer{extra}")
+        self.check_inference_form(bn)
         scale, bias, mean, var = (self.g.const(n).astype(np.float64) for n in bn.input[1:])
         if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1
                 and scale.shape == bias.shape == mean.shape == var.shape):
@@ -133,6 +119,24 @@ class _Folder:
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
             raise _Leave("parameters give a non-finite scale or shift")
         return a, b
+
+    def check_inference_form(self, bn: onnx.NodeProto) -> None:
+        """_Leave unless ``bn`` is an inference-mode, per-channel BN of constant parameters, no extra outputs."""
+        if self.opset < 9:
+            raise _Leave(f"BatchNormalization of opset {self.opset} (< 9) is not supported")
+        if int(get_attr(bn, "training_mode", 0)) != 0:  # type: ignore[arg-type]
+            raise _Leave("training mode (training_mode=1): it normalizes with batch statistics")
+        if int(get_attr(bn, "spatial", 1)) != 1:  # type: ignore[arg-type]
+            raise _Leave("spatial=0 BatchNormalization is not a per-channel affine map")
+        if any(name for name in bn.output[1:]):
+            raise _Leave("has extra outputs (running or saved statistics) that other nodes may use")
+        if len(bn.input) != 5:
+            raise _Leave(f"expected 5 inputs, found {len(bn.input)}")
+        for name in bn.input[1:]:
+            if not self.g.is_const(name):
+                extra = (" (it is also a graph input, so it can be overridden at run time)"
+                         if name in self.g.graph_inputs and name in self.g.inits else "")
+                raise _Leave(f"parameter {name!r} is not a constant initializer{extra}")
 
     # -- helpers ------------------------------------------------------------------------------
     def weight(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray:

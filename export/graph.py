@@ -20,6 +20,7 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (ai.onnx) opset ``model`` imports; 0 when it imports none."""
     for entry in model.opset_import:
         if entry.domain in DEFAULT_DOMAINS:
             return int(entry.version)
@@ -69,6 +70,7 @@ def tensor_types(model: onnx.ModelProto, strict: bool = False) -> dict[str, int]
 
 
 def get_attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+    """The value of ``node``'s attribute ``name``, or ``default`` when it has none."""
     for attr in node.attribute:
         if attr.name == name:
             return onnx.helper.get_attribute_value(attr)

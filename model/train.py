@@ -105,6 +105,96 @@ def build_network(cfg: TrainConfig, bundle: DatasetBundle) -> BNInception:
     return model
 
 
+def _restore(cfg: TrainConfig, checkpoint_path: str | None, model: BNInception, optimizer: Any, scheduler: Any
+             ) -> tuple[list[dict[str, float]], int]:
+    """``--resume``: model, optimizer, scheduler and RNG from the checkpoint; its history and last epoch."""
+    if checkpoint_path is None:
+        raise BninceptionError("--resume needs a checkpoint path")
+    state = load(checkpoint_path, CHECKPOINT_FORMAT)
+    saved = TrainConfig.from_dict(state["train_config"])
+    if {**saved.to_dict(), "epochs": cfg.epochs} != cfg.to_dict():
+        raise BninceptionError(f"{checkpoint_path} was trained with different settings "
+                               f"({saved.to_dict()}); only --epochs may change on --resume")
+    model.load_state_dict(model_from_state(state, checkpoint_path).state_dict())
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resuming from %s after epoch %d", checkpoint_path, int(state["epoch"]))
+    return list(state["history"]), int(state["epoch"])
+
+
+def _wrap(model: BNInception, cfg: TrainConfig, ctx: DistContext) -> tuple[BNInception, nn.Module]:
+    """The model (SyncBatchNorm with ``--sync-bn``) and the module that trains it (DDP when distributed)."""
+    if cfg.sync_bn:
+        if ctx.device.type != "cuda":
+            raise BninceptionError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs only on GPUs")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if not ctx.enabled:
+        return model, model
+    return model, nn.parallel.DistributedDataParallel(
+        model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+
+@dataclass
+class _EpochTotals:
+    seen: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+    steps: int = 0
+
+
+def _train_epoch(net: nn.Module, bundle: DatasetBundle, cfg: TrainConfig, ctx: DistContext, optimizer: Any,
+                 epoch: int, step: int, bar: Progress) -> _EpochTotals:
+    """One pass over the training split (stopping at ``--max-steps``)."""
+    net.train()
+    bundle.train.set_epoch(epoch)
+    order = epoch_order(len(bundle.train), cfg.seed, epoch, ctx)
+    totals = _EpochTotals()
+    epoch_start = time.perf_counter()
+    n_batches = math.ceil(len(order) / cfg.batch_size)
+    for batch_index, (x, y) in enumerate(iterate_batches(bundle.train, order, cfg.batch_size)):
+        if len(y) < 2:  # BN needs more than one value per channel
+            continue
+        x, y = x.to(ctx.device), y.to(ctx.device)
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if not torch.isfinite(loss):
+            raise BninceptionError(f"training diverged at epoch {epoch + 1} (loss {float(loss)}); lower --lr-scale")
+        totals.seen += len(y)
+        totals.steps += 1
+        totals.loss_sum += loss.item() * len(y)
+        totals.correct += int((logits.argmax(1) == y).sum())
+        rate = totals.seen * ctx.world_size / (time.perf_counter() - epoch_start)
+        bar.update(f"epoch {epoch + 1}/{cfg.epochs} [{batch_index + 1}/{n_batches}] "
+                   f"loss {totals.loss_sum / totals.seen:.4f} acc {totals.correct / totals.seen:.3f} {rate:.0f} img/s")
+        if cfg.max_steps and step + totals.steps >= cfg.max_steps:
+            break
+    return totals
+
+
+def _epoch_record(epoch: int, totals: _EpochTotals, lr: float, val: tuple[float, float], seconds: float,
+                  ctx: DistContext) -> dict[str, float]:
+    """The history entry of one epoch, the training numbers summed over every process."""
+    summed = all_reduce_sum(torch.tensor([totals.seen, totals.correct, totals.loss_sum], dtype=torch.float64), ctx)
+    return {"epoch": epoch + 1, "steps": totals.steps, "lr": lr,
+            "train_loss": float(summed[2] / max(summed[0], 1)),
+            "train_accuracy": float(summed[1] / max(summed[0], 1)),
+            "val_loss": val[1], "val_accuracy": val[0], "seconds": seconds,
+            "images_per_second": float(summed[0]) / seconds}
+
+
+def _checkpoint(path: str, cfg: TrainConfig, model: BNInception, optimizer: Any, scheduler: Any, epoch: int,
+                history: list[dict[str, float]], bundle: DatasetBundle, labels: Any) -> None:
+    save({"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(), "train_config": cfg.to_dict(),
+          "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+          "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": history,
+          "preprocess": bundle.preprocess.to_dict(), "labels": labels.ids, "label_names": labels.names}, path)
+
+
 def train(cfg: TrainConfig, bundle: DatasetBundle, checkpoint_path: str | None = None, resume: bool = False,
           progress: bool = True, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
           ctx: DistContext | None = None) -> TrainResult:
@@ -116,82 +206,25 @@ def train(cfg: TrainConfig, bundle: DatasetBundle, checkpoint_path: str | None =
     history: list[dict[str, float]] = []
     start_epoch = 0
     if resume:
-        if checkpoint_path is None:
-            raise BninceptionError("--resume needs a checkpoint path")
-        state = load(checkpoint_path, CHECKPOINT_FORMAT)
-        saved = TrainConfig.from_dict(state["train_config"])
-        if {**saved.to_dict(), "epochs": cfg.epochs} != cfg.to_dict():
-            raise BninceptionError(f"{checkpoint_path} was trained with different settings "
-                                   f"({saved.to_dict()}); only --epochs may change on --resume")
-        model.load_state_dict(model_from_state(state, checkpoint_path).state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
-        log.info("resuming from %s after epoch %d", checkpoint_path, start_epoch)
-    if cfg.sync_bn:
-        if ctx.device.type != "cuda":
-            raise BninceptionError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm runs only on GPUs")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    net: nn.Module = model
-    if ctx.enabled:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        history, start_epoch = _restore(cfg, checkpoint_path, model, optimizer, scheduler)
+    model, net = _wrap(model, cfg, ctx)
     bar = Progress(progress and ctx.is_main)
     started = time.perf_counter()
     step = len(history) and sum(h["steps"] for h in history)
     for epoch in range(start_epoch, cfg.epochs):
-        net.train()
-        bundle.train.set_epoch(epoch)
-        order = epoch_order(len(bundle.train), cfg.seed, epoch, ctx)
-        seen, correct, loss_sum, steps = 0, 0, 0.0, 0
         epoch_start = time.perf_counter()
-        n_batches = math.ceil(len(order) / cfg.batch_size)
-        for batch_index, (x, y) in enumerate(iterate_batches(bundle.train, order, cfg.batch_size)):
-            if len(y) < 2:  # BN needs more than one value per channel
-                continue
-            x, y = x.to(ctx.device), y.to(ctx.device)
-            logits = net(x)
-            loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if not torch.isfinite(loss):
-                raise BninceptionError(f"training diverged at epoch {epoch + 1} (loss {float(loss)}); "
-                                       f"lower --lr-scale")
-            seen += len(y)
-            steps += 1
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            rate = seen * ctx.world_size / (time.perf_counter() - epoch_start)
-            bar.update(f"epoch {epoch + 1}/{cfg.epochs} [{batch_index + 1}/{n_batches}] "
-                       f"loss {loss_sum / seen:.4f} acc {correct / seen:.3f} {rate:.0f} img/s")
-            if cfg.max_steps and step + steps >= cfg.max_steps:
-                break
-        totals = all_reduce_sum(torch.tensor([seen, correct, loss_sum], dtype=torch.float64), ctx)
+        totals = _train_epoch(net, bundle, cfg, ctx, optimizer, epoch, step, bar)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
-        step += steps
-        val_acc, val_loss = evaluate(model.eval(), bundle.val, device=ctx.device)
-        seconds = time.perf_counter() - epoch_start
-        record = {"epoch": epoch + 1, "steps": steps, "lr": lr,
-                  "train_loss": float(totals[2] / max(totals[0], 1)),
-                  "train_accuracy": float(totals[1] / max(totals[0], 1)),
-                  "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds,
-                  "images_per_second": float(totals[0]) / seconds}
+        step += totals.steps
+        val = evaluate(model.eval(), bundle.val, device=ctx.device)
+        record = _epoch_record(epoch, totals, lr, val, time.perf_counter() - epoch_start, ctx)
         history.append(record)
         bar.update(f"epoch {epoch + 1}/{cfg.epochs} loss {record['train_loss']:.4f} "
-                   f"acc {record['train_accuracy']:.3f} val {val_acc:.3f} "
-                   f"{record['images_per_second']:.0f} img/s {seconds:.1f}s", final=True)
+                   f"acc {record['train_accuracy']:.3f} val {val[0]:.3f} "
+                   f"{record['images_per_second']:.0f} img/s {record['seconds']:.1f}s", final=True)
         if ctx.is_main and checkpoint_path is not None:
-            save({"format": CHECKPOINT_FORMAT, "config": model.config.to_dict(),
-                  "train_config": cfg.to_dict(),
-                  "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                  "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
-                  "preprocess": bundle.preprocess.to_dict(), "labels": labels.ids, "label_names": labels.names},
-                 checkpoint_path)
+            _checkpoint(checkpoint_path, cfg, model, optimizer, scheduler, epoch + 1, history, bundle, labels)
         if on_epoch is not None:
             on_epoch(epoch + 1, record)
         if cfg.max_steps and step >= cfg.max_steps:

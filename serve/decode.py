@@ -132,7 +132,7 @@ class ImageDecoder:
             raise ProtocolError(413, f"uploaded image: {image.width}x{image.height} {image.mode} needs "
                                      f"{need >> 20} MiB to decode, more than the decode budget of "
                                      f"{self.budget.capacity >> 20} MiB") from None
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise ProtocolError(503, f"server busy decoding other images; no room for {need >> 20} MiB "
                                      f"within {timeout_s:g} s", {"Retry-After": "1"}) from None
         # The budget is given back when the decode ends, even if this request is cancelled first.

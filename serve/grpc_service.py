@@ -222,7 +222,7 @@ class MessageReader:
         await self._reserve(peer, deadline)
         try:
             data = await asyncio.wait_for(context.read(), max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.release(self.limit)
             raise ProtocolError(408, f"the {method} request message did not arrive within "
                                      f"{self.timeout_s:g} s") from None

@@ -1,12 +1,16 @@
-"""Shared fixtures: one trained demo run per test session (digits, default recipe)."""
+"""Shared fixtures: one trained demo run per test session (digits, default recipe), and a small served model."""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from run_helpers import copy_run
+from serve_helpers import export_classifier
 
 from bninception.core.rundir import RunDir
 
@@ -41,12 +45,6 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     return run
 
 
-def copy_run(run: RunDir, target: Path) -> RunDir:
-    """A private copy of ``run`` at ``target``, for a test that changes it."""
-    shutil.copytree(run.root, target)
-    return RunDir(target)
-
-
 @pytest.fixture
 def demo_run_copy(demo_run: RunDir, tmp_path: Path) -> RunDir:
     """A private copy of the demo run that a test may change."""
@@ -70,3 +68,29 @@ def onnx_run(demo_run: RunDir, tmp_path_factory: pytest.TempPathFactory) -> RunD
 def onnx_run_copy(onnx_run: RunDir, tmp_path: Path) -> RunDir:
     """A private copy of ``onnx_run`` that a test may change."""
     return copy_run(onnx_run, tmp_path / "onnx_run")
+
+
+# -- a small served model (the serve/, Triton, deploy and CPU-quota tests) ------------------------
+@pytest.fixture(scope="session")
+def serve_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_classifier(tmp_path_factory.mktemp("serve_model") / "model.folded.onnx")
+
+
+@pytest.fixture(scope="session")
+def serve_bare_model_path(tmp_path_factory: pytest.TempPathFactory, serve_model_path: Path) -> Path:
+    """The same model with no bninception.* metadata_props."""
+    import onnx
+
+    proto = onnx.load(str(serve_model_path))
+    del proto.metadata_props[:]
+    path = tmp_path_factory.mktemp("serve_bare") / "model.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def serve_reference(serve_model_path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """In-process ONNX Runtime logits for a batch (the numbers the server must reproduce)."""
+    from bninception.core.runner import OrtRunner
+
+    return OrtRunner(str(serve_model_path)).run

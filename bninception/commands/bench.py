@@ -10,8 +10,8 @@ ORDER = 65
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bninception.bench import BenchSettings
     from bninception.cli import add_run_argument
+    from bninception.evaluate.bench import BenchSettings
 
     add_run_argument(parser)
     parser.add_argument("--batch-sizes", default=",".join(map(str, BenchSettings.batch_sizes)),
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.bench import bench_stage, parse_batch_sizes
     from bninception.commands.validate import providers_and_engines
     from bninception.core.layout import BENCH_JSON
     from bninception.core.rundir import RunDir
+    from bninception.evaluate.bench import bench_stage, parse_batch_sizes
 
     providers, engines = providers_and_engines(args.providers, args.no_engines)
     run_dir = RunDir(args.run, create=False)

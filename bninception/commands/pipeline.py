@@ -11,10 +11,10 @@ ORDER = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bninception.bench import DEFAULT_BATCH_SIZES
     from bninception.calibrate.stages import DEFAULT_METHOD, DEFAULT_SAMPLES, METHODS
     from bninception.cli import add_run_argument
     from bninception.core.settings import add_options
+    from bninception.evaluate.bench import DEFAULT_BATCH_SIZES
     from bninception.model.config import TrainConfig
     from bninception.pipeline import STAGES
 
@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from bninception.bench import parse_batch_sizes
     from bninception.core.errors import BninceptionError
     from bninception.core.layout import REPORT_MD
     from bninception.core.rundir import RunDir
+    from bninception.evaluate.bench import parse_batch_sizes
     from bninception.pipeline import PipelineOptions, run_pipeline
 
     run_dir = RunDir(args.run)

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bninception.core.rundir import RunDir
-    from bninception.report import write_report
+    from bninception.evaluate.report import write_report
 
     for path in write_report(RunDir(args.run, create=False)):
         print(path)

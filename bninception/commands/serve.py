@@ -15,6 +15,7 @@ ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to serve (a run's file of a precision, or any ONNX file), where, and every ServeConfig setting."""
     add_run_argument(parser)
     parser.add_argument("--model", default=None, help="serve this ONNX file instead of the run's model")
     parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from bninception.core.errors import BninceptionError, GateFailure
     from bninception.core.layout import VALIDATE_JSON
     from bninception.core.rundir import RunDir
-    from bninception.validate import validate_stage
+    from bninception.evaluate.validate import validate_stage
 
     if args.limit is not None and args.limit < 1:
         raise BninceptionError(f"--limit must be at least 1, got {args.limit}")

@@ -1,0 +1,20 @@
+"""Runs put together by hand: files a test writes itself, recorded as if their stage had written them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bninception.core.rundir import RunDir
+
+
+def recorded(run: RunDir, stage: str, *names: str) -> RunDir:
+    """Record ``names`` (already in ``run``) in its manifest as the outputs of a finished ``stage``."""
+    run.record(stage, {"by": "test"}, [], list(names), 0.0)
+    return run
+
+
+def copy_run(run: RunDir, target: Path) -> RunDir:
+    """A private copy of ``run`` at ``target``, for a test that changes it."""
+    shutil.copytree(run.root, target)
+    return RunDir(target)
