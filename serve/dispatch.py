@@ -79,7 +79,7 @@ class BodyParts:
         if self.total > self.limit:
             raise ProtocolError(413, f"request body exceeds the limit of {self.limit} bytes", CLOSE)
         if self.pieces > SMALL_PIECES and self.total < self.pieces * MIN_PIECE_BYTES:
-            self.request.app.server.refused("slow_sender", None)
+            self.request.app.server.metrics.refused("slow_sender")
             raise ProtocolError(408, f"the request arrives in too many small pieces ({self.pieces} pieces of "
                                      f"{self.total // self.pieces} bytes on average)", CLOSE)
         self.request.take(len(chunk))

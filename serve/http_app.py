@@ -76,7 +76,7 @@ class ServerApp:
     def check_head(self, header_count: int) -> None:
         limit = self.server.config.max_headers
         if header_count > limit:
-            self.server.refused("too_many_headers", None)
+            self.server.metrics.refused("too_many_headers")
             raise ProtocolError(431, f"more than {limit} header fields", CLOSE)
 
     def count(self, endpoint: str, status: int, start: float) -> None:
@@ -105,7 +105,7 @@ class ServerApp:
             if why is None:
                 raise
             task.uncancel()
-            self.server.refused(why[2], None)
+            self.server.metrics.refused(why[2])
             raise ProtocolError(why[0], why[1], CLOSE) from None
         finally:
             timer.cancel()

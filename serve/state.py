@@ -135,12 +135,6 @@ class ServerState:
             await future  # cancelled with this task when the client goes away: the batcher skips it
         return self.outcome(future)
 
-    # -- refusals before a request reaches a handler ---------------------------------------------
-    def refused(self, reason: str, status: int | None) -> None:
-        self.metrics.refused(reason)
-        if status is not None:
-            self.metrics.count("connection", status)
-
     # -- metadata -----------------------------------------------------------------------------
     def check_model(self, name: str | None, version: str | None = None) -> None:
         """Refuse (404) a model or version this server does not serve; ``name`` None: the server itself."""
