@@ -8,18 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_line_error
 from run_helpers import recorded
 
 from bninception.cli import main
 from bninception.core.rundir import RunDir
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, (needle, err)
-    return err
 
 
 @pytest.mark.parametrize(("content", "needle"), [

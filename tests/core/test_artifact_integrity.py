@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cli_helpers import one_line_error
 from run_helpers import copy_run
-from test_cli_errors import one_line_error
 from validate_helpers import perturb_final_bias
 
 from bninception.cli import main

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from run_helpers import produce
 
 from bninception.core import layout, metadata
 from bninception.core.errors import BninceptionError
@@ -218,10 +219,6 @@ def test_stage_requires_skips_and_records_only_after_success(tmp_path) -> None: 
         run_stage(run, spec, body)
 
 
-def produce(run: RunDir, name: str, text: str) -> None:
-    """``name`` written and recorded by a finished stage ``make``."""
-    run_stage(run, StageSpec("make", {"text": text}, [], [name]),
-              lambda: Done(message=str(run.path(name).write_text(text))))
 
 
 def test_settings_bounds_come_from_the_fields() -> None:

@@ -18,7 +18,7 @@ from bninception.core.stage import Done, StageSpec, run_stage
 
 
 def test_an_input_replaced_while_the_stage_reads_it_is_not_recorded(tmp_path: Path) -> None:
-    from test_core import produce
+    from run_helpers import produce
 
     run = RunDir(tmp_path)
     produce(run, "in.txt", "first")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli_errors import one_line_error
+from cli_helpers import one_line_error
 from validate_helpers import make_image_folder, make_pretrained_file
 
 from bninception.cli import main
