@@ -23,6 +23,8 @@ log = logging.getLogger("bninception.stage")
 if TYPE_CHECKING:
     import onnx
 
+    from bninception.calibrate.cache import Calibration
+
 FP16_PASS = "fp16/2"  # 2: ONNX Runtime's float16 converter
 INT8_PASS = "qdq-trt-symmetric/2"  # /2: the CPU layout's 7-bit weights
 ADOPT_PASS = "adopted/1"
@@ -147,14 +149,9 @@ def _cached_calibration(run: RunDir, model_sha: str) -> Any:
     return load_calibration(run.path(layout.CALIBRATION), model_sha)
 
 
-def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES,
-               percentile: float = DEFAULT_PERCENTILE, from_cache: bool = False,
-               force: bool = False) -> StageResult:
-    """model.folded.onnx -> model.int8.onnx (TensorRT layout) + calibration.json, and model.int8.cpu.onnx
-    when it passes the gate too; ``method=None``: the cached method with ``from_cache``, else percentile.
-    """
-    run.require(layout.FOLDED, FOLDED_HINT[layout.FOLDED])
-    model_sha = run.sha256(layout.FOLDED)
+def _resolve_method(run: RunDir, model_sha: str, method: str | None, samples: int, percentile: float,
+                    from_cache: bool) -> tuple[Calibration | None, str, int, float]:
+    """The cached calibration (``--from-cache``) and the method, samples and percentile the stage uses."""
     cached = _cached_calibration(run, model_sha) if from_cache else None
     if cached is not None:
         if method is not None and method != cached.method:
@@ -165,68 +162,93 @@ def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = 
     method = method or DEFAULT_METHOD
     if method not in METHODS:
         raise BninceptionError(f"--method must be one of {METHODS}, got {method!r}")
-    gate = GATES["int8"]
+    return cached, method, samples, percentile
+
+
+def _kept_adoption(run: RunDir, force: bool) -> StageResult | None:
+    """A skipped result when model.int8.onnx was adopted (``--from``) and is still fresh; None otherwise."""
     adopted = run.manifest()["stages"].get("int8")
-    if not force and adopted is not None and adopted["params"].get("pass") == ADOPT_PASS and run.is_fresh(
+    if force or adopted is None or adopted["params"].get("pass") != ADOPT_PASS or not run.is_fresh(
             "int8", adopted["params"], [layout.FOLDED], [layout.INT8, layout.INT8_REPORT]):
-        log.info("stage int8: model.int8.onnx was adopted from %s; kept (--force recalibrates)",
-                 adopted["params"]["from"])
-        return StageResult("int8", "skipped", 0.0, {"adopted_from": adopted["params"]["from"]})
+        return None
+    log.info("stage int8: model.int8.onnx was adopted from %s; kept (--force recalibrates)", adopted["params"]["from"])
+    return StageResult("int8", "skipped", 0.0, {"adopted_from": adopted["params"]["from"]})
+
+
+def _quantized(model: onnx.ModelProto, calib: Calibration) -> tuple[onnx.ModelProto, onnx.ModelProto, Any]:
+    """Both INT8 files of one calibration (TensorRT layout, CPU layout), and the TensorRT layout's check."""
+    from bninception.calibrate.qdq import CPU, TENSORRT, check_trt_layout, cpu_ranges, quantize, symmetric
+
+    qdq = quantize(model, symmetric(calib.amax), TENSORRT)
+    check = check_trt_layout(qdq)
+    if check.errors:
+        raise BninceptionError(f"INT8 Q/DQ layout breaks TensorRT rules: {[str(e) for e in check.errors[:3]]}")
+    return qdq, quantize(model, cpu_ranges(calib.minmax, calib.minimum), CPU), check
+
+
+def _gate_and_write(run: RunDir, spec: StageSpec, calib: Calibration, cached: bool, models: dict[str, Any],
+                    check: Any, bundle: Any) -> Done:
+    """Both files through the INT8 gate; written (a failed one as ``*.rejected.onnx``) with the report."""
+    from bninception.calibrate.qdq import qdq_summary
+
+    gate, method = GATES["int8"], spec.params["method"]
+    cmps = _evaluate(run, models["model"], {"int8": models["int8"], "cpu": models["cpu"]}, bundle)
+    failures, cpu_failures = gate.failures(cmps["int8"]), gate.failures(cmps["cpu"])
+    cmp, cmp_cpu = cmps["int8"], cmps["cpu"]
+    payload = {"stage": "int8", "passed": not failures, "method": method, "comparison": cmp.to_dict(),
+               "cpu_variant": {"passed": not cpu_failures, "comparison": cmp_cpu.to_dict()},
+               "qdq": qdq_summary(models["int8"]), "layout": check.to_dict(), "from_cache": cached,
+               "calibration": {"samples": calib.samples, "data_source": calib.data_source,
+                               "data_sha256": calib.data_sha256}, "params": spec.params}
+    names = spec.outputs if not failures else [layout.rejected(n) for n in spec.outputs]
+    _write_model(run, names[0], models["int8"])
+    cpu_name = layout.INT8_CPU if not failures and not cpu_failures else layout.rejected(layout.INT8_CPU)
+    _write_model(run, cpu_name, models["cpu"])
+    if not cached or failures:
+        atomic_write_json(run.path(names[1]), calib.to_json())
+    atomic_write_json(run.path(names[2]), payload)
+    if failures:
+        raise GateFailure(f"INT8 gate (model.int8.onnx): {'; '.join(failures)} ({cmp.source}); "
+                          f"the model was written to {run.path(names[0])} for inspection")
+    note = ""
+    if cpu_failures:
+        note = (f"\n  warning: INT8 gate (model.int8.cpu.onnx): {'; '.join(cpu_failures)}: written as "
+                f"{cpu_name} for inspection only (model.int8.onnx passed)")
+        run.path(layout.INT8_CPU).unlink(missing_ok=True)  # a stale CPU variant must not stay
+    return Done({"method": method, "calibration_samples": calib.samples, "from_cache": cached,
+                 **cmp.to_dict(), "cpu_variant": {"written": not cpu_failures, **cmp_cpu.to_dict()}},
+                message=f"{method}, {calib.samples} images: model.int8.onnx top-1 agreement "
+                        f"{100 * cmp.top1_agreement:.2f}%, accuracy drop {cmp.accuracy_drop_points} points; "
+                        f"model.int8.cpu.onnx agreement {100 * cmp_cpu.top1_agreement:.2f}% on {cmp.source}{note}")
+
+
+def int8_stage(run: RunDir, method: str | None = DEFAULT_METHOD, samples: int = DEFAULT_SAMPLES,
+               percentile: float = DEFAULT_PERCENTILE, from_cache: bool = False,
+               force: bool = False) -> StageResult:
+    """model.folded.onnx -> model.int8.onnx (TensorRT layout) + calibration.json, and model.int8.cpu.onnx
+    when it passes the gate too; ``method=None``: the cached method with ``from_cache``, else percentile.
+    """
+    run.require(layout.FOLDED, FOLDED_HINT[layout.FOLDED])
+    model_sha = run.sha256(layout.FOLDED)
+    cached, method, samples, percentile = _resolve_method(run, model_sha, method, samples, percentile, from_cache)
+    kept = _kept_adoption(run, force)
+    if kept is not None:
+        return kept
     params = {"pass": INT8_PASS, "method": method, "samples": samples,
-              "percentile": percentile if method == "percentile" else None, "gate": gate.describe()}
+              "percentile": percentile if method == "percentile" else None, "gate": GATES["int8"].describe()}
     spec = StageSpec("int8", params, [layout.FOLDED], [layout.INT8, layout.CALIBRATION, layout.INT8_REPORT],
                      optional_outputs=(layout.INT8_CPU,), hints=FOLDED_HINT)
 
     def body() -> Done:
-        from bninception.calibrate.qdq import (
-            CPU,
-            TENSORRT,
-            check_trt_layout,
-            cpu_ranges,
-            qdq_summary,
-            quantize,
-            symmetric,
-        )
         from bninception.export.onnx_io import load_onnx
         from bninception.model.data import load_run_bundle
 
         model = load_onnx(run.path(layout.FOLDED))
         bundle = load_run_bundle(run)
         calib = cached or calibrate(bundle, model, model_sha, method, samples, percentile)
-        qdq = quantize(model, symmetric(calib.amax), TENSORRT)
-        check = check_trt_layout(qdq)
-        if check.errors:
-            raise BninceptionError(f"INT8 Q/DQ layout breaks TensorRT rules: {[str(e) for e in check.errors[:3]]}")
-        cpu = quantize(model, cpu_ranges(calib.minmax, calib.minimum), CPU)
-        cmps = _evaluate(run, model, {"int8": qdq, "cpu": cpu}, bundle)
-        failures, cpu_failures = gate.failures(cmps["int8"]), gate.failures(cmps["cpu"])
-        payload = {"stage": "int8", "passed": not failures, "method": method, "comparison": cmps["int8"].to_dict(),
-                   "cpu_variant": {"passed": not cpu_failures, "comparison": cmps["cpu"].to_dict()},
-                   "qdq": qdq_summary(qdq), "layout": check.to_dict(), "from_cache": cached is not None,
-                   "calibration": {"samples": calib.samples, "data_source": calib.data_source,
-                                   "data_sha256": calib.data_sha256}, "params": params}
-        names = spec.outputs if not failures else [layout.rejected(n) for n in spec.outputs]
-        _write_model(run, names[0], qdq)
-        cpu_name = layout.INT8_CPU if not failures and not cpu_failures else layout.rejected(layout.INT8_CPU)
-        _write_model(run, cpu_name, cpu)
-        if cached is None or failures:
-            atomic_write_json(run.path(names[1]), calib.to_json())
-        atomic_write_json(run.path(names[2]), payload)
-        if failures:
-            raise GateFailure(f"INT8 gate (model.int8.onnx): {'; '.join(failures)} ({cmps['int8'].source}); "
-                              f"the model was written to {run.path(names[0])} for inspection")
-        note = ""
-        if cpu_failures:
-            note = (f"\n  warning: INT8 gate (model.int8.cpu.onnx): {'; '.join(cpu_failures)}: written as "
-                    f"{cpu_name} for inspection only (model.int8.onnx passed)")
-            run.path(layout.INT8_CPU).unlink(missing_ok=True)  # a stale CPU variant must not stay
-        cmp, cmp_cpu = cmps["int8"], cmps["cpu"]
-        return Done({"method": method, "calibration_samples": calib.samples, "from_cache": cached is not None,
-                     **cmp.to_dict(), "cpu_variant": {"written": not cpu_failures, **cmp_cpu.to_dict()}},
-                    message=f"{method}, {calib.samples} images: model.int8.onnx top-1 agreement "
-                            f"{100 * cmp.top1_agreement:.2f}%, accuracy drop {cmp.accuracy_drop_points} points; "
-                            f"model.int8.cpu.onnx agreement {100 * cmp_cpu.top1_agreement:.2f}% on "
-                            f"{cmp.source}{note}")
+        qdq, cpu, check = _quantized(model, calib)
+        return _gate_and_write(run, spec, calib, cached is not None, {"model": model, "int8": qdq, "cpu": cpu},
+                               check, bundle)
 
     return run_stage(run, spec, body, force=force)
 
