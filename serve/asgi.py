@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from bninception.serve.dispatch import BodyParts, ClientGone, Request
+from bninception.serve.dispatch import CLIENT_CLOSED, BodyParts, ClientGone, Request
 
 if TYPE_CHECKING:
     from bninception.serve.http_app import ServerApp
@@ -37,7 +38,7 @@ class AsgiRequest(Request):
 
 
 async def serve_asgi(app: ServerApp, scope: Scope, receive: Receive, send: Send) -> None:
-    start = app.clock()
+    start = time.perf_counter()
     route = app.router.resolve(scope["method"], scope["path"])
     request = AsgiRequest(app, scope, receive, route.params, start)
     answer = await app.respond(route, request, len(scope["headers"]))
@@ -49,7 +50,7 @@ async def serve_asgi(app: ServerApp, scope: Scope, receive: Receive, send: Send)
                     "headers": [(b"content-length", str(len(body)).encode()), *headers]})
         await send({"type": "http.response.body", "body": body})
     except (OSError, RuntimeError):  # the client left while we answered
-        status = app.gone
+        status = CLIENT_CLOSED
     app.count(route.endpoint, status, start)
 
 

@@ -15,9 +15,11 @@ from collections.abc import Awaitable
 from types import SimpleNamespace
 from typing import Any
 
+from bninception.serve.asgi import lifespan, serve_asgi
 from bninception.serve.dispatch import CLIENT_CLOSED, CLOSE, Answer, ClientGone, Request, error_answer
 from bninception.serve.protocol import ProtocolError
 from bninception.serve.routes import Resolved, Router
+from bninception.serve.rsgi import serve_rsgi
 from bninception.serve.state import ServerState
 
 Why = tuple[int, str, str]  # status, message, metric reason
@@ -25,9 +27,6 @@ Why = tuple[int, str, str]  # status, message, metric reason
 
 class ServerApp:
     """The app ``create_app`` returns, an ASGI and an RSGI application; ``.state.server`` is its ServerState."""
-
-    clock = staticmethod(time.perf_counter)
-    gone = CLIENT_CLOSED
 
     def __init__(self, server: ServerState, router: Router) -> None:
         self.server = server
@@ -40,16 +39,12 @@ class ServerApp:
                              lambda: float(self.in_flight))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        from bninception.serve import asgi
-
         if scope["type"] == "http":
-            await asgi.serve_asgi(self, scope, receive, send)
+            await serve_asgi(self, scope, receive, send)
         elif scope["type"] == "lifespan":
-            await asgi.lifespan(self, receive, send)
+            await lifespan(self, receive, send)
 
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        from bninception.serve.rsgi import serve_rsgi
-
         if scope.proto == "http":
             await serve_rsgi(self, scope, proto)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
-from bninception.serve.dispatch import BodyParts, ClientGone, Request
+from granian.rsgi import ProtocolClosed
+
+from bninception.serve.dispatch import CLIENT_CLOSED, BodyParts, ClientGone, Request
 
 if TYPE_CHECKING:
     from bninception.serve.http_app import ServerApp
@@ -26,8 +29,6 @@ class RsgiRequest(Request):
         self.complete = False  # the whole body was read
 
     async def read(self, limit: int) -> bytes:
-        from granian.rsgi import ProtocolClosed
-
         declared = self.headers.get(b"content-length")
         try:
             if declared is None:  # chunked: counted piece by piece
@@ -65,7 +66,7 @@ async def linger(request: RsgiRequest) -> None:
 
 
 async def serve_rsgi(app: ServerApp, scope: Any, proto: Any) -> None:
-    start = app.clock()
+    start = time.perf_counter()
     route = app.router.resolve(scope.method, scope.path)
     request = RsgiRequest(app, scope, proto, route.params, start)
     answer = await app.respond(route, request, len(scope.headers.keys()))
@@ -77,5 +78,5 @@ async def serve_rsgi(app: ServerApp, scope: Any, proto: Any) -> None:
     try:
         proto.response_bytes(status, [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers], body)
     except (OSError, RuntimeError):  # the client left (RSGIProtocolClosed is a RuntimeError)
-        status = app.gone
+        status = CLIENT_CLOSED
     app.count(route.endpoint, status, start)

@@ -46,6 +46,11 @@ def free_port(host: str, port: int) -> int:
         return int(sock.getsockname()[1])
 
 
+def _not_experimental(record: logging.LogRecord) -> bool:
+    """Drops Granian's warning that its embedded server is experimental (said once in docs/decisions.md)."""
+    return "experimental" not in record.getMessage()
+
+
 def granian_server(app: Any, host: str, port: int, access_log: bool = False) -> Any:
     """Granian's embedded server for ``app`` (from ``create_app``), with the limits of its ServeConfig."""
     from granian.constants import HTTPModes, Interfaces
@@ -54,7 +59,7 @@ def granian_server(app: Any, host: str, port: int, access_log: bool = False) -> 
     from granian.server.embed import Server
 
     config = app.state.server.config
-    logging.getLogger("_granian").addFilter(lambda record: "experimental" not in record.getMessage())
+    logging.getLogger("_granian").addFilter(_not_experimental)  # one filter, however many servers start
     settings = HTTP1Settings(header_read_timeout=max(1, round(config.read_timeout_s * 1000)), keep_alive=True,
                              max_buffer_size=max(MIN_BUFFER_BYTES, config.max_header_bytes))
     return Server(app, address=host, port=port, interface=Interfaces.RSGI, http=HTTPModes.http1,

@@ -25,13 +25,19 @@ def installed_layout(into: Path) -> Path:
     return into
 
 
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    """import-linter's report on the package tree ``tree`` (from :func:`installed_layout`)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(lint), str(ROOT / "pyproject.toml"), "--no-cache"], env={**os.environ,
+                          "PYTHONPATH": str(tree)}, cwd=tree, capture_output=True, text=True, check=False, timeout=300)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bninception-imports-") as tmp:
-        installed_layout(Path(tmp))
-        env = {**os.environ, "PYTHONPATH": tmp}
-        lint = Path(sys.executable).with_name("lint-imports")
-        return subprocess.run([str(lint), str(ROOT / "pyproject.toml"), "--no-cache"], env=env, cwd=tmp,
-                              check=False).returncode
+        report = lint_imports(installed_layout(Path(tmp)))
+    print(report.stdout, end="")
+    print(report.stderr, end="", file=sys.stderr)
+    return report.returncode
 
 
 if __name__ == "__main__":

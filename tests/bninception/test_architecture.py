@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,16 +24,10 @@ def test_the_page_names_every_shared_module() -> None:
         assert f"bninception.{module}:" in PAGE, module
 
 
-def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
-    lint = Path(sys.executable).with_name("lint-imports")
-    return subprocess.run([str(lint), str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tree, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(tree)}, timeout=300)
-
-
 def test_the_import_contracts_hold_and_can_fail(tmp_path: Path) -> None:
     """The layers in pyproject.toml (import-linter) hold for the package as it installs, and a stage that
     imports a later one breaks them."""
-    from lint_imports import installed_layout
+    from lint_imports import installed_layout, lint_imports
 
     tree = installed_layout(tmp_path / "tree")
     kept = lint_imports(tree)
